@@ -1,0 +1,239 @@
+package ae
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+var testFields = []Field{
+	{Name: "amount", Numeric: 1},
+	{Name: "time", Numeric: 4},
+	{Name: "merchant", Levels: 5},
+	{Name: "flag", Numeric: 1},
+	{Name: "country", Levels: 3},
+}
+
+// randomData draws rows where fields depend on each other, so there is
+// structure to learn: y = 2x, merchant from x's sign, time from x.
+func randomData(m *Model, n int, seed uint64) *Data {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	d := NewData(m, n)
+	for r := range n {
+		x := float32(rng.NormFloat64())
+		num := d.Num[r*m.numCols : (r+1)*m.numCols]
+		num[0] = x
+		for j := range 4 {
+			num[1+j] = float32(math.Sin(float64(x) + float64(j)))
+		}
+		num[5] = 2*x + 0.1*float32(rng.NormFloat64())
+		lvl := int32(2)
+		if x > 0 {
+			lvl = 3
+		}
+		if x > 1 {
+			lvl = 4
+		}
+		d.Cat[r*m.catFields] = lvl
+		d.Cat[r*m.catFields+1] = int32(1 + rng.IntN(2))
+		if rng.Float64() < 0.05 {
+			d.Miss[r*len(m.Fields)+3] = true
+			num[5] = 0
+		}
+	}
+	return d
+}
+
+// TestGradient compares the backward pass with central finite differences
+// of the training loss, for every layer's weights and biases.
+func TestGradient(t *testing.T) {
+	m, err := New(testFields, 7, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	m.init(rng)
+	// Non-zero biases so that ReLU kinks are not all at one place.
+	for l := range 4 {
+		for i := range m.B[l] {
+			m.B[l][i] = float32(rng.NormFloat64() * 0.1)
+		}
+	}
+	m.refresh()
+	d := randomData(m, 6, 3)
+	cfg := Config{BatchSize: 12}.withDefaults()
+	tr := newTrainer(m, cfg, d)
+	rows := []int{0, 1, 2, 3, 4, 5}
+	b := tr.buf[0]
+	loss := func() float64 {
+		m.fillInput(b, d, 0, 6)
+		m.forward(b, 6)
+		return m.fieldErrors(b, d, 0, 6, nil, 0, true) / 6
+	}
+	// Analytic gradient, clean input (no noise) via the same path as training.
+	m.fillInput(b, d, 0, 6)
+	m.forward(b, 6)
+	m.fieldErrors(b, d, 0, 6, b.grad[3], 1.0/6, true)
+	tr.backward(0, b, len(rows))
+
+	const eps = 2e-3
+	checked := 0
+	for l := range 4 {
+		for _, p := range []struct {
+			name string
+			w, g []float32
+		}{{"W", m.W[l], tr.gw[0][l]}, {"B", m.B[l], tr.gb[0][l]}} {
+			for i := 0; i < len(p.w); i += 1 + len(p.w)/17 {
+				orig := p.w[i]
+				p.w[i] = orig + eps
+				m.refresh()
+				up := loss()
+				p.w[i] = orig - eps
+				m.refresh()
+				down := loss()
+				p.w[i] = orig
+				m.refresh()
+				num := (up - down) / (2 * eps)
+				ana := float64(p.g[i])
+				if diff := math.Abs(num - ana); diff > 2e-3+0.03*math.Abs(num) {
+					t.Errorf("layer %d %s[%d]: analytic %.6f, numeric %.6f", l, p.name, i, ana, num)
+				}
+				checked++
+			}
+		}
+	}
+	if checked < 40 {
+		t.Fatalf("checked only %d parameters", checked)
+	}
+}
+
+func TestTrainLearnsStructure(t *testing.T) {
+	m0, _ := New(testFields, 32, 8)
+	d := randomData(m0, 4000, 7)
+	var epochs int
+	m, res, err := Train(testFields, d, Config{Seed: 1, Epochs: 15, Hidden: 32, Bottleneck: 8, Progress: func(EpochStats) { epochs++ }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if epochs != res.Epochs || len(res.History) != epochs {
+		t.Fatalf("progress called %d times for %d epochs", epochs, res.Epochs)
+	}
+	first := res.History[0].ValLoss
+	if !(res.ValLoss < first*0.7) {
+		t.Fatalf("validation loss went from %.3f to %.3f: nothing learned", first, res.ValLoss)
+	}
+	// An anomaly (y = -2x instead of 2x, wrong merchant) scores above
+	// nearly all normal rows.
+	test := randomData(m, 1000, 99)
+	anom := randomData(m, 1, 100)
+	anom.Num[5] = -2 * anom.Num[0]
+	anom.Num[0] = 2.5
+	anom.Cat[0] = 2
+	s := NewScorer(m, 256)
+	scores := make([]float32, test.N)
+	s.ScoreAll(test, scores)
+	var as [1]float32
+	contrib := make([]float32, len(testFields))
+	s.Score(anom, 0, 1, as[:], contrib)
+	above := 0
+	for _, v := range scores {
+		if v >= as[0] {
+			above++
+		}
+	}
+	if above > 10 {
+		t.Fatalf("anomaly score %.2f is beaten by %d of 1000 normal rows", as[0], above)
+	}
+	var sum float32
+	for _, c := range contrib {
+		sum += c
+	}
+	if math.Abs(float64(sum-as[0])) > 1e-3*float64(as[0]) {
+		t.Fatalf("contributions sum to %v, score is %v", sum, as[0])
+	}
+}
+
+func TestTrainDeterministic(t *testing.T) {
+	m0, _ := New(testFields, 16, 4)
+	d := randomData(m0, 1500, 5)
+	cfg := Config{Seed: 42, Epochs: 3, Hidden: 16, Bottleneck: 4}
+	a, _, err := Train(testFields, d, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, _ := Train(testFields, d, cfg)
+	for l := range 4 {
+		for i := range a.W[l] {
+			if a.W[l][i] != b.W[l][i] {
+				t.Fatalf("layer %d weight %d differs between runs with the same seed", l, i)
+			}
+		}
+	}
+	cfg.Seed = 43
+	c, _, _ := Train(testFields, d, cfg)
+	if c.W[0][0] == a.W[0][0] && c.W[3][5] == a.W[3][5] {
+		t.Fatal("different seeds gave identical weights")
+	}
+}
+
+func TestImputeBeatsColumnMeans(t *testing.T) {
+	m0, _ := New(testFields, 32, 8)
+	d := randomData(m0, 6000, 11)
+	m, _, err := Train(testFields, d, Config{Seed: 3, Epochs: 25, Hidden: 32, Bottleneck: 8, MaskNoise: 0.15})
+	if err != nil {
+		t.Fatal(err)
+	}
+	test := randomData(m, 500, 12)
+	truthY := make([]float32, test.N)
+	truthMerchant := make([]int32, test.N)
+	F := len(m.Fields)
+	var meanY float64
+	for r := range test.N {
+		truthY[r] = test.Num[r*m.numCols+5]
+		truthMerchant[r] = test.Cat[r*m.catFields]
+		meanY += float64(truthY[r]) / float64(test.N)
+		// Hide the flag column and the merchant.
+		test.Miss[r*F+3] = true
+		test.Num[r*m.numCols+5] = 0
+		test.Cat[r*m.catFields] = 0
+		test.Miss[r*F+2] = true
+	}
+	s := NewScorer(m, 512)
+	s.Impute(test, 0, test.N, 3)
+	var seDAE, seMean float64
+	hits := 0
+	for r := range test.N {
+		got := float64(test.Num[r*m.numCols+5])
+		seDAE += (got - float64(truthY[r])) * (got - float64(truthY[r]))
+		seMean += (meanY - float64(truthY[r])) * (meanY - float64(truthY[r]))
+		if test.Cat[r*m.catFields] == truthMerchant[r] {
+			hits++
+		}
+		if !test.Miss[r*F+3] {
+			t.Fatal("imputation cleared the filled flag")
+		}
+	}
+	if !(seDAE < 0.25*seMean) {
+		t.Fatalf("imputed squared error %.1f, column mean %.1f", seDAE, seMean)
+	}
+	// The most frequent merchant level is right for about half the rows.
+	if hits < test.N*8/10 {
+		t.Fatalf("merchant imputed correctly for %d of %d rows", hits, test.N)
+	}
+}
+
+func TestBadLayout(t *testing.T) {
+	for _, f := range [][]Field{
+		nil,
+		{{Name: "a"}},
+		{{Name: "a", Numeric: 1, Levels: 3}},
+		{{Name: "a", Levels: 1}},
+	} {
+		if _, err := New(f, 4, 2); err == nil {
+			t.Errorf("New(%v) accepted a bad layout", f)
+		}
+	}
+	if _, err := New(testFields, 0, 2); err == nil {
+		t.Error("New accepted zero hidden units")
+	}
+}

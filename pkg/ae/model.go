@@ -1,0 +1,372 @@
+package ae
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/viterin/vek/vek32"
+)
+
+// MaxParams bounds a model's weight count.
+const MaxParams = 64 << 20
+
+// Field describes one learned field of the dense form. A numeric field owns
+// Numeric consecutive columns of Data.Num (a timestamp owns four); a
+// categorical field owns one slot of Data.Cat holding a level in [0, Levels),
+// where level 0 means missing.
+type Field struct {
+	Name    string `json:"name"`
+	Numeric int    `json:"numeric,omitempty"`
+	Levels  int    `json:"levels,omitempty"`
+}
+
+// Data is a batch of encoded records in row-major order.
+type Data struct {
+	N    int
+	Num  []float32 // N × NumCols
+	Cat  []int32   // N × CatFields
+	Miss []bool    // N × len(Fields)
+}
+
+// NewData allocates a batch of n rows for the model's layout.
+func NewData(m *Model, n int) *Data {
+	return &Data{N: n, Num: make([]float32, n*m.numCols), Cat: make([]int32, n*m.catFields), Miss: make([]bool, n*len(m.Fields))}
+}
+
+// Model is a fitted denoising autoencoder: In → Hidden (ReLU) → Bottleneck
+// (linear, the embedding) → Hidden (ReLU) → Out, where Out holds one output
+// per numeric column and one logit per categorical level. It is read-only
+// once trained and safe for concurrent use through separate Scorers.
+type Model struct {
+	Fields     []Field `json:"fields"`
+	Hidden     int     `json:"hidden"`
+	Bottleneck int     `json:"bottleneck"`
+	// InputClip bounds scaled numeric inputs (and training targets).
+	InputClip float32 `json:"input_clip"`
+	// W[l] is dims[l]×dims[l+1], row-major; B[l] has dims[l+1] entries.
+	W [4][]float32 `json:"-"`
+	B [4][]float32 `json:"-"`
+	// Norm is each field's typical reconstruction error on validation data;
+	// a record's score is Σ error_f / Norm[f].
+	Norm []float32 `json:"norm"`
+
+	numCols, catFields int
+	in, out            int
+	inOff, outOff      []int // per field
+	numOff, catIdx     []int // per field; -1 where not applicable
+	wt                 [4][]float32
+}
+
+// Dims returns the layer sizes [In, Hidden, Bottleneck, Hidden, Out].
+func (m *Model) Dims() [5]int { return [5]int{m.in, m.Hidden, m.Bottleneck, m.Hidden, m.out} }
+
+// NumCols and CatFields give the dense form's sizes.
+func (m *Model) NumCols() int   { return m.numCols }
+func (m *Model) CatFields() int { return m.catFields }
+
+// NumParams returns the number of weights and biases.
+func (m *Model) NumParams() int {
+	n := 0
+	for l := range 4 {
+		n += len(m.W[l]) + len(m.B[l])
+	}
+	return n
+}
+
+// New returns an untrained model with layout fields; weights are zero
+// until Init or a trained copy fills them.
+func New(fields []Field, hidden, bottleneck int) (*Model, error) {
+	m := &Model{Fields: fields, Hidden: hidden, Bottleneck: bottleneck, InputClip: 10}
+	if err := m.layout(); err != nil {
+		return nil, err
+	}
+	d := m.Dims()
+	for l := range 4 {
+		m.W[l] = make([]float32, d[l]*d[l+1])
+		m.B[l] = make([]float32, d[l+1])
+	}
+	m.Norm = make([]float32, len(fields))
+	for i := range m.Norm {
+		m.Norm[i] = 1
+	}
+	m.refresh()
+	return m, nil
+}
+
+func (m *Model) layout() error {
+	if len(m.Fields) == 0 {
+		return errors.New("ae: no fields")
+	}
+	if m.Hidden < 1 || m.Bottleneck < 1 || m.Hidden > 1<<14 || m.Bottleneck > 1<<14 {
+		return fmt.Errorf("ae: bad layer sizes %d/%d", m.Hidden, m.Bottleneck)
+	}
+	F := len(m.Fields)
+	m.inOff, m.outOff = make([]int, F), make([]int, F)
+	m.numOff, m.catIdx = make([]int, F), make([]int, F)
+	m.numCols, m.catFields, m.in, m.out = 0, 0, 0, 0
+	for i, f := range m.Fields {
+		m.inOff[i], m.outOff[i] = m.in, m.out
+		switch {
+		case f.Numeric > 0 && f.Levels == 0 && f.Numeric <= 64:
+			m.numOff[i], m.catIdx[i] = m.numCols, -1
+			m.numCols += f.Numeric
+			m.in += f.Numeric + 1 // values plus a missing indicator
+			m.out += f.Numeric
+		case f.Levels >= 2 && f.Numeric == 0 && f.Levels <= 1<<16:
+			m.numOff[i], m.catIdx[i] = -1, m.catFields
+			m.catFields++
+			m.in += f.Levels
+			m.out += f.Levels
+		default:
+			return fmt.Errorf("ae: field %d (%q) must be numeric (1..64 columns) or categorical (2..65536 levels)", i, f.Name)
+		}
+	}
+	if m.in > 1<<20 || m.out > 1<<20 {
+		return errors.New("ae: layout too wide")
+	}
+	// Bound the weights before anything allocates them (decoded bundles).
+	if params := (m.in+m.out)*m.Hidden + 2*m.Hidden*m.Bottleneck; params > MaxParams {
+		return fmt.Errorf("ae: %d parameters exceed the limit of %d", params, MaxParams)
+	}
+	return nil
+}
+
+// refresh rebuilds the transposed weights used by the backward pass.
+func (m *Model) refresh() {
+	d := m.Dims()
+	for l := range 4 {
+		r, c := d[l], d[l+1]
+		if len(m.wt[l]) != r*c {
+			m.wt[l] = make([]float32, r*c)
+		}
+		transpose(m.wt[l], m.W[l], r, c)
+	}
+}
+
+// SetWeights installs weights (e.g. decoded from a bundle) after checking
+// their shapes and values.
+func (m *Model) SetWeights(w, b [4][]float32) error {
+	if err := m.layout(); err != nil {
+		return err
+	}
+	d := m.Dims()
+	for l := range 4 {
+		if len(w[l]) != d[l]*d[l+1] || len(b[l]) != d[l+1] {
+			return fmt.Errorf("ae: layer %d has %d×%d weights, want %d×%d", l, len(w[l]), len(b[l]), d[l]*d[l+1], d[l+1])
+		}
+		for _, v := range w[l] {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return fmt.Errorf("ae: layer %d has a non-finite weight", l)
+			}
+		}
+	}
+	if len(m.Norm) != len(m.Fields) {
+		return fmt.Errorf("ae: %d normalisers for %d fields", len(m.Norm), len(m.Fields))
+	}
+	for _, v := range m.Norm {
+		if !(v > 0) || math.IsInf(float64(v), 0) {
+			return errors.New("ae: normalisers must be positive and finite")
+		}
+	}
+	m.W, m.B = w, b
+	m.refresh()
+	return nil
+}
+
+// Clone returns a deep copy.
+func (m *Model) Clone() *Model {
+	c := *m
+	for l := range 4 {
+		c.W[l] = append([]float32(nil), m.W[l]...)
+		c.B[l] = append([]float32(nil), m.B[l]...)
+		c.wt[l] = append([]float32(nil), m.wt[l]...)
+	}
+	c.Fields = append([]Field(nil), m.Fields...)
+	c.Norm = append([]float32(nil), m.Norm...)
+	return &c
+}
+
+func transpose(dst, src []float32, rows, cols int) {
+	for i := range rows {
+		row := src[i*cols : (i+1)*cols]
+		for j, v := range row {
+			dst[j*rows+i] = v
+		}
+	}
+}
+
+// matmul writes a (n×k) · b (k×m) into dst (n×m).
+func matmul(dst, a, b []float32, k int) {
+	vek32.MatMul_Into(dst, a, b, k)
+}
+
+func addBias(x, b []float32, n int) {
+	w := len(b)
+	for i := range n {
+		vek32.Add_Inplace(x[i*w:(i+1)*w], b)
+	}
+}
+
+func relu(x []float32) {
+	for i, v := range x {
+		if v < 0 {
+			x[i] = 0
+		}
+	}
+}
+
+// buffers is the scratch space of one forward/backward pass over up to cap rows.
+type buffers struct {
+	cap  int
+	x    []float32
+	act  [4][]float32 // h1, z, h2, y
+	grad [4][]float32 // gradients w.r.t. act
+	tr   []float32    // transpose scratch
+	ferr []float32    // per-field errors, cap × F
+}
+
+func newBuffers(m *Model, cap int) *buffers {
+	d := m.Dims()
+	b := &buffers{cap: cap, x: make([]float32, cap*d[0]), ferr: make([]float32, cap*len(m.Fields))}
+	maxd := 0
+	for l := range 4 {
+		b.act[l] = make([]float32, cap*d[l+1])
+		b.grad[l] = make([]float32, cap*d[l+1])
+		maxd = max(maxd, d[l])
+	}
+	b.tr = make([]float32, cap*maxd)
+	return b
+}
+
+// fillInput writes the network input for rows [from, from+n) of data into
+// b.x, unperturbed.
+func (m *Model) fillInput(b *buffers, d *Data, from, n int) {
+	F := len(m.Fields)
+	clip := m.InputClip
+	for r := range n {
+		row := from + r
+		x := b.x[r*m.in : (r+1)*m.in]
+		clear(x)
+		for f := range F {
+			m.fieldInput(x, f, d, row, clip)
+		}
+	}
+}
+
+func (m *Model) fieldInput(x []float32, f int, d *Data, row int, clip float32) {
+	F := len(m.Fields)
+	off := m.inOff[f]
+	if c := m.catIdx[f]; c >= 0 {
+		l := d.Cat[row*m.catFields+c]
+		if l < 0 || int(l) >= m.Fields[f].Levels {
+			l = 0
+		}
+		x[off+int(l)] = 1
+		return
+	}
+	w := m.Fields[f].Numeric
+	if d.Miss[row*F+f] {
+		x[off+w] = 1
+		return
+	}
+	src := d.Num[row*m.numCols+m.numOff[f] : row*m.numCols+m.numOff[f]+w]
+	for j, v := range src {
+		x[off+j] = min(max(v, -clip), clip)
+	}
+}
+
+// forward runs the network on b.x[:n] into b.act.
+func (m *Model) forward(b *buffers, n int) {
+	d := m.Dims()
+	in := b.x[:n*d[0]]
+	for l := range 4 {
+		out := b.act[l][:n*d[l+1]]
+		matmul(out, in, m.W[l], d[l])
+		addBias(out, m.B[l], n)
+		if l == 0 || l == 2 {
+			relu(out)
+		}
+		in = out
+	}
+}
+
+// fieldErrors computes each field's reconstruction error for rows
+// [from, from+n) from b.act[3]; when grad is non-nil it also writes
+// d(loss)/d(output) scaled by gscale, with targets clipped as in training.
+// It returns the summed error (training loss) over the rows.
+func (m *Model) fieldErrors(b *buffers, d *Data, from, n int, grad []float32, gscale float32, clipTargets bool) float64 {
+	F := len(m.Fields)
+	y := b.act[3]
+	clip := m.InputClip
+	total := 0.0
+	for r := range n {
+		row := from + r
+		yr := y[r*m.out : (r+1)*m.out]
+		var gr []float32
+		if grad != nil {
+			gr = grad[r*m.out : (r+1)*m.out]
+		}
+		fe := b.ferr[r*F : (r+1)*F]
+		for f := range F {
+			off := m.outOff[f]
+			if c := m.catIdx[f]; c >= 0 {
+				L := m.Fields[f].Levels
+				z := yr[off : off+L]
+				t := int(d.Cat[row*m.catFields+c])
+				if t < 0 || t >= L {
+					t = 0
+				}
+				mx := z[0]
+				for _, v := range z[1:] {
+					mx = max(mx, v)
+				}
+				var s float32
+				for _, v := range z {
+					s += exp32(v - mx)
+				}
+				lse := mx + float32(math.Log(float64(s)))
+				e := lse - z[t]
+				fe[f] = e
+				total += float64(e)
+				if gr != nil {
+					g := gr[off : off+L]
+					inv := 1 / s
+					for j, v := range z {
+						g[j] = exp32(v-mx) * inv * gscale
+					}
+					g[t] -= gscale
+				}
+				continue
+			}
+			w := m.Fields[f].Numeric
+			if d.Miss[row*F+f] {
+				fe[f] = 0
+				if gr != nil {
+					clear(gr[off : off+w])
+				}
+				continue
+			}
+			tv := d.Num[row*m.numCols+m.numOff[f] : row*m.numCols+m.numOff[f]+w]
+			var e float32
+			inv := 1 / float32(w)
+			for j, t := range tv {
+				if clipTargets {
+					t = min(max(t, -clip), clip)
+				}
+				diff := yr[off+j] - t
+				e += diff * diff
+				if gr != nil {
+					gr[off+j] = 2 * diff * inv * gscale
+				}
+			}
+			e *= inv
+			fe[f] = e
+			total += float64(e)
+		}
+	}
+	return total
+}
+
+// exp32 is exp for the softmax; float64 math.Exp is accurate and fast enough.
+func exp32(x float32) float32 { return float32(math.Exp(float64(x))) }

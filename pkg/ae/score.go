@@ -1,0 +1,161 @@
+package ae
+
+import (
+	"math"
+)
+
+// Scorer scores batches with one model. It owns scratch space sized for
+// batches of up to Cap rows and allocates nothing per call. A Scorer is not
+// safe for concurrent use; create one per goroutine.
+type Scorer struct {
+	m *Model
+	b *buffers
+}
+
+// NewScorer returns a scorer for batches of up to batchCap rows.
+func NewScorer(m *Model, batchCap int) *Scorer {
+	batchCap = max(batchCap, 1)
+	return &Scorer{m: m, b: newBuffers(m, batchCap)}
+}
+
+// Model returns the scorer's model.
+func (s *Scorer) Model() *Model { return s.m }
+
+// Cap returns the largest batch Score accepts.
+func (s *Scorer) Cap() int { return s.b.cap }
+
+// Score scores rows [from, from+n) of d (n ≤ Cap): scores[i] is the sum of
+// the row's per-field errors, each divided by the field's normaliser, and,
+// when contrib is non-nil, contrib[i*F+f] holds field f's share. Numeric
+// errors use the unclipped target, so values far outside the training range
+// score high. After Score, Output and Expected describe the same rows.
+func (s *Scorer) Score(d *Data, from, n int, scores, contrib []float32) {
+	m := s.m
+	if n > s.b.cap {
+		panic("ae: batch larger than the scorer's capacity")
+	}
+	F := len(m.Fields)
+	m.fillInput(s.b, d, from, n)
+	m.forward(s.b, n)
+	m.fieldErrors(s.b, d, from, n, nil, 0, false)
+	norm := m.Norm
+	for r := range n {
+		fe := s.b.ferr[r*F : (r+1)*F]
+		var sum float32
+		if contrib != nil {
+			c := contrib[r*F : (r+1)*F]
+			for f, e := range fe {
+				v := e / norm[f]
+				c[f] = v
+				sum += v
+			}
+		} else {
+			for f, e := range fe {
+				sum += e / norm[f]
+			}
+		}
+		scores[r] = sum
+	}
+}
+
+// ScoreAll scores every row of d in batches.
+func (s *Scorer) ScoreAll(d *Data, scores []float32) {
+	for from := 0; from < d.N; from += s.b.cap {
+		n := min(s.b.cap, d.N-from)
+		s.Score(d, from, n, scores[from:from+n], nil)
+	}
+}
+
+// Output returns the raw network output of row i of the last batch:
+// predicted scaled values for numeric columns and logits for categorical
+// levels, in field order.
+func (s *Scorer) Output(i int) []float32 {
+	return s.b.act[3][i*s.m.out : (i+1)*s.m.out]
+}
+
+// Expected returns field f's reconstruction for row i of the last batch:
+// its predicted numeric columns (scaled units), or, for a categorical
+// field, nil and the most likely level.
+func (s *Scorer) Expected(i, f int) (num []float32, level int) {
+	m := s.m
+	y := s.Output(i)
+	off := m.outOff[f]
+	if m.catIdx[f] < 0 {
+		return y[off : off+m.Fields[f].Numeric], -1
+	}
+	z := y[off : off+m.Fields[f].Levels]
+	best := 0
+	for j, v := range z {
+		if v > z[best] {
+			best = j
+		}
+	}
+	return nil, best
+}
+
+// Embed writes the bottleneck vectors of rows [from, from+n) into dst
+// (n × Bottleneck).
+func (s *Scorer) Embed(d *Data, from, n int, dst []float32) {
+	m := s.m
+	m.fillInput(s.b, d, from, n)
+	m.forward(s.b, n)
+	copy(dst[:n*m.Bottleneck], s.b.act[1][:n*m.Bottleneck])
+}
+
+// Impute fills the missing fields of rows [from, from+n) of d in place from
+// the reconstruction, feeding each estimate back as input for iters rounds
+// (default 3 when iters ≤ 0). Missing categorical fields get their most
+// likely level other than MISSING. d.Miss is left unchanged, so it still
+// flags which fields were filled.
+func (s *Scorer) Impute(d *Data, from, n, iters int) {
+	m := s.m
+	if iters <= 0 {
+		iters = 3
+	}
+	F := len(m.Fields)
+	b := s.b
+	m.fillInput(b, d, from, n)
+	for it := range iters {
+		m.forward(b, n)
+		for r := range n {
+			row := from + r
+			x := b.x[r*m.in : (r+1)*m.in]
+			y := b.act[3][r*m.out : (r+1)*m.out]
+			for f := range F {
+				missing := d.Miss[row*F+f]
+				if c := m.catIdx[f]; c >= 0 {
+					missing = missing || d.Cat[row*m.catFields+c] == 0
+				}
+				if !missing {
+					continue
+				}
+				in, out := m.inOff[f], m.outOff[f]
+				if c := m.catIdx[f]; c >= 0 {
+					L := m.Fields[f].Levels
+					z := y[out : out+L]
+					best := 1
+					for j := 2; j < L; j++ {
+						if z[j] > z[best] {
+							best = j
+						}
+					}
+					clear(x[in : in+L])
+					x[in+best] = 1
+					if it == iters-1 {
+						d.Cat[row*m.catFields+c] = int32(best)
+					}
+					continue
+				}
+				w := m.Fields[f].Numeric
+				for j := range w {
+					v := y[out+j]
+					x[in+j] = float32(math.Max(math.Min(float64(v), float64(m.InputClip)), -float64(m.InputClip)))
+					if it == iters-1 {
+						d.Num[row*m.numCols+m.numOff[f]+j] = v
+					}
+				}
+				x[in+w] = 0
+			}
+		}
+	}
+}

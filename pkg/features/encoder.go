@@ -1,0 +1,397 @@
+package features
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Categorical level indexes shared by every categorical field.
+const (
+	LevelMissing = 0 // the value was empty or null
+	LevelOther   = 1 // a value outside the fitted vocabulary
+)
+
+// Columns per timestamp field: sin/cos of hour of day, sin/cos of day of week.
+const timestampWidth = 4
+
+// EncoderOptions tunes encoder fitting. Zero values select the defaults.
+type EncoderOptions struct {
+	// MaxLevels caps a categorical vocabulary (most frequent first). Default 50.
+	MaxLevels int
+	// MinCount is the number of occurrences a level needs to enter the
+	// vocabulary. Default 2: a value seen once is OTHER.
+	MinCount int
+}
+
+// EncodedField is the fitted state of one learned field.
+type EncodedField struct {
+	Name   string `json:"name"`
+	Kind   Kind   `json:"kind"`
+	Source int    `json:"source"` // index in the schema's fields
+	Layout string `json:"layout,omitempty"`
+	// Numeric: v' = (T(v) - Center) / Scale, T = log1p when Log.
+	Log    bool    `json:"log,omitempty"`
+	Center float64 `json:"center,omitempty"`
+	Scale  float64 `json:"scale,omitempty"`
+	// Categorical: Levels[0] is MISSING, Levels[1] is OTHER.
+	Levels []string `json:"levels,omitempty"`
+	// NumOff/NumWidth locate a numeric or timestamp field's columns; CatIdx a
+	// categorical field's slot.
+	NumOff   int `json:"num_off"`
+	NumWidth int `json:"num_width"`
+	CatIdx   int `json:"cat_idx"`
+
+	index map[string]int32
+}
+
+// Encoder turns raw records into the dense form the autoencoder learns:
+// NumCols scaled numbers, CatFields vocabulary indexes and a missing flag
+// per learned field. It is safe for concurrent use once fitted.
+type Encoder struct {
+	Schema    Schema         `json:"schema"`
+	Fields    []EncodedField `json:"fields"`
+	NumCols   int            `json:"num_cols"`
+	CatFields int            `json:"cat_fields"`
+}
+
+// FitEncoder fits scalers and vocabularies on rows (schema order).
+func FitEncoder(s *Schema, rows [][]string, opt EncoderOptions) (*Encoder, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		return nil, errors.New("features: no rows to fit the encoder on")
+	}
+	if opt.MaxLevels <= 0 {
+		opt.MaxLevels = 50
+	}
+	if opt.MinCount <= 0 {
+		opt.MinCount = 2
+	}
+	e := &Encoder{Schema: *s}
+	e.Schema.Fields = slices.Clone(s.Fields)
+	for i, f := range s.Fields {
+		if !f.Kind.Learned() {
+			continue
+		}
+		ef := EncodedField{Name: f.Name, Kind: f.Kind, Source: i, Layout: f.Layout}
+		switch f.Kind {
+		case Numeric:
+			fitNumeric(&ef, f.Transform, rows, i)
+			ef.NumOff, ef.NumWidth = e.NumCols, 1
+			e.NumCols++
+		case Timestamp:
+			ef.NumOff, ef.NumWidth = e.NumCols, timestampWidth
+			e.NumCols += timestampWidth
+		case Categorical:
+			fitCategorical(&ef, rows, i, opt)
+			ef.CatIdx = e.CatFields
+			e.CatFields++
+		}
+		e.Fields = append(e.Fields, ef)
+	}
+	e.buildIndex()
+	return e, nil
+}
+
+func fitNumeric(ef *EncodedField, transform string, rows [][]string, col int) {
+	vals := make([]float64, 0, len(rows))
+	for _, r := range rows {
+		if col < len(r) {
+			if v, ok := parseNumber(r[col]); ok {
+				vals = append(vals, v)
+			}
+		}
+	}
+	if len(vals) == 0 {
+		ef.Scale = 1
+		return
+	}
+	slices.Sort(vals)
+	switch transform {
+	case TransformLog:
+		ef.Log = vals[0] >= 0
+	case TransformAuto:
+		ef.Log = vals[0] >= 0 && heavyTailed(vals)
+	}
+	if ef.Log {
+		for i, v := range vals {
+			vals[i] = math.Log1p(v)
+		}
+	}
+	ef.Center = quantile(vals, 0.5)
+	ef.Scale = (quantile(vals, 0.75) - quantile(vals, 0.25)) / 1.349
+	if !(ef.Scale > 1e-9) {
+		// Mostly-constant columns (flags): fall back to the standard deviation.
+		var m, ss float64
+		for _, v := range vals {
+			m += v
+		}
+		m /= float64(len(vals))
+		for _, v := range vals {
+			ss += (v - m) * (v - m)
+		}
+		ef.Scale = math.Sqrt(ss / float64(len(vals)))
+	}
+	if !(ef.Scale > 1e-9) {
+		ef.Scale = 1
+	}
+}
+
+// heavyTailed reports a right tail far longer than the body: amounts, counts.
+func heavyTailed(sorted []float64) bool {
+	q50, q99 := quantile(sorted, 0.5), quantile(sorted, 0.99)
+	q25, q75 := quantile(sorted, 0.25), quantile(sorted, 0.75)
+	iqr := q75 - q25
+	if iqr <= 0 {
+		return q99 > 0 && q50 >= 0 && q99 > 10*math.Max(q50, 1e-9)
+	}
+	return (q99-q50)/iqr > 4
+}
+
+// quantile of sorted values, linear interpolation.
+func quantile(sorted []float64, q float64) float64 {
+	if len(sorted) == 0 {
+		return math.NaN()
+	}
+	pos := q * float64(len(sorted)-1)
+	lo := int(pos)
+	if lo >= len(sorted)-1 {
+		return sorted[len(sorted)-1]
+	}
+	frac := pos - float64(lo)
+	return sorted[lo]*(1-frac) + sorted[lo+1]*frac
+}
+
+func fitCategorical(ef *EncodedField, rows [][]string, col int, opt EncoderOptions) {
+	counts := make(map[string]int)
+	for _, r := range rows {
+		if col < len(r) && !IsNull(r[col]) {
+			counts[strings.TrimSpace(r[col])]++
+		}
+	}
+	type lc struct {
+		level string
+		n     int
+	}
+	levels := make([]lc, 0, len(counts))
+	for l, n := range counts {
+		if n >= opt.MinCount {
+			levels = append(levels, lc{l, n})
+		}
+	}
+	slices.SortFunc(levels, func(a, b lc) int {
+		if a.n != b.n {
+			return b.n - a.n
+		}
+		return strings.Compare(a.level, b.level)
+	})
+	if len(levels) > opt.MaxLevels {
+		levels = levels[:opt.MaxLevels]
+	}
+	ef.Levels = []string{"<MISSING>", "<OTHER>"}
+	for _, l := range levels {
+		ef.Levels = append(ef.Levels, l.level)
+	}
+}
+
+func (e *Encoder) buildIndex() {
+	for i := range e.Fields {
+		f := &e.Fields[i]
+		if f.Kind != Categorical {
+			continue
+		}
+		f.index = make(map[string]int32, len(f.Levels))
+		for j := 2; j < len(f.Levels); j++ {
+			f.index[f.Levels[j]] = int32(j)
+		}
+	}
+}
+
+// Check validates a decoded encoder (from a model bundle) and rebuilds its lookups.
+func (e *Encoder) Check() error {
+	if err := e.Schema.Validate(); err != nil {
+		return err
+	}
+	num, cat := 0, 0
+	for i, f := range e.Fields {
+		if f.Source < 0 || f.Source >= len(e.Schema.Fields) || e.Schema.Fields[f.Source].Name != f.Name || e.Schema.Fields[f.Source].Kind != f.Kind {
+			return fmt.Errorf("features: encoder field %d (%q) does not match the schema", i, f.Name)
+		}
+		switch f.Kind {
+		case Numeric, Timestamp:
+			want := 1
+			if f.Kind == Timestamp {
+				want = timestampWidth
+			}
+			if f.NumOff != num || f.NumWidth != want {
+				return fmt.Errorf("features: encoder field %q has a bad column layout", f.Name)
+			}
+			if (f.Kind == Numeric && !(f.Scale > 0)) || math.IsNaN(f.Center) || math.IsInf(f.Center, 0) || math.IsInf(f.Scale, 0) {
+				return fmt.Errorf("features: encoder field %q has a bad scaler", f.Name)
+			}
+			num += want
+		case Categorical:
+			if f.CatIdx != cat || len(f.Levels) < 2 {
+				return fmt.Errorf("features: encoder field %q has a bad vocabulary", f.Name)
+			}
+			cat++
+		default:
+			return fmt.Errorf("features: encoder field %q has kind %q", f.Name, f.Kind)
+		}
+	}
+	if num != e.NumCols || cat != e.CatFields || len(e.Fields) == 0 {
+		return errors.New("features: encoder column counts do not match its fields")
+	}
+	e.buildIndex()
+	return nil
+}
+
+// Width returns the sizes of the dense form: numeric columns, categorical
+// fields and learned fields.
+func (e *Encoder) Width() (numCols, catFields, fields int) {
+	return e.NumCols, e.CatFields, len(e.Fields)
+}
+
+// Encode writes one record (values in schema order; a short row means
+// missing trailing fields) into num (NumCols), cat (CatFields) and miss
+// (one per learned field). It allocates nothing. It returns the number of
+// non-empty values that could not be parsed; those are encoded as missing.
+func (e *Encoder) Encode(row []string, num []float32, cat []int32, miss []bool) (invalid int) {
+	for i := range e.Fields {
+		f := &e.Fields[i]
+		var v string
+		if f.Source < len(row) {
+			v = row[f.Source]
+		}
+		null := IsNull(v)
+		switch f.Kind {
+		case Numeric:
+			x, ok := parseNumber(v)
+			if !ok {
+				if !null {
+					invalid++
+				}
+				num[f.NumOff] = 0
+				miss[i] = true
+				continue
+			}
+			if f.Log {
+				x = math.Log1p(math.Max(x, 0))
+			}
+			num[f.NumOff] = float32(clampScaled((x - f.Center) / f.Scale))
+			miss[i] = false
+		case Timestamp:
+			c, ok := clock{}, false
+			if !null {
+				c, ok = parseClock(strings.TrimSpace(v), f.Layout)
+			}
+			cols := num[f.NumOff : f.NumOff+timestampWidth]
+			if !ok {
+				if !null {
+					invalid++
+				}
+				clear(cols)
+				miss[i] = true
+				continue
+			}
+			hs, hc := math.Sincos(2 * math.Pi * c.hour / 24)
+			ds, dc := math.Sincos(2 * math.Pi * float64(c.weekday) / 7)
+			cols[0], cols[1], cols[2], cols[3] = float32(hs), float32(hc), float32(ds), float32(dc)
+			miss[i] = false
+		case Categorical:
+			if null {
+				cat[f.CatIdx] = LevelMissing
+				miss[i] = true
+				continue
+			}
+			l, ok := f.index[v]
+			if !ok {
+				l, ok = f.index[strings.TrimSpace(v)]
+			}
+			if !ok {
+				l = LevelOther
+			}
+			cat[f.CatIdx] = l
+			miss[i] = false
+		}
+	}
+	return invalid
+}
+
+func clampScaled(x float64) float64 {
+	const lim = 1e6 // keeps float32 finite; real scores saturate long before
+	if x > lim {
+		return lim
+	}
+	if x < -lim {
+		return -lim
+	}
+	return x
+}
+
+func parseNumber(v string) (float64, bool) {
+	if v == "" {
+		return 0, false
+	}
+	x, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		t := strings.TrimSpace(v)
+		switch strings.ToLower(t) {
+		case "true", "yes", "t", "y":
+			return 1, true
+		case "false", "no", "f", "n":
+			return 0, true
+		}
+		if x, err = strconv.ParseFloat(t, 64); err != nil {
+			return 0, false
+		}
+	}
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return 0, false
+	}
+	return x, true
+}
+
+// Decode turns a field's reconstruction back into original units: the
+// numeric value, the most likely category, or an hour and weekday.
+// num holds the field's NumWidth predicted columns; level is the predicted
+// categorical level.
+func (e *Encoder) Decode(field int, num []float32, level int) string {
+	f := &e.Fields[field]
+	switch f.Kind {
+	case Numeric:
+		return strconv.FormatFloat(f.Unscale(float64(num[0])), 'g', 6, 64)
+	case Timestamp:
+		h := math.Atan2(float64(num[0]), float64(num[1])) / (2 * math.Pi) * 24
+		if h < 0 {
+			h += 24
+		}
+		d := math.Atan2(float64(num[2]), float64(num[3])) / (2 * math.Pi) * 7
+		if d < 0 {
+			d += 7
+		}
+		days := [...]string{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"}
+		hh := int(h)
+		mm := int((h - float64(hh)) * 60)
+		return fmt.Sprintf("%s %02d:%02d", days[int(math.Round(d))%7], hh, mm)
+	case Categorical:
+		if level >= 0 && level < len(f.Levels) {
+			return f.Levels[level]
+		}
+	}
+	return ""
+}
+
+// Unscale maps a scaled numeric value back to original units.
+func (f *EncodedField) Unscale(x float64) float64 {
+	v := x*f.Scale + f.Center
+	if f.Log {
+		v = math.Expm1(v)
+	}
+	return v
+}

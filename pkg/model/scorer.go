@@ -1,0 +1,191 @@
+package model
+
+import (
+	"strings"
+
+	"github.com/fraudstream/fraudstream/pkg/ae"
+	"github.com/fraudstream/fraudstream/pkg/features"
+)
+
+// Reason is one field's share of a score.
+type Reason struct {
+	Field        int // index into the encoder's learned fields
+	Name         string
+	Contribution float32
+}
+
+// Scorer runs records through the encoder and the network in batches of up
+// to Cap slots. Fill slots with SetRow or SetJSON, then call Score. The hot
+// path allocates nothing; Observed and Expected, which format strings, do.
+// A Scorer is not safe for concurrent use: use one per goroutine.
+type Scorer struct {
+	b       *Bundle
+	s       *ae.Scorer
+	d       *ae.Data
+	scores  []float32
+	contrib []float32
+	invalid []int
+	rows    [][]string // slot inputs, aliasing the caller's data
+	msgs    [][]byte
+	dec     *features.RowDecoder
+	jsonRow [][]string
+	nc, cf  int
+	nf      int
+}
+
+// NewScorer returns a scorer with batch slots.
+func (b *Bundle) NewScorer(batch int) *Scorer {
+	batch = max(batch, 1)
+	nc, cf, nf := b.Encoder.Width()
+	names := b.Encoder.Schema.Names()
+	s := &Scorer{
+		b: b, s: ae.NewScorer(b.Model, batch), d: ae.NewData(b.Model, batch),
+		scores: make([]float32, batch), contrib: make([]float32, batch*nf), invalid: make([]int, batch),
+		rows: make([][]string, batch), msgs: make([][]byte, batch),
+		dec: features.NewRowDecoder(names), jsonRow: make([][]string, batch),
+		nc: nc, cf: cf, nf: nf,
+	}
+	for i := range s.jsonRow {
+		s.jsonRow[i] = make([]string, len(names))
+	}
+	return s
+}
+
+// Bundle returns the scorer's model bundle.
+func (s *Scorer) Bundle() *Bundle { return s.b }
+
+// Cap is the number of slots.
+func (s *Scorer) Cap() int { return len(s.scores) }
+
+// SetRow encodes a record (values in schema order) into slot i. The row
+// must stay unchanged until the slot is reused if Observed is called. It
+// returns the number of values that did not parse (encoded as missing).
+func (s *Scorer) SetRow(i int, row []string) int {
+	s.rows[i], s.msgs[i] = row, nil
+	s.invalid[i] = s.b.Encoder.Encode(row, s.d.Num[i*s.nc:(i+1)*s.nc], s.d.Cat[i*s.cf:(i+1)*s.cf], s.d.Miss[i*s.nf:(i+1)*s.nf])
+	return s.invalid[i]
+}
+
+// SetJSON decodes a JSON object (a Kafka message value) and encodes it into
+// slot i. msg must stay unchanged until the slot is reused if Observed is
+// called. A malformed message returns an error and leaves the slot unusable.
+func (s *Scorer) SetJSON(i int, msg []byte) (invalid int, err error) {
+	row := s.jsonRow[i]
+	if err := s.dec.Decode(msg, row); err != nil {
+		return 0, err
+	}
+	s.SetRow(i, row)
+	// Decoded strings may live in the decoder's scratch: keep the message
+	// and decode again on demand instead.
+	s.rows[i], s.msgs[i] = nil, msg
+	return s.invalid[i], nil
+}
+
+// Score scores slots [0, n) and returns their scores (valid until the next call).
+func (s *Scorer) Score(n int) []float32 {
+	s.s.Score(s.d, 0, n, s.scores[:n], s.contrib[:n*s.nf])
+	return s.scores[:n]
+}
+
+// Invalid returns the number of unparseable values in slot i.
+func (s *Scorer) Invalid(i int) int { return s.invalid[i] }
+
+// Contributions returns slot i's per-field shares of its score.
+func (s *Scorer) Contributions(i int) []float32 { return s.contrib[i*s.nf : (i+1)*s.nf] }
+
+// Reasons writes slot i's k largest contributions into dst[:0], largest first.
+func (s *Scorer) Reasons(i, k int, dst []Reason) []Reason {
+	dst = dst[:0]
+	c := s.Contributions(i)
+	for f, v := range c {
+		if len(dst) < k {
+			dst = append(dst, Reason{})
+		} else if v <= dst[len(dst)-1].Contribution {
+			continue
+		}
+		j := len(dst) - 1
+		for j > 0 && dst[j-1].Contribution < v {
+			dst[j] = dst[j-1]
+			j--
+		}
+		dst[j] = Reason{Field: f, Name: s.b.Encoder.Fields[f].Name, Contribution: v}
+	}
+	return dst
+}
+
+// Expected returns field f's reconstruction in slot i, in original units.
+func (s *Scorer) Expected(i, f int) string {
+	num, level := s.s.Expected(i, f)
+	if level == features.LevelMissing && s.b.Encoder.Fields[f].Kind == features.Categorical {
+		// The network may prefer MISSING for an optional field; say so plainly.
+		return ""
+	}
+	return s.b.Encoder.Decode(f, num, level)
+}
+
+// Observed returns learned field f's raw value in slot i.
+func (s *Scorer) Observed(i, f int) string {
+	return s.Raw(i, s.b.Encoder.Fields[f].Source)
+}
+
+// Raw returns the raw value of schema column col in slot i.
+func (s *Scorer) Raw(i, col int) string {
+	if col < 0 || col >= len(s.b.Encoder.Schema.Fields) {
+		return ""
+	}
+	if s.msgs[i] != nil {
+		row := make([]string, len(s.b.Encoder.Schema.Fields))
+		if s.dec.Decode(s.msgs[i], row) != nil {
+			return ""
+		}
+		return strings.Clone(row[col])
+	}
+	if col < len(s.rows[i]) {
+		return s.rows[i][col]
+	}
+	return ""
+}
+
+// Embed writes the bottleneck vectors of slots [0, n) into dst (n × Bottleneck).
+func (s *Scorer) Embed(n int, dst []float32) {
+	s.s.Embed(s.d, 0, n, dst)
+}
+
+// Impute fills the missing learned fields of slots [0, n) and returns, per
+// slot, the field values in schema order with filled fields replaced, and
+// which schema fields were filled. Timestamps are not imputed: an hour and
+// weekday do not make a date.
+func (s *Scorer) Impute(n, iters int) (rows [][]string, filled [][]bool) {
+	s.s.Impute(s.d, 0, n, iters)
+	enc := s.b.Encoder
+	rows = make([][]string, n)
+	filled = make([][]bool, n)
+	for i := range n {
+		var src []string
+		if s.msgs[i] != nil {
+			src = make([]string, len(enc.Schema.Fields))
+			s.dec.Decode(s.msgs[i], src)
+			for j := range src {
+				src[j] = strings.Clone(src[j])
+			}
+		} else {
+			src = append([]string(nil), s.rows[i]...)
+		}
+		out := make([]string, len(enc.Schema.Fields))
+		copy(out, src)
+		fl := make([]bool, len(enc.Schema.Fields))
+		for f, ef := range enc.Fields {
+			if !s.d.Miss[i*s.nf+f] || ef.Kind == features.Timestamp {
+				continue
+			}
+			if ef.Kind == features.Categorical {
+				out[ef.Source] = enc.Decode(f, nil, int(s.d.Cat[i*s.cf+ef.CatIdx]))
+			} else {
+				out[ef.Source] = enc.Decode(f, s.d.Num[i*s.nc+ef.NumOff:i*s.nc+ef.NumOff+ef.NumWidth], -1)
+			}
+			fl[ef.Source] = true
+		}
+		rows[i], filled[i] = out, fl
+	}
+	return rows, filled
+}

@@ -1,0 +1,26 @@
+package offline
+
+import (
+	"flag"
+
+	"github.com/fraudstream/fraudstream/pkg/ae"
+)
+
+// AEFlags registers the training flags on fs, filling c. Each flag's
+// default is the package default (shown as 0 where ae.Config picks it).
+func AEFlags(fs *flag.FlagSet, c *ae.Config) {
+	fs.Uint64Var(&c.Seed, "seed", 0, "random seed; the same seed and data give the same model")
+	fs.IntVar(&c.Hidden, "hidden", 64, "width of the hidden layers")
+	fs.IntVar(&c.Bottleneck, "bottleneck", 16, "width of the bottleneck (embedding)")
+	fs.IntVar(&c.Epochs, "epochs", 30, "maximum epochs (early stopping usually ends sooner)")
+	fs.IntVar(&c.BatchSize, "batch", 256, "mini-batch size")
+	fs.IntVar(&c.Patience, "patience", 4, "epochs without validation improvement before stopping")
+	fs.Float64Var(&c.LearningRate, "lr", 1e-3, "Adam learning rate")
+	fs.Float64Var(&c.WeightDecay, "weight-decay", 1e-5, "decoupled weight decay (negative: off)")
+	fs.Float64Var(&c.SwapNoise, "swap-noise", 0.15, "probability a field is swapped with another row's (negative: off)")
+	fs.Float64Var(&c.GaussianNoise, "gauss-noise", 0.1, "std of gaussian noise on scaled numeric inputs (negative: off)")
+	fs.Float64Var(&c.MaskNoise, "mask-noise", 0.05, "probability a field is masked as missing (negative: off)")
+	fs.Float64Var(&c.ValidationFraction, "val-frac", 0.1, "share of rows held back for validation")
+	fs.Float64Var(&c.TrimFraction, "trim", 0, "share of highest-error training rows left out after warm-up (contamination defence; 0: off)")
+	fs.IntVar(&c.WarmupEpochs, "warmup", 3, "epochs before trimming starts")
+}

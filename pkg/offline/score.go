@@ -1,0 +1,407 @@
+package offline
+
+import (
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/fraudstream/fraudstream/pkg/evaluate"
+	"github.com/fraudstream/fraudstream/pkg/features"
+	"github.com/fraudstream/fraudstream/pkg/model"
+)
+
+const batch = 1024
+
+// record is one input record as the batch loop sees it.
+type record struct {
+	line  int
+	bad   *features.RowError
+	extra []string // values of extra columns (e.g. the label)
+}
+
+// scoreStream reads the input with the model's schema (plus extra columns),
+// scores it in batches and calls emit once per record, in input order.
+// Bad records reach emit with r.bad set and a NaN score.
+func scoreStream(ctx context.Context, b *model.Bundle, path string, stdin io.Reader, extra []string, log io.Writer,
+	emit func(sc *model.Scorer, slot int, score float32, r *record) error) (good, bad int, err error) {
+	in, err := openInput(path, stdin)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer in.close()
+	names := append(b.Encoder.Schema.Names(), extra...)
+	rr, err := features.NewRowReader(in.r, in.format, names)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s: %w", path, err)
+	}
+	nSchema := len(b.Encoder.Schema.Fields)
+	sc := b.NewScorer(batch)
+	// Rows are copied: readers reuse their buffers.
+	rows := make([][]string, batch)
+	recs := make([]record, 0, batch)
+	slotOf := make([]int, 0, batch)
+	br := &badRows{w: log}
+	flush := func() error {
+		n := 0
+		for _, s := range slotOf {
+			if s >= 0 {
+				n++
+			}
+		}
+		var scores []float32
+		if n > 0 {
+			scores = sc.Score(n)
+		}
+		for i := range recs {
+			s := slotOf[i]
+			score := float32(math.NaN())
+			if s >= 0 {
+				score = scores[s]
+			}
+			if err := emit(sc, s, score, &recs[i]); err != nil {
+				return err
+			}
+		}
+		recs, slotOf = recs[:0], slotOf[:0]
+		return ctx.Err()
+	}
+	slot := 0
+	for {
+		row, line, err := rr.Next()
+		if err == io.EOF {
+			break
+		}
+		var re *features.RowError
+		if errors.As(err, &re) {
+			br.add(re)
+			recs = append(recs, record{line: re.Line, bad: re})
+			slotOf = append(slotOf, -1)
+			bad++
+		} else if err != nil {
+			return good, bad, fmt.Errorf("%s: %w", path, err)
+		} else {
+			cp := rows[slot][:0]
+			for _, v := range row {
+				cp = append(cp, strings.Clone(v))
+			}
+			rows[slot] = cp
+			sc.SetRow(slot, cp[:nSchema])
+			recs = append(recs, record{line: line, extra: cp[nSchema:]})
+			slotOf = append(slotOf, slot)
+			slot++
+			good++
+		}
+		if slot == batch || len(recs) >= 4*batch {
+			if err := flush(); err != nil {
+				return good, bad, err
+			}
+			slot = 0
+		}
+	}
+	if err := flush(); err != nil {
+		return good, bad, err
+	}
+	br.summary("scored "+path, good)
+	return good, bad, nil
+}
+
+// ScoreConfig configures ScoreFile.
+type ScoreConfig struct {
+	Model string
+	Input string
+	Out   string // "-" or empty for standard output
+	// TopK reasons per row (default 3).
+	TopK int
+	// Embed adds the bottleneck vector as columns emb_0 … emb_{k-1}.
+	Embed bool
+}
+
+// ScoreFile writes one output row per input record, in input order: the
+// score first, then the transaction id (when the schema has one), the top
+// reasons (field, contribution, observed, expected), optionally the
+// embedding, and an error column that is non-empty for bad records.
+func ScoreFile(ctx context.Context, cfg ScoreConfig, stdin io.Reader, stdout, log io.Writer) error {
+	b, err := model.ReadFile(cfg.Model)
+	if err != nil {
+		return err
+	}
+	if cfg.TopK <= 0 {
+		cfg.TopK = 3
+	}
+	out, closeOut, err := createOutput(cfg.Out, stdout)
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(out)
+	idCol := b.Encoder.Schema.Index(b.Encoder.Schema.IDField)
+	header := []string{"score"}
+	if idCol >= 0 {
+		header = append(header, b.Encoder.Schema.IDField)
+	}
+	for k := 1; k <= cfg.TopK; k++ {
+		p := "reason" + strconv.Itoa(k)
+		header = append(header, p+"_field", p+"_contribution", p+"_observed", p+"_expected")
+	}
+	bn := b.Model.Bottleneck
+	if cfg.Embed {
+		for j := range bn {
+			header = append(header, "emb_"+strconv.Itoa(j))
+		}
+	}
+	header = append(header, "error")
+	if err := w.Write(header); err != nil {
+		return err
+	}
+	reasons := make([]model.Reason, 0, cfg.TopK)
+	emb := make([]float32, batch*bn)
+	embedded := -1
+	rec := make([]string, 0, len(header))
+	_, _, err = scoreStream(ctx, b, cfg.Input, stdin, nil, log, func(sc *model.Scorer, slot int, score float32, r *record) error {
+		rec = rec[:0]
+		if slot < 0 {
+			rec = append(rec, "NaN")
+			for len(rec) < len(header)-1 {
+				rec = append(rec, "")
+			}
+			rec = append(rec, r.bad.Err.Error())
+			return w.Write(rec)
+		}
+		rec = append(rec, strconv.FormatFloat(float64(score), 'g', 6, 32))
+		if idCol >= 0 {
+			rec = append(rec, sc.Raw(slot, idCol))
+		}
+		reasons = sc.Reasons(slot, cfg.TopK, reasons)
+		for _, rs := range reasons {
+			rec = append(rec, rs.Name, strconv.FormatFloat(float64(rs.Contribution), 'g', 4, 32), sc.Observed(slot, rs.Field), sc.Expected(slot, rs.Field))
+		}
+		for len(rec) < len(header)-1-boolInt(cfg.Embed)*bn {
+			rec = append(rec, "")
+		}
+		if cfg.Embed {
+			if slot == 0 || embedded < 0 {
+				sc.Embed(sc.Cap(), emb)
+				embedded = 1
+			}
+			for _, v := range emb[slot*bn : (slot+1)*bn] {
+				rec = append(rec, strconv.FormatFloat(float64(v), 'g', 5, 32))
+			}
+		}
+		rec = append(rec, "")
+		return w.Write(rec)
+	})
+	w.Flush()
+	if err == nil {
+		err = w.Error()
+	}
+	if cerr := closeOut(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// ImputeConfig configures ImputeFile.
+type ImputeConfig struct {
+	Model string
+	Input string
+	Out   string
+	Iters int // feedback rounds (default 3)
+}
+
+// ImputeFile writes the input's schema fields with missing learned fields
+// filled from the reconstruction, plus a column <field>_imputed (0/1) for
+// each learned field. CSV output; one row per good input record.
+func ImputeFile(ctx context.Context, cfg ImputeConfig, stdin io.Reader, stdout, log io.Writer) error {
+	b, err := model.ReadFile(cfg.Model)
+	if err != nil {
+		return err
+	}
+	in, err := openInput(cfg.Input, stdin)
+	if err != nil {
+		return err
+	}
+	defer in.close()
+	names := b.Encoder.Schema.Names()
+	rr, err := features.NewRowReader(in.r, in.format, names)
+	if err != nil {
+		return fmt.Errorf("%s: %w", cfg.Input, err)
+	}
+	out, closeOut, err := createOutput(cfg.Out, stdout)
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(out)
+	header := slices.Clone(names)
+	for _, f := range b.Encoder.Fields {
+		header = append(header, f.Name+"_imputed")
+	}
+	if err := w.Write(header); err != nil {
+		return err
+	}
+	sc := b.NewScorer(batch)
+	br := &badRows{w: log}
+	held := make([][]string, 0, batch)
+	filledCount := 0
+	flush := func() error {
+		if len(held) == 0 {
+			return nil
+		}
+		for i, r := range held {
+			sc.SetRow(i, r)
+		}
+		rows, filled := sc.Impute(len(held), cfg.Iters)
+		for i, r := range rows {
+			rec := r
+			for _, f := range b.Encoder.Fields {
+				if filled[i][f.Source] {
+					rec = append(rec, "1")
+					filledCount++
+				} else {
+					rec = append(rec, "0")
+				}
+			}
+			if err := w.Write(rec); err != nil {
+				return err
+			}
+		}
+		held = held[:0]
+		return ctx.Err()
+	}
+	good := 0
+	for {
+		row, _, err := rr.Next()
+		if err == io.EOF {
+			break
+		}
+		var re *features.RowError
+		if errors.As(err, &re) {
+			br.add(re)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		cp := make([]string, len(row))
+		for i, v := range row {
+			cp[i] = strings.Clone(v)
+		}
+		held = append(held, cp)
+		good++
+		if len(held) == batch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		return err
+	}
+	br.summary("imputed "+cfg.Input, good)
+	fmt.Fprintf(log, "filled %d missing values\n", filledCount)
+	return closeOut()
+}
+
+// EvalConfig configures EvalFile.
+type EvalConfig struct {
+	Model string
+	Input string
+	Label string // label column: 1/true/yes = fraud, 0/false/no = normal
+	Plot  string // PNG path; empty for none
+	// Ks for precision at k (default 100, 500, 1000).
+	Ks []int
+}
+
+// EvalFile scores a labelled file and prints detection quality: ROC-AUC,
+// AUPRC, precision at k and recall at alert rates 0.1%, 0.5% and 1%.
+func EvalFile(ctx context.Context, cfg EvalConfig, stdin io.Reader, stdout, log io.Writer) (evaluate.Report, error) {
+	b, err := model.ReadFile(cfg.Model)
+	if err != nil {
+		return evaluate.Report{}, err
+	}
+	if cfg.Label == "" {
+		return evaluate.Report{}, errors.New("no label column given (use --label COLUMN)")
+	}
+	if i := b.Encoder.Schema.Index(cfg.Label); i >= 0 && b.Encoder.Schema.Fields[i].Kind.Learned() {
+		fmt.Fprintf(log, "warning: the model learned from the label column %q; the evaluation is not unsupervised\n", cfg.Label)
+	}
+	if len(cfg.Ks) == 0 {
+		cfg.Ks = []int{100, 500, 1000}
+	}
+	var scores []float64
+	var labels []bool
+	badLabels := 0
+	_, _, err = scoreStream(ctx, b, cfg.Input, stdin, []string{cfg.Label}, log, func(_ *model.Scorer, slot int, score float32, r *record) error {
+		if slot < 0 {
+			return nil
+		}
+		y, ok := parseLabel(r.extra[0])
+		if !ok {
+			badLabels++
+			if badLabels <= maxReported {
+				fmt.Fprintf(log, "skipped record at line %d: label %q is not 0/1\n", r.line, r.extra[0])
+			}
+			return nil
+		}
+		scores = append(scores, float64(score))
+		labels = append(labels, y)
+		return nil
+	})
+	if err != nil {
+		return evaluate.Report{}, err
+	}
+	if badLabels > 0 {
+		fmt.Fprintf(log, "%d records had no usable label\n", badLabels)
+	}
+	if len(scores) == 0 {
+		return evaluate.Report{}, fmt.Errorf("%s: no labelled records", cfg.Input)
+	}
+	rep, err := evaluate.Evaluate(scores, labels, cfg.Ks, []float64{0.001, 0.005, 0.01})
+	if err != nil {
+		return rep, err
+	}
+	if err := rep.WriteText(stdout); err != nil {
+		return rep, err
+	}
+	if cfg.Plot != "" {
+		f, err := os.Create(cfg.Plot)
+		if err != nil {
+			return rep, err
+		}
+		if err := evaluate.PlotPNG(f, scores, labels, "model "+b.Meta.TrainedAt.Format("2006-01-02 15:04")+" on "+cfg.Input); err != nil {
+			f.Close()
+			return rep, err
+		}
+		if err := f.Close(); err != nil {
+			return rep, err
+		}
+		fmt.Fprintf(log, "wrote %s\n", cfg.Plot)
+	}
+	return rep, nil
+}
+
+func parseLabel(v string) (bool, bool) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "1", "1.0", "true", "yes", "y", "fraud", "t":
+		return true, true
+	case "0", "0.0", "false", "no", "n", "normal", "f", "-1":
+		return false, true
+	}
+	return false, false
+}
