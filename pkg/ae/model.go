@@ -74,6 +74,16 @@ func (m *Model) NumParams() int {
 	return n
 }
 
+// Shape validates a layout and returns its layer sizes without allocating
+// any weights, so that decoders can check a blob's length first.
+func Shape(fields []Field, hidden, bottleneck int) ([5]int, error) {
+	m := &Model{Fields: fields, Hidden: hidden, Bottleneck: bottleneck}
+	if err := m.layout(); err != nil {
+		return [5]int{}, err
+	}
+	return m.Dims(), nil
+}
+
 // New returns an untrained model with layout fields; weights are zero
 // until Init or a trained copy fills them.
 func New(fields []Field, hidden, bottleneck int) (*Model, error) {

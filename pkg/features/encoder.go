@@ -376,9 +376,8 @@ func (e *Encoder) Decode(field int, num []float32, level int) string {
 			d += 7
 		}
 		days := [...]string{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"}
-		hh := int(h)
-		mm := int((h - float64(hh)) * 60)
-		return fmt.Sprintf("%s %02d:%02d", days[int(math.Round(d))%7], hh, mm)
+		mins := int(math.Round(h*60)) % (24 * 60)
+		return fmt.Sprintf("%s %02d:%02d", days[int(math.Round(d))%7], mins/60, mins%60)
 	case Categorical:
 		if level >= 0 && level < len(f.Levels) {
 			return f.Levels[level]

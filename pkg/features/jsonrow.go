@@ -95,7 +95,8 @@ type RowDecoder struct {
 	order     []int32
 	plainName []bool  // names[j] can be matched against raw key bytes
 	pat       []jrPat // names[j]+`"` as masked words, for short plain names
-	stack     [(jrMaxDepth + 63) / 64]uint64
+
+	stack [(jrMaxDepth + 63) / 64]uint64 // container kinds (1 = object) in skipContainer
 }
 
 // NewRowDecoder returns a decoder that extracts the named top-level keys, in
@@ -145,7 +146,7 @@ func NewRowDecoder(names []string) *RowDecoder {
 		d.table[i].idx = -1
 	}
 	for j, name := range d.names {
-		if first := d.lookup(unsafe.Slice(unsafe.StringData(name), len(name))); first >= 0 {
+		if first := d.lookup([]byte(name)); first >= 0 {
 			if d.dupOf == nil {
 				d.dupOf = make([]int32, len(names))
 				for k := range d.dupOf {
@@ -155,7 +156,7 @@ func NewRowDecoder(names []string) *RowDecoder {
 			d.dupOf[j] = int32(first)
 			continue
 		}
-		h := jrHash(unsafe.Slice(unsafe.StringData(name), len(name)))
+		h := jrHash([]byte(name))
 		p := h & d.mask
 		for d.table[p].idx >= 0 {
 			p = (p + 1) & d.mask

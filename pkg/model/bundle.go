@@ -49,10 +49,7 @@ var (
 	ErrFormat    = errors.New("model: unsupported bundle format version")
 )
 
-const (
-	maxHeader = 64 << 20
-	maxParams = 64 << 20
-)
+const maxHeader = 64 << 20
 
 // Calibration summarises the validation scores of a trained model, so that
 // thresholds can start on the model's own score scale.
@@ -239,12 +236,22 @@ func Unmarshal(data []byte) (*Bundle, error) {
 	if err := h.Encoder.Check(); err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
-	m, err := ae.New(h.Fields, h.Hidden, h.Bottleneck)
+	dims, err := ae.Shape(h.Fields, h.Hidden, h.Bottleneck)
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
-	if m.NumParams() > maxParams {
-		return nil, fmt.Errorf("model: %d parameters is more than this build accepts", m.NumParams())
+	// The weights must fill the rest of the body exactly; checking this
+	// before allocating keeps a forged header from costing memory.
+	want := 0
+	for l := range 4 {
+		want += 4 + 4*dims[l]*dims[l+1] + 4 + 4*dims[l+1]
+	}
+	if want != len(body)-fixed-int(hlen) {
+		return nil, fmt.Errorf("model: the weights take %d bytes, the architecture needs %d", len(body)-fixed-int(hlen), want)
+	}
+	m, err := ae.New(h.Fields, h.Hidden, h.Bottleneck)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
 	}
 	if err := checkLayout(h.Encoder, h.Fields); err != nil {
 		return nil, err
@@ -255,7 +262,6 @@ func Unmarshal(data []byte) (*Bundle, error) {
 	m.InputClip = h.InputClip
 	m.Norm = h.Norm
 	rest := body[fixed+int(hlen):]
-	dims := m.Dims()
 	var w, bb [4][]float32
 	for l := range 4 {
 		for k, want := range []int{dims[l] * dims[l+1], dims[l+1]} {

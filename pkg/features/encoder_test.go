@@ -1,0 +1,169 @@
+package features
+
+import (
+	"fmt"
+	"math"
+	"testing"
+	"time"
+)
+
+func testEncoder(t testing.TB) *Encoder {
+	s := &Schema{Fields: []Field{
+		{Name: "id", Kind: ID},
+		{Name: "amount", Kind: Numeric},
+		{Name: "merchant", Kind: Categorical},
+		{Name: "ts", Kind: Timestamp, Layout: time.RFC3339},
+		{Name: "note", Kind: Ignored},
+	}}
+	var rows [][]string
+	for i := range 1000 {
+		m := []string{"m1", "m1", "m1", "m2", "m3"}[i%5]
+		if i == 7 {
+			m = "rare" // seen once: below MinCount
+		}
+		rows = append(rows, []string{fmt.Sprint(i), fmt.Sprintf("%.2f", math.Exp(float64(i%100)/20)), m, "2024-01-01T10:00:00Z", "x"})
+	}
+	e, err := FitEncoder(s, rows, EncoderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestEncode(t *testing.T) {
+	e := testEncoder(t)
+	nc, cf, nf := e.Width()
+	if nc != 5 || cf != 1 || nf != 3 {
+		t.Fatalf("width %d %d %d", nc, cf, nf)
+	}
+	num := make([]float32, nc)
+	cat := make([]int32, cf)
+	miss := make([]bool, nf)
+	cases := []struct {
+		row      []string
+		invalid  int
+		miss     []bool
+		level    int32
+		checkNum func([]float32) error
+	}{
+		{[]string{"1", "12.5", "m1", "2024-01-06T06:00:00+00:00", "x"}, 0, []bool{false, false, false}, 2, func(n []float32) error {
+			// 06:00 → sin(π/2)=1, cos=0; Saturday → weekday 6.
+			if math.Abs(float64(n[1])-1) > 1e-6 || math.Abs(float64(n[2])) > 1e-6 {
+				return fmt.Errorf("hour columns %v", n[1:3])
+			}
+			ds, dc := math.Sincos(2 * math.Pi * 6 / 7)
+			if math.Abs(float64(n[3])-ds) > 1e-6 || math.Abs(float64(n[4])-dc) > 1e-6 {
+				return fmt.Errorf("weekday columns %v", n[3:5])
+			}
+			return nil
+		}},
+		{[]string{"1", "", "", "", ""}, 0, []bool{true, true, true}, LevelMissing, nil},
+		{[]string{"1", "NaN", "null", "not a time"}, 1, []bool{true, true, true}, LevelMissing, nil},
+		{[]string{"1", "abc", "never-seen", "2024-01-01T10:00:00Z"}, 1, []bool{true, false, false}, LevelOther, nil},
+		{[]string{"1", "3", "rare"}, 0, []bool{false, false, true}, LevelOther, nil},
+		{[]string{"1"}, 0, []bool{true, true, true}, LevelMissing, nil}, // short row
+		{[]string{"1", " 7 ", " m2 ", "2024-01-01T10:00:00Z"}, 0, []bool{false, false, false}, 3, nil},
+	}
+	for i, tc := range cases {
+		inv := e.Encode(tc.row, num, cat, miss)
+		if inv != tc.invalid {
+			t.Errorf("case %d: invalid %d, want %d", i, inv, tc.invalid)
+		}
+		for f := range miss {
+			if miss[f] != tc.miss[f] {
+				t.Errorf("case %d: missing flags %v, want %v", i, miss, tc.miss)
+				break
+			}
+		}
+		if cat[0] != tc.level {
+			t.Errorf("case %d: level %d, want %d", i, cat[0], tc.level)
+		}
+		if tc.checkNum != nil {
+			if err := tc.checkNum(num); err != nil {
+				t.Errorf("case %d: %v", i, err)
+			}
+		}
+		for _, v := range num {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				t.Errorf("case %d: non-finite encoding %v", i, num)
+			}
+		}
+	}
+}
+
+func TestEncodeDecodeNumeric(t *testing.T) {
+	e := testEncoder(t)
+	num := make([]float32, 5)
+	e.Encode([]string{"1", "42.5", "m1", "2024-01-01T10:00:00Z"}, num, make([]int32, 1), make([]bool, 3))
+	if got := e.Decode(0, num[0:1], -1); got != "42.5" {
+		t.Fatalf("decoded %q, want 42.5", got)
+	}
+	if got := e.Decode(1, nil, 3); got != "m2" {
+		t.Fatalf("decoded level 3 as %q", got)
+	}
+	if got := e.Decode(2, num[1:5], -1); got != "Mon 10:00" {
+		t.Fatalf("decoded time as %q", got)
+	}
+}
+
+func TestEncodeAllocatesNothing(t *testing.T) {
+	e := testEncoder(t)
+	num, cat, miss := make([]float32, 5), make([]int32, 1), make([]bool, 3)
+	row := []string{"1", "12.5", "m2", "2024-01-06T06:00:00Z", "x"}
+	if a := testing.AllocsPerRun(1000, func() { e.Encode(row, num, cat, miss) }); a != 0 {
+		t.Fatalf("%v allocations per record", a)
+	}
+}
+
+func TestParseClock(t *testing.T) {
+	cases := []struct {
+		v, layout string
+		hour      float64
+		wd        int
+		unix      int64
+	}{
+		{"2020-06-21 12:14:25", "2006-01-02 15:04:05", 12 + 14.0/60 + 25.0/3600, 0, 1592741665},
+		{"2024-02-29T23:30:00Z", time.RFC3339, 23.5, 4, 1709249400},
+		{"2024-02-29T23:30:00+02:00", time.RFC3339, 23.5, 4, 1709249400 - 7200},
+		{"2024-02-29T23:30:00.250-05:00", time.RFC3339Nano, 23.5 + 0.25/3600, 4, 1709249400 + 5*3600},
+		{"1371816865", "unix", 12 + 14.0/60 + 25.0/3600, 5, 1371816865},
+		{"1371816865000", "unixms", 12 + 14.0/60 + 25.0/3600, 5, 1371816865},
+		{"06/21/2020 12:14", "01/02/2006 15:04", 12 + 14.0/60, 0, 1592741640},
+		{"1969-12-31", "2006-01-02", 0, 3, -86400},
+	}
+	for _, tc := range cases {
+		c, ok := parseClock(tc.v, tc.layout)
+		if !ok || math.Abs(c.hour-tc.hour) > 1e-9 || c.weekday != tc.wd || c.unix != tc.unix {
+			t.Errorf("%s: got %+v ok=%v", tc.v, c, ok)
+		}
+		if tc.layout != "unix" && tc.layout != "unixms" {
+			ref, _ := time.Parse(tc.layout, tc.v)
+			if ref.Unix() != c.unix || int(ref.Weekday()) != c.weekday {
+				t.Errorf("%s: disagrees with time.Parse (%v)", tc.v, ref)
+			}
+		}
+	}
+	for _, bad := range []string{"2024-13-01", "2024-01-01X10", "2024-01-01 25:00:00", "yesterday", "2024-01-01T10:00:00+0x:00"} {
+		if _, ok := parseClock(bad, time.RFC3339); ok {
+			t.Errorf("parsed %q", bad)
+		}
+	}
+}
+
+func TestEncoderCheck(t *testing.T) {
+	e := testEncoder(t)
+	if err := e.Check(); err != nil {
+		t.Fatal(err)
+	}
+	bad := *e
+	bad.Fields = append([]EncodedField(nil), e.Fields...)
+	bad.Fields[0].Scale = 0
+	if err := bad.Check(); err == nil {
+		t.Error("accepted a zero scale")
+	}
+	bad.Fields[0].Scale = 1
+	bad.Fields[0].Source = 99
+	if err := bad.Check(); err == nil {
+		t.Error("accepted a field pointing outside the schema")
+	}
+}
