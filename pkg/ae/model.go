@@ -45,6 +45,10 @@ type Model struct {
 	// InputClip bounds scaled numeric inputs (and training targets).
 	InputClip float32 `json:"input_clip"`
 	// W[l] is dims[l]×dims[l+1], row-major; B[l] has dims[l+1] entries.
+	// The input rows of W[0] are the NumCols numeric columns, then for each
+	// field in order its sparse rows: a numeric field's missing indicator, or
+	// a categorical field's one-hot levels. Sparse inputs are 0/1, so the
+	// first layer adds the active rows instead of multiplying by one-hots.
 	W [4][]float32 `json:"-"`
 	B [4][]float32 `json:"-"`
 	// Norm is each field's typical reconstruction error on validation data;
@@ -53,7 +57,8 @@ type Model struct {
 
 	numCols, catFields int
 	in, out            int
-	inOff, outOff      []int // per field
+	sOff, outOff       []int // per field: first sparse input row, first output
+	sparse             int   // sparse input rows: missing indicators and categorical levels
 	numOff, catIdx     []int // per field; -1 where not applicable
 	wt                 [4][]float32
 }
@@ -112,26 +117,27 @@ func (m *Model) layout() error {
 		return fmt.Errorf("ae: bad layer sizes %d/%d", m.Hidden, m.Bottleneck)
 	}
 	F := len(m.Fields)
-	m.inOff, m.outOff = make([]int, F), make([]int, F)
+	m.sOff, m.outOff = make([]int, F), make([]int, F)
 	m.numOff, m.catIdx = make([]int, F), make([]int, F)
-	m.numCols, m.catFields, m.in, m.out = 0, 0, 0, 0
+	m.numCols, m.catFields, m.sparse, m.out = 0, 0, 0, 0
 	for i, f := range m.Fields {
-		m.inOff[i], m.outOff[i] = m.in, m.out
+		m.sOff[i], m.outOff[i] = m.sparse, m.out
 		switch {
 		case f.Numeric > 0 && f.Levels == 0 && f.Numeric <= 64:
 			m.numOff[i], m.catIdx[i] = m.numCols, -1
 			m.numCols += f.Numeric
-			m.in += f.Numeric + 1 // values plus a missing indicator
+			m.sparse++ // the missing indicator
 			m.out += f.Numeric
 		case f.Levels >= 2 && f.Numeric == 0 && f.Levels <= 1<<16:
 			m.numOff[i], m.catIdx[i] = -1, m.catFields
 			m.catFields++
-			m.in += f.Levels
+			m.sparse += f.Levels // one-hot levels
 			m.out += f.Levels
 		default:
 			return fmt.Errorf("ae: field %d (%q) must be numeric (1..64 columns) or categorical (2..65536 levels)", i, f.Name)
 		}
 	}
+	m.in = m.numCols + m.sparse
 	if m.in > 1<<20 || m.out > 1<<20 {
 		return errors.New("ae: layout too wide")
 	}
@@ -206,10 +212,29 @@ func transpose(dst, src []float32, rows, cols int) {
 	}
 }
 
-// matmul writes a (n×k) · b (k×m) into dst (n×m).
+// matmul writes a (n×k) · b (k×m) into dst (n×m) on the calling goroutine.
+// vek32 splits products above 100,000 multiply-adds across goroutines (and
+// allocates to do so); callers here already own their core, so the rows
+// are fed in blocks that stay below that size.
 func matmul(dst, a, b []float32, k int) {
-	vek32.MatMul_Into(dst, a, b, k)
+	if k == 0 || len(a) == 0 {
+		clear(dst)
+		return
+	}
+	n := len(a) / k
+	m := len(b) / k
+	block := max(1, vekSerialLimit/(k*m))
+	if block < 4 && n >= 4 {
+		// vek32 also stays serial below 4 rows; use that when wide layers force small blocks.
+		block = 3
+	}
+	for r := 0; r < n; r += block {
+		e := min(n, r+block)
+		vek32.MatMul_Into(dst[r*m:e*m], a[r*k:e*k], b, k)
+	}
 }
+
+const vekSerialLimit = 100_000 - 1
 
 func addBias(x, b []float32, n int) {
 	w := len(b)
@@ -218,18 +243,14 @@ func addBias(x, b []float32, n int) {
 	}
 }
 
-func relu(x []float32) {
-	for i, v := range x {
-		if v < 0 {
-			x[i] = 0
-		}
-	}
-}
+func relu(x []float32) { vek32.MaximumNumber_Inplace(x, 0) }
 
 // buffers is the scratch space of one forward/backward pass over up to cap rows.
 type buffers struct {
 	cap  int
-	x    []float32
+	x    []float32 // cap × NumCols numeric inputs
+	sp   []int32   // cap × F active sparse input rows (-1: none)
+	ex   []float32 // softmax scratch
 	act  [4][]float32 // h1, z, h2, y
 	grad [4][]float32 // gradients w.r.t. act
 	tr   []float32    // transpose scratch
@@ -238,63 +259,98 @@ type buffers struct {
 
 func newBuffers(m *Model, cap int) *buffers {
 	d := m.Dims()
-	b := &buffers{cap: cap, x: make([]float32, cap*d[0]), ferr: make([]float32, cap*len(m.Fields))}
-	maxd := 0
+	b := &buffers{cap: cap, x: make([]float32, cap*m.numCols), sp: make([]int32, cap*len(m.Fields)), ferr: make([]float32, cap*len(m.Fields))}
+	maxL := 0
+	for _, f := range m.Fields {
+		maxL = max(maxL, f.Levels)
+	}
+	b.ex = make([]float32, maxL)
+	maxd := m.numCols
 	for l := range 4 {
 		b.act[l] = make([]float32, cap*d[l+1])
 		b.grad[l] = make([]float32, cap*d[l+1])
-		maxd = max(maxd, d[l])
+		if l > 0 {
+			maxd = max(maxd, d[l])
+		}
 	}
 	b.tr = make([]float32, cap*maxd)
 	return b
 }
 
 // fillInput writes the network input for rows [from, from+n) of data into
-// b.x, unperturbed.
+// b.x and b.sp, unperturbed.
 func (m *Model) fillInput(b *buffers, d *Data, from, n int) {
-	F := len(m.Fields)
 	clip := m.InputClip
 	for r := range n {
-		row := from + r
-		x := b.x[r*m.in : (r+1)*m.in]
-		clear(x)
-		for f := range F {
-			m.fieldInput(x, f, d, row, clip)
+		for f := range m.Fields {
+			m.fieldInput(b, r, f, d, from+r, clip)
 		}
 	}
 }
 
-func (m *Model) fieldInput(x []float32, f int, d *Data, row int, clip float32) {
+// fieldInput sets field f of input row r from row `row` of d.
+func (m *Model) fieldInput(b *buffers, r, f int, d *Data, row int, clip float32) {
 	F := len(m.Fields)
-	off := m.inOff[f]
 	if c := m.catIdx[f]; c >= 0 {
 		l := d.Cat[row*m.catFields+c]
 		if l < 0 || int(l) >= m.Fields[f].Levels {
 			l = 0
 		}
-		x[off+int(l)] = 1
+		b.sp[r*F+f] = int32(m.sOff[f]) + l
 		return
 	}
 	w := m.Fields[f].Numeric
+	x := b.x[r*m.numCols+m.numOff[f] : r*m.numCols+m.numOff[f]+w]
 	if d.Miss[row*F+f] {
-		x[off+w] = 1
+		clear(x)
+		b.sp[r*F+f] = int32(m.sOff[f])
 		return
 	}
+	b.sp[r*F+f] = -1
 	src := d.Num[row*m.numCols+m.numOff[f] : row*m.numCols+m.numOff[f]+w]
 	for j, v := range src {
-		x[off+j] = min(max(v, -clip), clip)
+		x[j] = min(max(v, -clip), clip)
 	}
 }
 
-// forward runs the network on b.x[:n] into b.act.
+// setMissing marks field f of input row r as missing.
+func (m *Model) setMissing(b *buffers, r, f int) {
+	F := len(m.Fields)
+	b.sp[r*F+f] = int32(m.sOff[f]) // level 0 for categoricals, the indicator for numerics
+	if m.catIdx[f] < 0 {
+		clear(b.x[r*m.numCols+m.numOff[f] : r*m.numCols+m.numOff[f]+m.Fields[f].Numeric])
+	}
+}
+
+// forward runs the network on the first n input rows into b.act.
 func (m *Model) forward(b *buffers, n int) {
 	d := m.Dims()
-	in := b.x[:n*d[0]]
-	for l := range 4 {
+	F := len(m.Fields)
+	H := d[1]
+	// Layer 0: dense numeric product plus the active sparse rows.
+	h1 := b.act[0][:n*H]
+	if m.numCols > 0 {
+		matmul(h1, b.x[:n*m.numCols], m.W[0][:m.numCols*H], m.numCols)
+	} else {
+		clear(h1)
+	}
+	ws := m.W[0][m.numCols*H:]
+	for r := range n {
+		h := h1[r*H : (r+1)*H]
+		vek32.Add_Inplace(h, m.B[0])
+		for _, s := range b.sp[r*F : (r+1)*F] {
+			if s >= 0 {
+				vek32.Add_Inplace(h, ws[int(s)*H:int(s+1)*H])
+			}
+		}
+	}
+	relu(h1)
+	in := h1
+	for l := 1; l < 4; l++ {
 		out := b.act[l][:n*d[l+1]]
 		matmul(out, in, m.W[l], d[l])
 		addBias(out, m.B[l], n)
-		if l == 0 || l == 2 {
+		if l == 2 {
 			relu(out)
 		}
 		in = out
@@ -327,24 +383,18 @@ func (m *Model) fieldErrors(b *buffers, d *Data, from, n int, grad []float32, gs
 				if t < 0 || t >= L {
 					t = 0
 				}
-				mx := z[0]
-				for _, v := range z[1:] {
-					mx = max(mx, v)
-				}
-				var s float32
-				for _, v := range z {
-					s += exp32(v - mx)
-				}
+				mx := vek32.Max(z)
+				ex := b.ex[:L]
+				vek32.AddNumber_Into(ex, z, -mx)
+				vek32.Exp_Inplace(ex)
+				s := vek32.Sum(ex)
 				lse := mx + float32(math.Log(float64(s)))
 				e := lse - z[t]
 				fe[f] = e
 				total += float64(e)
 				if gr != nil {
 					g := gr[off : off+L]
-					inv := 1 / s
-					for j, v := range z {
-						g[j] = exp32(v-mx) * inv * gscale
-					}
+					vek32.MulNumber_Into(g, ex, gscale/s)
 					g[t] -= gscale
 				}
 				continue
@@ -377,6 +427,3 @@ func (m *Model) fieldErrors(b *buffers, d *Data, from, n int, grad []float32, gs
 	}
 	return total
 }
-
-// exp32 is exp for the softmax; float64 math.Exp is accurate and fast enough.
-func exp32(x float32) float32 { return float32(math.Exp(float64(x))) }

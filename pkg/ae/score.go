@@ -1,9 +1,5 @@
 package ae
 
-import (
-	"math"
-)
-
 // Scorer scores batches with one model. It owns scratch space sized for
 // batches of up to Cap rows and allocates nothing per call. A Scorer is not
 // safe for concurrent use; create one per goroutine.
@@ -119,7 +115,6 @@ func (s *Scorer) Impute(d *Data, from, n, iters int) {
 		m.forward(b, n)
 		for r := range n {
 			row := from + r
-			x := b.x[r*m.in : (r+1)*m.in]
 			y := b.act[3][r*m.out : (r+1)*m.out]
 			for f := range F {
 				missing := d.Miss[row*F+f]
@@ -129,7 +124,7 @@ func (s *Scorer) Impute(d *Data, from, n, iters int) {
 				if !missing {
 					continue
 				}
-				in, out := m.inOff[f], m.outOff[f]
+				out := m.outOff[f]
 				if c := m.catIdx[f]; c >= 0 {
 					L := m.Fields[f].Levels
 					z := y[out : out+L]
@@ -139,22 +134,22 @@ func (s *Scorer) Impute(d *Data, from, n, iters int) {
 							best = j
 						}
 					}
-					clear(x[in : in+L])
-					x[in+best] = 1
+					b.sp[r*F+f] = int32(m.sOff[f] + best)
 					if it == iters-1 {
 						d.Cat[row*m.catFields+c] = int32(best)
 					}
 					continue
 				}
 				w := m.Fields[f].Numeric
+				x := b.x[r*m.numCols+m.numOff[f] : r*m.numCols+m.numOff[f]+w]
 				for j := range w {
 					v := y[out+j]
-					x[in+j] = float32(math.Max(math.Min(float64(v), float64(m.InputClip)), -float64(m.InputClip)))
+					x[j] = min(max(v, -m.InputClip), m.InputClip)
 					if it == iters-1 {
 						d.Num[row*m.numCols+m.numOff[f]+j] = v
 					}
 				}
-				x[in+w] = 0
+				b.sp[r*F+f] = -1
 			}
 		}
 	}

@@ -354,27 +354,20 @@ func (t *trainer) noisyInput(b *buffers, full, tgt *Data, rows []int, rng *rand.
 	clip := m.InputClip
 	swap, mask, sigma := t.cfg.SwapNoise, t.cfg.MaskNoise, float32(t.cfg.GaussianNoise)
 	for r := range len(rows) {
-		x := b.x[r*m.in : (r+1)*m.in]
-		clear(x)
 		for f := range F {
 			src, srow := tgt, r
 			if swap > 0 && rng.Float64() < swap {
 				src, srow = full, rng.IntN(full.N)
 			}
 			if mask > 0 && rng.Float64() < mask {
-				off := m.inOff[f]
-				if m.catIdx[f] >= 0 {
-					x[off] = 1 // level 0: missing
-				} else {
-					x[off+m.Fields[f].Numeric] = 1
-				}
+				m.setMissing(b, r, f)
 				continue
 			}
-			m.fieldInput(x, f, src, srow, clip)
+			m.fieldInput(b, r, f, src, srow, clip)
 			if sigma > 0 && m.catIdx[f] < 0 && !src.Miss[srow*F+f] {
-				off := m.inOff[f]
-				for j := range m.Fields[f].Numeric {
-					x[off+j] += sigma * float32(rng.NormFloat64())
+				x := b.x[r*m.numCols+m.numOff[f] : r*m.numCols+m.numOff[f]+m.Fields[f].Numeric]
+				for j := range x {
+					x[j] += sigma * float32(rng.NormFloat64())
 				}
 			}
 		}
@@ -384,25 +377,39 @@ func (t *trainer) noisyInput(b *buffers, full, tgt *Data, rows []int, rng *rand.
 func (t *trainer) backward(s int, b *buffers, n int) {
 	m := t.m
 	d := m.Dims()
+	F := len(m.Fields)
 	for l := 3; l >= 0; l-- {
 		g := b.grad[l][:n*d[l+1]]
-		var in []float32
-		if l == 0 {
-			in = b.x[:n*d[0]]
-		} else {
-			in = b.act[l-1][:n*d[l]]
-		}
-		// dW = inᵀ · g
-		tr := b.tr[:d[l]*n]
-		transpose(tr, in, n, d[l])
-		matmul(t.gw[s][l], tr, g, n)
 		gb := t.gb[s][l]
 		for r := range n {
 			vek32.Add_Inplace(gb, g[r*d[l+1]:(r+1)*d[l+1]])
 		}
 		if l == 0 {
+			// Dense rows: xᵀ·g; sparse rows: add g to each active row.
+			H := d[1]
+			gw := t.gw[s][0]
+			if m.numCols > 0 {
+				tr := b.tr[:m.numCols*n]
+				transpose(tr, b.x[:n*m.numCols], n, m.numCols)
+				matmul(gw[:m.numCols*H], tr, g, n)
+			}
+			ws := gw[m.numCols*H:]
+			clear(ws)
+			for r := range n {
+				gr := g[r*H : (r+1)*H]
+				for _, sp := range b.sp[r*F : (r+1)*F] {
+					if sp >= 0 {
+						vek32.Add_Inplace(ws[int(sp)*H:int(sp+1)*H], gr)
+					}
+				}
+			}
 			break
 		}
+		in := b.act[l-1][:n*d[l]]
+		// dW = inᵀ · g
+		tr := b.tr[:d[l]*n]
+		transpose(tr, in, n, d[l])
+		matmul(t.gw[s][l], tr, g, n)
 		// d(in) = g · Wᵀ, then through the activation that produced in.
 		prev := b.grad[l-1][:n*d[l]]
 		matmul(prev, g, m.wt[l], d[l+1])

@@ -3,6 +3,9 @@ package features
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -165,5 +168,33 @@ func TestEncoderCheck(t *testing.T) {
 	bad.Fields[0].Source = 99
 	if err := bad.Check(); err == nil {
 		t.Error("accepted a field pointing outside the schema")
+	}
+}
+
+// TestParseDecimalMatchesStrconv: the fast path must agree with strconv
+// bit for bit wherever it answers.
+func TestParseDecimalMatchesStrconv(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	cases := []string{"0", "-0", "1", "12.50", "-3.14159", "+7", "123456789012345", "0.000001", ".5", "5.", "1e5", "abc", "1.2.3", "-", ".", "1234567890123456", "9007199254740993"}
+	for range 20000 {
+		d := rng.IntN(15) + 1
+		v := strconv.FormatUint(rng.Uint64N(uint64(math.Pow10(d))), 10)
+		if p := rng.IntN(len(v) + 1); p < len(v) {
+			v = v[:p] + "." + v[p:]
+		}
+		if rng.IntN(2) == 0 {
+			v = "-" + v
+		}
+		cases = append(cases, v)
+	}
+	for _, c := range cases {
+		got, ok := parseDecimal(c)
+		want, err := strconv.ParseFloat(c, 64)
+		if ok && (err != nil || math.Float64bits(got) != math.Float64bits(want)) {
+			t.Fatalf("%q: fast path %v, strconv %v (%v)", c, got, want, err)
+		}
+		if !ok && err == nil && len(c) < 16 && !strings.ContainsAny(c, "eE") && c != "." {
+			t.Errorf("%q: fast path declined a plain decimal", c)
+		}
 	}
 }

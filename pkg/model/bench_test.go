@@ -1,0 +1,148 @@
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/fraudstream/fraudstream/pkg/ae"
+	"github.com/fraudstream/fraudstream/pkg/features"
+)
+
+// benchSchema is a 30-field card transaction: ids, 21 numeric fields, 6
+// categorical fields and a timestamp (27 learned fields, 30 in all).
+func benchSchema() *features.Schema {
+	s := &features.Schema{IDField: "tx_id", KeyField: "card_id", TimeField: "event_time"}
+	s.Fields = append(s.Fields,
+		features.Field{Name: "tx_id", Kind: features.ID},
+		features.Field{Name: "card_id", Kind: features.ID},
+		features.Field{Name: "event_time", Kind: features.Timestamp, Layout: "2006-01-02T15:04:05Z07:00"},
+	)
+	for i := range 21 {
+		s.Fields = append(s.Fields, features.Field{Name: fmt.Sprintf("n%02d", i), Kind: features.Numeric})
+	}
+	for _, c := range benchCats {
+		s.Fields = append(s.Fields, features.Field{Name: c.name, Kind: features.Categorical})
+	}
+	return s
+}
+
+var benchCats = []struct {
+	name   string
+	levels int
+}{{"currency", 5}, {"mcc", 40}, {"country", 30}, {"channel", 4}, {"device", 8}, {"entry_mode", 6}}
+
+func benchRecord(rng *rand.Rand, i int) map[string]any {
+	r := map[string]any{
+		"tx_id":      fmt.Sprintf("tx-%09d", i),
+		"card_id":    fmt.Sprintf("card-%06d", rng.IntN(100000)),
+		"event_time": fmt.Sprintf("2026-11-%02dT%02d:%02d:%02dZ", 1+rng.IntN(27), rng.IntN(24), rng.IntN(60), rng.IntN(60)),
+	}
+	base := rng.NormFloat64()
+	for j := range 21 {
+		v := base*float64(j%3) + rng.NormFloat64()
+		if j == 0 {
+			v = math.Round(math.Exp(3+v)*100) / 100 // an amount
+		}
+		r[fmt.Sprintf("n%02d", j)] = math.Round(v*1000) / 1000
+	}
+	for _, c := range benchCats {
+		r[c.name] = fmt.Sprintf("%s_%d", c.name, rng.IntN(c.levels))
+	}
+	return r
+}
+
+// benchBundle fits a default-architecture model on synthetic data; weights
+// do not change the cost of scoring.
+func benchBundle(b *testing.B) (*Bundle, [][]string, [][]byte) {
+	s := benchSchema()
+	rng := rand.New(rand.NewPCG(1, 1))
+	names := s.Names()
+	var rows [][]string
+	var msgs [][]byte
+	for i := range 4096 {
+		rec := benchRecord(rng, i)
+		row := make([]string, len(names))
+		for j, n := range names {
+			row[j] = fmt.Sprint(rec[n])
+		}
+		rows = append(rows, row)
+		m, _ := json.Marshal(rec)
+		msgs = append(msgs, m)
+	}
+	bd, err := Fit(s, rows, FitOptions{AE: ae.Config{Seed: 1, Epochs: 1}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return bd, rows, msgs
+}
+
+// BenchmarkEncodeScoreBatch: encode + score in batches of 1024, per record.
+func BenchmarkEncodeScoreBatch(b *testing.B) {
+	bd, rows, _ := benchBundle(b)
+	const batch = 1024
+	sc := bd.NewScorer(batch)
+	b.ReportAllocs()
+	b.ResetTimer()
+	n := 0
+	for b.Loop() {
+		for i := range batch {
+			sc.SetRow(i, rows[(n+i)%len(rows)])
+		}
+		sc.Score(batch)
+		n += batch
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/record")
+}
+
+// BenchmarkJSONOneAtATime: one Kafka message value at a time, JSON bytes to
+// a score with its top three reasons: decode + encode + score, no batching.
+func BenchmarkJSONOneAtATime(b *testing.B) {
+	bd, _, msgs := benchBundle(b)
+	sc := bd.NewScorer(1)
+	reasons := make([]Reason, 0, 3)
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		if _, err := sc.SetJSON(0, msgs[i%len(msgs)]); err != nil {
+			b.Fatal(err)
+		}
+		sc.Score(1)
+		reasons = sc.Reasons(0, 3, reasons)
+		i++
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// TestScoringAllocatesNothing guards the hot paths' zero-allocation promise.
+func TestScoringAllocatesNothing(t *testing.T) {
+	bd := fitTest(t)
+	sc := bd.NewScorer(64)
+	row := []string{"1", "3.5", "m1", "2024-03-01 10:00:00", "FR"}
+	msg := []byte(`{"tx":"1","amount":3.5,"merchant":"m1","ts":"2024-03-01 10:00:00","country":"FR"}`)
+	reasons := make([]Reason, 0, 3)
+	if a := testing.AllocsPerRun(200, func() {
+		for i := range 64 {
+			sc.SetRow(i, row)
+		}
+		sc.Score(64)
+	}); a != 0 {
+		t.Errorf("batch path: %v allocations", a)
+	}
+	if a := testing.AllocsPerRun(200, func() {
+		if _, err := sc.SetJSON(0, msg); err != nil {
+			t.Fatal(err)
+		}
+		sc.Score(1)
+		reasons = sc.Reasons(0, 3, reasons)
+	}); a != 0 {
+		t.Errorf("message path: %v allocations", a)
+	}
+	if len(reasons) != 3 || reasons[0].Contribution < reasons[1].Contribution {
+		t.Errorf("reasons %+v", reasons)
+	}
+}
