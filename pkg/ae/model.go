@@ -248,9 +248,9 @@ func relu(x []float32) { vek32.MaximumNumber_Inplace(x, 0) }
 // buffers is the scratch space of one forward/backward pass over up to cap rows.
 type buffers struct {
 	cap  int
-	x    []float32 // cap × NumCols numeric inputs
-	sp   []int32   // cap × F active sparse input rows (-1: none)
-	ex   []float32 // softmax scratch
+	x    []float32    // cap × NumCols numeric inputs
+	sp   []int32      // cap × F active sparse input rows (-1: none)
+	ex   []float32    // softmax scratch
 	act  [4][]float32 // h1, z, h2, y
 	grad [4][]float32 // gradients w.r.t. act
 	tr   []float32    // transpose scratch

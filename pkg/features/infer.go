@@ -28,7 +28,7 @@ var (
 	// Names that suggest which id is the transaction and which the entity.
 	txIDName  = regexp.MustCompile(`(?i)(trans|tx|txn|transaction).*(id|num|no)$|^(id|transaction_?id|trans_num)$`)
 	keyName   = regexp.MustCompile(`(?i)(card|cc_num|customer|account|acct|user|client|name_?orig)`)
-	nullToken = map[string]bool{"na": true, "n/a": true, "nan": true, "null": true, "none": true, "-": true, "?": true, "nil": true}
+	nullTokens = []string{"na", "n/a", "nan", "null", "none", "-", "?", "nil"}
 )
 
 // IsNull reports whether a raw value means "missing".
@@ -36,10 +36,16 @@ func IsNull(v string) bool {
 	if v == "" {
 		return true
 	}
-	if len(v) > 4 {
+	if len(v) > 6 {
 		return false
 	}
-	return nullToken[strings.ToLower(strings.TrimSpace(v))]
+	v = strings.TrimSpace(v)
+	for _, t := range nullTokens {
+		if strings.EqualFold(v, t) { // no allocation, unlike ToLower
+			return true
+		}
+	}
+	return v == ""
 }
 
 type columnStats struct {
