@@ -26,8 +26,8 @@ var (
 	// Postal codes are codes, not quantities.
 	zipName = regexp.MustCompile(`(?i)^(zip|zip_?code|postcode|postal_?code|post_?code)$`)
 	// Names that suggest which id is the transaction and which the entity.
-	txIDName  = regexp.MustCompile(`(?i)(trans|tx|txn|transaction).*(id|num|no)$|^(id|transaction_?id|trans_num)$`)
-	keyName   = regexp.MustCompile(`(?i)(card|cc_num|customer|account|acct|user|client|name_?orig)`)
+	txIDName   = regexp.MustCompile(`(?i)(trans|tx|txn|transaction).*(id|num|no)$|^(id|transaction_?id|trans_num)$`)
+	keyName    = regexp.MustCompile(`(?i)(card|cc_num|customer|account|acct|user|client|name_?orig)`)
 	nullTokens = []string{"na", "n/a", "nan", "null", "none", "-", "?", "nil"}
 )
 
