@@ -237,3 +237,36 @@ func TestBadLayout(t *testing.T) {
 		t.Error("New accepted zero hidden units")
 	}
 }
+
+// TestMatmul checks the padded and blocked paths against a plain product.
+func TestMatmul(t *testing.T) {
+	rng := rand.New(rand.NewPCG(2, 2))
+	var pad []float32
+	for _, s := range [][3]int{{1, 5, 3}, {3, 64, 16}, {9, 64, 16}, {128, 64, 30}, {200, 30, 64}, {64, 128, 130}, {17, 3, 33}, {1000, 64, 16}} {
+		n, k, m := s[0], s[1], s[2]
+		a := make([]float32, n*k)
+		b := make([]float32, k*m)
+		for i := range a {
+			a[i] = float32(rng.NormFloat64())
+		}
+		for i := range b {
+			b[i] = float32(rng.NormFloat64())
+		}
+		got := make([]float32, n*m)
+		for i := range got {
+			got[i] = 123 // must be overwritten
+		}
+		matmul(got, a, b, k, &pad)
+		for i := range n {
+			for j := range m {
+				var want float64
+				for x := range k {
+					want += float64(a[i*k+x]) * float64(b[x*m+j])
+				}
+				if math.Abs(want-float64(got[i*m+j])) > 1e-3*(1+math.Abs(want)) {
+					t.Fatalf("%v: [%d,%d] = %v, want %v", s, i, j, got[i*m+j], want)
+				}
+			}
+		}
+	}
+}

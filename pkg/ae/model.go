@@ -215,22 +215,48 @@ func transpose(dst, src []float32, rows, cols int) {
 // matmul writes a (n×k) · b (k×m) into dst (n×m) on the calling goroutine.
 // vek32 splits products above 100,000 multiply-adds across goroutines (and
 // allocates to do so); callers here already own their core, so the rows
-// are fed in blocks that stay below that size.
-func matmul(dst, a, b []float32, k int) {
+// are fed in blocks that stay below that size. vek32's AVX2 kernel works
+// on 32 output columns at a time and is 5-10× slower on the remainder, so
+// narrow or ragged outputs go through a zero-padded copy (pad is scratch,
+// grown once).
+func matmul(dst, a, b []float32, k int, pad *[]float32) {
 	if k == 0 || len(a) == 0 {
 		clear(dst)
 		return
 	}
 	n := len(a) / k
 	m := len(b) / k
-	block := max(1, vekSerialLimit/(k*m))
-	if block < 4 && n >= 4 {
-		// vek32 also stays serial below 4 rows; use that when wide layers force small blocks.
-		block = 3
+	if m%32 == 0 || m > 128 || n < 8 {
+		block := max(1, vekSerialLimit/(k*m))
+		if block < 4 && n >= 4 {
+			block = 3 // vek32 also stays serial below 4 rows
+		}
+		for r := 0; r < n; r += block {
+			e := min(n, r+block)
+			vek32.MatMul_Into(dst[r*m:e*m], a[r*k:e*k], b, k)
+		}
+		return
+	}
+	m32 := (m + 31) &^ 31
+	block := max(4, vekSerialLimit/(k*m32))
+	need := k*m32 + block*m32
+	if cap(*pad) < need {
+		*pad = make([]float32, need)
+	}
+	p := (*pad)[:need]
+	bp, cp := p[:k*m32], p[k*m32:]
+	for i := range k {
+		row := bp[i*m32 : (i+1)*m32]
+		copy(row, b[i*m:(i+1)*m])
+		clear(row[m:])
 	}
 	for r := 0; r < n; r += block {
 		e := min(n, r+block)
-		vek32.MatMul_Into(dst[r*m:e*m], a[r*k:e*k], b, k)
+		c := cp[:(e-r)*m32]
+		vek32.MatMul_Into(c, a[r*k:e*k], bp, k)
+		for i := r; i < e; i++ {
+			copy(dst[i*m:(i+1)*m], c[(i-r)*m32:(i-r)*m32+m])
+		}
 	}
 }
 
@@ -251,6 +277,7 @@ type buffers struct {
 	x    []float32    // cap × NumCols numeric inputs
 	sp   []int32      // cap × F active sparse input rows (-1: none)
 	ex   []float32    // softmax scratch
+	pad  []float32    // matmul padding scratch
 	act  [4][]float32 // h1, z, h2, y
 	grad [4][]float32 // gradients w.r.t. act
 	tr   []float32    // transpose scratch
@@ -330,7 +357,7 @@ func (m *Model) forward(b *buffers, n int) {
 	// Layer 0: dense numeric product plus the active sparse rows.
 	h1 := b.act[0][:n*H]
 	if m.numCols > 0 {
-		matmul(h1, b.x[:n*m.numCols], m.W[0][:m.numCols*H], m.numCols)
+		matmul(h1, b.x[:n*m.numCols], m.W[0][:m.numCols*H], m.numCols, &b.pad)
 	} else {
 		clear(h1)
 	}
@@ -348,7 +375,7 @@ func (m *Model) forward(b *buffers, n int) {
 	in := h1
 	for l := 1; l < 4; l++ {
 		out := b.act[l][:n*d[l+1]]
-		matmul(out, in, m.W[l], d[l])
+		matmul(out, in, m.W[l], d[l], &b.pad)
 		addBias(out, m.B[l], n)
 		if l == 2 {
 			relu(out)

@@ -391,7 +391,7 @@ func (t *trainer) backward(s int, b *buffers, n int) {
 			if m.numCols > 0 {
 				tr := b.tr[:m.numCols*n]
 				transpose(tr, b.x[:n*m.numCols], n, m.numCols)
-				matmul(gw[:m.numCols*H], tr, g, n)
+				matmul(gw[:m.numCols*H], tr, g, n, &b.pad)
 			}
 			ws := gw[m.numCols*H:]
 			clear(ws)
@@ -409,10 +409,10 @@ func (t *trainer) backward(s int, b *buffers, n int) {
 		// dW = inᵀ · g
 		tr := b.tr[:d[l]*n]
 		transpose(tr, in, n, d[l])
-		matmul(t.gw[s][l], tr, g, n)
+		matmul(t.gw[s][l], tr, g, n, &b.pad)
 		// d(in) = g · Wᵀ, then through the activation that produced in.
 		prev := b.grad[l-1][:n*d[l]]
-		matmul(prev, g, m.wt[l], d[l+1])
+		matmul(prev, g, m.wt[l], d[l+1], &b.pad)
 		if l-1 == 0 || l-1 == 2 {
 			act := b.act[l-1][:n*d[l]]
 			for i, a := range act {
