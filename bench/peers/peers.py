@@ -76,7 +76,7 @@ def build_raw(df, num, cat):
             numeric[col] = pd.to_numeric(df[src], errors="coerce").astype("float64")
         else:
             ts = pd.to_datetime(df[src])
-            numeric[col] = (ts.dt.hour if fn == "hour" else ts.dt.dayofweek).astype("float64")
+            numeric[col] = (ts.dt.hour if fn == "hour" else ts.dt.day_of_week).astype("float64")
     nums = pd.DataFrame(numeric, index=df.index)
     cats = pd.DataFrame({c: df[c].astype(str) for c in cat}, index=df.index)
     return nums, cats

@@ -177,7 +177,7 @@ func Train(fields []Field, d *Data, cfg Config) (*Model, *Result, error) {
 		erng := rand.New(rand.NewPCG(cfg.Seed, uint64(epoch)))
 		erng.Shuffle(len(active), func(i, j int) { active[i], active[j] = active[j], active[i] })
 		loss := t.epoch(trainData, active, cfg.Seed, epoch)
-		vl := m.meanLoss(valData)
+		vl := m.meanLoss(valData, cfg.TrimFraction)
 		st := EpochStats{Epoch: epoch, TrainLoss: loss, ValLoss: vl, Trimmed: trimmed,
 			RowsPerSec: float64(len(active)) / time.Since(es).Seconds()}
 		if math.IsNaN(vl) || math.IsNaN(loss) {
@@ -455,21 +455,40 @@ func adam(w, g, mom, vel []float32, alpha, decay float32) {
 	}
 }
 
-// meanLoss is the mean clean summed field error per row.
-func (m *Model) meanLoss(d *Data) float64 {
+// meanLoss is the mean clean summed field error per row; with trim > 0 the
+// rows with the highest errors (that fraction) are left out, so that early
+// stopping judges the same robust objective that trimmed training pursues.
+func (m *Model) meanLoss(d *Data, trim float64) float64 {
 	if d.N == 0 {
 		return 0
 	}
 	const chunk = 1024
 	b := newBuffers(m, chunk)
-	total := 0.0
+	F := len(m.Fields)
+	rowLoss := make([]float64, 0, d.N)
 	for from := 0; from < d.N; from += chunk {
 		n := min(chunk, d.N-from)
 		m.fillInput(b, d, from, n)
 		m.forward(b, n)
-		total += m.fieldErrors(b, d, from, n, nil, 0, true)
+		m.fieldErrors(b, d, from, n, nil, 0, true)
+		for r := range n {
+			var s float64
+			for _, e := range b.ferr[r*F : (r+1)*F] {
+				s += float64(e)
+			}
+			rowLoss = append(rowLoss, s)
+		}
 	}
-	return total / float64(d.N)
+	keep := len(rowLoss)
+	if trim > 0 {
+		slices.Sort(rowLoss)
+		keep = max(1, int(math.Ceil(float64(len(rowLoss))*(1-trim))))
+	}
+	total := 0.0
+	for _, v := range rowLoss[:keep] {
+		total += v
+	}
+	return total / float64(keep)
 }
 
 // trim returns the training rows kept for the next epoch: all but the
