@@ -19,9 +19,6 @@ import (
 	"strings"
 	"syscall"
 
-	"gonum.org/v1/gonum/mat"
-	"gonum.org/v1/gonum/stat"
-
 	"github.com/fraudstream/fraudstream/pkg/ae"
 	"github.com/fraudstream/fraudstream/pkg/evaluate"
 	"github.com/fraudstream/fraudstream/pkg/features"
@@ -54,10 +51,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&cfg.TrimFraction, "trim", 0, "contamination trim fraction (0: default)")
 	fs.IntVar(&cfg.Patience, "patience", 0, "early-stopping patience (0: default)")
 	fs.IntVar(&cfg.WarmupEpochs, "warmup", 0, "epochs before trimming (0: default)")
-	fs.IntVar(&cfg.Hidden, "h", 0, "alias of --hidden")
 	maxLevels := fs.Int("max-levels", 0, "categorical vocabulary cap (0: default)")
-	latent := fs.Float64("latent", 0, "experiment: weight of a Mahalanobis term on the embedding")
-	agg := fs.String("agg", "sum", "experiment: how field contributions combine (sum, sqrt, log)")
+	fs.BoolVar(&cfg.Linear, "linear", false, "score with linear contributions e/Norm instead of their square roots")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -111,22 +106,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			for i, v := range sc.Score(n) {
 				scores[from+i] = float64(v)
-				if *agg != "sum" {
-					var a float64
-					for _, c := range sc.Contributions(i) {
-						switch *agg {
-						case "sqrt":
-							a += math.Sqrt(float64(c))
-						case "log":
-							a += math.Log1p(float64(c))
-						}
-					}
-					scores[from+i] = a
-				}
 			}
-		}
-		if *latent > 0 {
-			addLatent(b, features.Project(schema, t.Names, trainRows), testRows, scores, *latent)
 		}
 		y := make([]bool, len(test))
 		for i, r := range test {
@@ -138,62 +118,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s\tAUPRC %.4f ± %.4f\tROC-AUC %.4f ± %.4f\n", *input, mean(aps), std(aps), mean(aucs), std(aucs))
 	return nil
-}
-
-// addLatent adds w × d²/mean(d²), the Mahalanobis distance of each test
-// row's embedding from the training embeddings.
-func addLatent(b *model.Bundle, train, test [][]string, scores []float64, w float64) {
-	bn := b.Model.Bottleneck
-	embed := func(rows [][]string) *mat.Dense {
-		out := mat.NewDense(len(rows), bn, nil)
-		sc := b.NewScorer(1024)
-		buf := make([]float32, 1024*bn)
-		for from := 0; from < len(rows); from += 1024 {
-			n := min(1024, len(rows)-from)
-			for i := range n {
-				sc.SetRow(i, rows[from+i])
-			}
-			sc.Embed(n, buf)
-			for i := range n {
-				for j := range bn {
-					out.Set(from+i, j, float64(buf[i*bn+j]))
-				}
-			}
-		}
-		return out
-	}
-	tr := embed(train)
-	var cov mat.SymDense
-	stat.CovarianceMatrix(&cov, tr, nil)
-	for j := range bn {
-		cov.SetSym(j, j, cov.At(j, j)+1e-6)
-	}
-	mu := make([]float64, bn)
-	for j := range bn {
-		mu[j] = stat.Mean(mat.Col(nil, j, tr), nil)
-	}
-	var chol mat.Cholesky
-	if !chol.Factorize(&cov) {
-		return
-	}
-	d2 := func(m *mat.Dense) []float64 {
-		r, _ := m.Dims()
-		out := make([]float64, r)
-		x := mat.NewVecDense(bn, nil)
-		var y mat.VecDense
-		for i := range r {
-			for j := range bn {
-				x.SetVec(j, m.At(i, j)-mu[j])
-			}
-			chol.SolveVecTo(&y, x)
-			out[i] = mat.Dot(x, &y)
-		}
-		return out
-	}
-	norm := stat.Mean(d2(tr), nil)
-	for i, v := range d2(embed(test)) {
-		scores[i] += w * v / norm
-	}
 }
 
 // stratified splits row indexes 70/30 within each class.

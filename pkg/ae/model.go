@@ -44,6 +44,9 @@ type Model struct {
 	Bottleneck int     `json:"bottleneck"`
 	// InputClip bounds scaled numeric inputs (and training targets).
 	InputClip float32 `json:"input_clip"`
+	// Linear selects contributions e_f/Norm_f; by default they are
+	// sqrt(e_f/Norm_f), so that one extreme field cannot drown the others.
+	Linear bool `json:"linear,omitempty"`
 	// W[l] is dims[l]×dims[l+1], row-major; B[l] has dims[l+1] entries.
 	// The input rows of W[0] are the NumCols numeric columns, then for each
 	// field in order its sparse rows: a numeric field's missing indicator, or
@@ -291,7 +294,7 @@ func newBuffers(m *Model, cap int) *buffers {
 	for _, f := range m.Fields {
 		maxL = max(maxL, f.Levels)
 	}
-	b.ex = make([]float32, maxL)
+	b.ex = make([]float32, max(maxL, len(m.Fields)))
 	maxd := m.numCols
 	for l := range 4 {
 		b.act[l] = make([]float32, cap*d[l+1])

@@ -1,5 +1,7 @@
 package ae
 
+import "github.com/viterin/vek/vek32"
+
 // Scorer scores batches with one model. It owns scratch space sized for
 // batches of up to Cap rows and allocates nothing per call. A Scorer is not
 // safe for concurrent use; create one per goroutine.
@@ -21,8 +23,9 @@ func (s *Scorer) Model() *Model { return s.m }
 func (s *Scorer) Cap() int { return s.b.cap }
 
 // Score scores rows [from, from+n) of d (n ≤ Cap): scores[i] is the sum of
-// the row's per-field errors, each divided by the field's normaliser, and,
-// when contrib is non-nil, contrib[i*F+f] holds field f's share. Numeric
+// the row's field contributions sqrt(e_f / Norm_f) (e_f / Norm_f when
+// Model.Linear), and, when contrib is non-nil, contrib[i*F+f] holds field
+// f's contribution. Numeric
 // errors use the unclipped target, so values far outside the training range
 // score high. After Score, Output and Expected describe the same rows.
 func (s *Scorer) Score(d *Data, from, n int, scores, contrib []float32) {
@@ -38,18 +41,16 @@ func (s *Scorer) Score(d *Data, from, n int, scores, contrib []float32) {
 	for r := range n {
 		fe := s.b.ferr[r*F : (r+1)*F]
 		var sum float32
+		c := s.b.ex[:F] // scratch when the caller wants no contributions
 		if contrib != nil {
-			c := contrib[r*F : (r+1)*F]
-			for f, e := range fe {
-				v := e / norm[f]
-				c[f] = v
-				sum += v
-			}
-		} else {
-			for f, e := range fe {
-				sum += e / norm[f]
-			}
+			c = contrib[r*F : (r+1)*F]
 		}
+		vek32.Div_Into(c, fe, norm)
+		if !m.Linear {
+			vek32.MaximumNumber_Inplace(c, 0) // rounding can leave -1e-7
+			vek32.Sqrt_Inplace(c)
+		}
+		sum = vek32.Sum(c)
 		scores[r] = sum
 	}
 }

@@ -43,13 +43,15 @@ type Config struct {
 	Patience int
 	// TrimFraction is the share of training rows with the highest
 	// reconstruction error left out of each epoch after WarmupEpochs, a
-	// defence against the fraud inside unlabelled data. Default 0 (off);
-	// negative also disables.
+	// defence against the fraud inside unlabelled data. Default 0.05;
+	// negative disables.
 	TrimFraction float64
-	// WarmupEpochs before trimming starts. Default 3.
+	// WarmupEpochs before trimming starts. Default 1.
 	WarmupEpochs int
 	// InputClip bounds scaled numeric inputs and training targets. Default 10.
 	InputClip float64
+	// Linear scores with e_f/Norm_f instead of sqrt(e_f/Norm_f). Default false.
+	Linear bool
 	// Seed makes training deterministic (for any GOMAXPROCS).
 	Seed uint64
 	// Progress, when non-nil, is called after every epoch.
@@ -74,14 +76,14 @@ func (c Config) withDefaults() Config {
 	def(&c.Epochs, 30)
 	def(&c.BatchSize, 256)
 	def(&c.Patience, 4)
-	def(&c.WarmupEpochs, 3)
+	def(&c.WarmupEpochs, 1)
 	deff(&c.LearningRate, 1e-3)
 	deff(&c.WeightDecay, 1e-5)
 	deff(&c.SwapNoise, 0.15)
 	deff(&c.GaussianNoise, 0.1)
 	deff(&c.MaskNoise, 0.05)
 	deff(&c.ValidationFraction, 0.1)
-	deff(&c.TrimFraction, 0)
+	deff(&c.TrimFraction, 0.05)
 	deff(&c.InputClip, 10)
 	return c
 }
@@ -140,6 +142,7 @@ func Train(fields []Field, d *Data, cfg Config) (*Model, *Result, error) {
 		return nil, nil, err
 	}
 	m.InputClip = float32(cfg.InputClip)
+	m.Linear = cfg.Linear
 	if err := checkData(m, d); err != nil {
 		return nil, nil, err
 	}

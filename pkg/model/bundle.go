@@ -159,6 +159,7 @@ type header struct {
 	Hidden      int               `json:"hidden"`
 	Bottleneck  int               `json:"bottleneck"`
 	InputClip   float32           `json:"input_clip"`
+	Linear      bool              `json:"linear,omitempty"`
 	Norm        []float32         `json:"norm"`
 	Calibration Calibration       `json:"calibration"`
 	Meta        Meta              `json:"meta"`
@@ -170,7 +171,7 @@ func (b *Bundle) MarshalBinary() ([]byte, error) {
 		return nil, errors.New("model: bundle lacks an encoder or a model")
 	}
 	h := header{Encoder: b.Encoder, Fields: b.Model.Fields, Hidden: b.Model.Hidden, Bottleneck: b.Model.Bottleneck,
-		InputClip: b.Model.InputClip, Norm: b.Model.Norm, Calibration: b.Calibration, Meta: b.Meta}
+		InputClip: b.Model.InputClip, Linear: b.Model.Linear, Norm: b.Model.Norm, Calibration: b.Calibration, Meta: b.Meta}
 	hj, err := json.Marshal(h)
 	if err != nil {
 		return nil, fmt.Errorf("model: encode header: %w", err)
@@ -260,6 +261,7 @@ func Unmarshal(data []byte) (*Bundle, error) {
 		return nil, errors.New("model: input clip must be positive")
 	}
 	m.InputClip = h.InputClip
+	m.Linear = h.Linear
 	m.Norm = h.Norm
 	rest := body[fixed+int(hlen):]
 	var w, bb [4][]float32
