@@ -268,12 +268,12 @@ func (e *Encoder) Encode(row []string, num []float32, cat []int32, miss []bool) 
 		if f.Source < len(row) {
 			v = row[f.Source]
 		}
-		null := IsNull(v)
+		// Parse first: IsNull is only needed when a value does not parse.
 		switch f.Kind {
 		case Numeric:
 			x, ok := parseNumber(v)
 			if !ok {
-				if !null {
+				if !IsNull(v) {
 					invalid++
 				}
 				num[f.NumOff] = 0
@@ -287,12 +287,15 @@ func (e *Encoder) Encode(row []string, num []float32, cat []int32, miss []bool) 
 			miss[i] = false
 		case Timestamp:
 			c, ok := clock{}, false
-			if !null {
-				c, ok = parseClock(strings.TrimSpace(v), f.Layout)
+			if v != "" {
+				c, ok = parseClock(v, f.Layout)
+				if !ok {
+					c, ok = parseClock(strings.TrimSpace(v), f.Layout)
+				}
 			}
 			cols := num[f.NumOff : f.NumOff+timestampWidth]
 			if !ok {
-				if !null {
+				if !IsNull(v) {
 					invalid++
 				}
 				clear(cols)
@@ -304,13 +307,13 @@ func (e *Encoder) Encode(row []string, num []float32, cat []int32, miss []bool) 
 			cols[0], cols[1], cols[2], cols[3] = float32(hs), float32(hc), float32(ds), float32(dc)
 			miss[i] = false
 		case Categorical:
-			if null {
-				cat[f.CatIdx] = LevelMissing
-				miss[i] = true
-				continue
-			}
 			l, ok := f.index[v]
 			if !ok {
+				if IsNull(v) {
+					cat[f.CatIdx] = LevelMissing
+					miss[i] = true
+					continue
+				}
 				l, ok = f.index[strings.TrimSpace(v)]
 			}
 			if !ok {

@@ -39,6 +39,10 @@ func IsNull(v string) bool {
 	if len(v) > 6 {
 		return false
 	}
+	// Every null token starts with one of these (after optional spaces).
+	if c := v[0]; c != 'n' && c != 'N' && c != '-' && c != '?' && c != ' ' && c != '\t' {
+		return false
+	}
 	v = strings.TrimSpace(v)
 	for _, t := range nullTokens {
 		if strings.EqualFold(v, t) { // no allocation, unlike ToLower
