@@ -30,3 +30,28 @@ func BenchmarkTrain100k(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Seconds())/float64(b.N), "s/fit")
 }
+
+// BenchmarkScoreBatch30: scoring already-encoded records (30 numeric
+// fields, default architecture) in batches of 1024, on one goroutine; the
+// same work as a PyTorch forward pass plus per-field errors.
+func BenchmarkScoreBatch30(b *testing.B) {
+	fields := make([]Field, 30)
+	for i := range fields {
+		fields[i] = Field{Name: string(rune('a' + i%26)), Numeric: 1}
+	}
+	m, _ := New(fields, 64, 16)
+	m.init(rand.New(rand.NewPCG(1, 1)))
+	const n = 1024
+	d := NewData(m, n)
+	rng := rand.New(rand.NewPCG(2, 2))
+	for i := range d.Num {
+		d.Num[i] = float32(rng.NormFloat64())
+	}
+	s := NewScorer(m, n)
+	scores := make([]float32, n)
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Score(d, 0, n, scores, nil)
+	}
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "records/s")
+}

@@ -64,6 +64,9 @@ type Model struct {
 	sparse             int   // sparse input rows: missing indicators and categorical levels
 	numOff, catIdx     []int // per field; -1 where not applicable
 	wt                 [4][]float32
+	// wp[l] is W[l] (for layer 0 its dense rows) with columns zero-padded
+	// to a multiple of 32 when its width is not one; see matmul.
+	wp [4][]float32
 }
 
 // Dims returns the layer sizes [In, Hidden, Bottleneck, Hidden, Out].
@@ -124,7 +127,7 @@ func (m *Model) layout() error {
 	m.numOff, m.catIdx = make([]int, F), make([]int, F)
 	m.numCols, m.catFields, m.sparse, m.out = 0, 0, 0, 0
 	for i, f := range m.Fields {
-		m.sOff[i], m.outOff[i] = m.sparse, m.out
+		m.sOff[i] = m.sparse
 		switch {
 		case f.Numeric > 0 && f.Levels == 0 && f.Numeric <= 64:
 			m.numOff[i], m.catIdx[i] = m.numCols, -1
@@ -141,6 +144,17 @@ func (m *Model) layout() error {
 		}
 	}
 	m.in = m.numCols + m.sparse
+	// Outputs: the numeric columns first, aligned with Data.Num, then each
+	// categorical field's logits.
+	cat := m.numCols
+	for i, f := range m.Fields {
+		if m.catIdx[i] < 0 {
+			m.outOff[i] = m.numOff[i]
+		} else {
+			m.outOff[i] = cat
+			cat += f.Levels
+		}
+	}
 	if m.in > 1<<20 || m.out > 1<<20 {
 		return errors.New("ae: layout too wide")
 	}
@@ -160,6 +174,52 @@ func (m *Model) refresh() {
 			m.wt[l] = make([]float32, r*c)
 		}
 		transpose(m.wt[l], m.W[l], r, c)
+		if l == 0 {
+			r = m.numCols
+		}
+		if c%32 == 0 || c > 128 || r == 0 {
+			m.wp[l] = nil
+			continue
+		}
+		c32 := (c + 31) &^ 31
+		if len(m.wp[l]) != r*c32 {
+			m.wp[l] = make([]float32, r*c32)
+		}
+		for i := range r {
+			copy(m.wp[l][i*c32:i*c32+c], m.W[l][i*c:(i+1)*c])
+		}
+	}
+}
+
+// layer writes in (n × k) · W[l] into out (n × width) using the padded
+// weights when there are any, so that every product runs on vek32's fast
+// 32-column path without copying weights per call.
+func (m *Model) layer(b *buffers, l int, out, in []float32, k, n int) {
+	wp := m.wp[l]
+	if wp == nil {
+		w := m.W[l]
+		if l == 0 {
+			w = w[:k*m.Hidden]
+		}
+		matmul(out, in, w, k, &b.pad)
+		return
+	}
+	c := len(out) / n
+	c32 := len(wp) / k
+	block := max(1, vekSerialLimit/(k*c32))
+	if block < 4 && n >= 4 {
+		block = 3
+	}
+	if cap(b.pad) < block*c32 {
+		b.pad = make([]float32, block*c32)
+	}
+	for r := 0; r < n; r += block {
+		e := min(n, r+block)
+		cp := b.pad[:(e-r)*c32]
+		vek32.MatMul_Into(cp, in[r*k:e*k], wp, k)
+		for i := r; i < e; i++ {
+			copy(out[i*c:(i+1)*c], cp[(i-r)*c32:(i-r)*c32+c])
+		}
 	}
 }
 
@@ -200,6 +260,7 @@ func (m *Model) Clone() *Model {
 		c.W[l] = append([]float32(nil), m.W[l]...)
 		c.B[l] = append([]float32(nil), m.B[l]...)
 		c.wt[l] = append([]float32(nil), m.wt[l]...)
+		c.wp[l] = append([]float32(nil), m.wp[l]...)
 	}
 	c.Fields = append([]Field(nil), m.Fields...)
 	c.Norm = append([]float32(nil), m.Norm...)
@@ -281,6 +342,7 @@ type buffers struct {
 	sp   []int32      // cap × F active sparse input rows (-1: none)
 	ex   []float32    // softmax scratch
 	pad  []float32    // matmul padding scratch
+	diff []float32    // numeric differences of one row
 	act  [4][]float32 // h1, z, h2, y
 	grad [4][]float32 // gradients w.r.t. act
 	tr   []float32    // transpose scratch
@@ -295,6 +357,7 @@ func newBuffers(m *Model, cap int) *buffers {
 		maxL = max(maxL, f.Levels)
 	}
 	b.ex = make([]float32, max(maxL, len(m.Fields)))
+	b.diff = make([]float32, m.numCols)
 	maxd := m.numCols
 	for l := range 4 {
 		b.act[l] = make([]float32, cap*d[l+1])
@@ -310,10 +373,33 @@ func newBuffers(m *Model, cap int) *buffers {
 // fillInput writes the network input for rows [from, from+n) of data into
 // b.x and b.sp, unperturbed.
 func (m *Model) fillInput(b *buffers, d *Data, from, n int) {
-	clip := m.InputClip
+	F := len(m.Fields)
+	nc := m.numCols
+	if nc > 0 {
+		x := b.x[:n*nc]
+		copy(x, d.Num[from*nc:(from+n)*nc])
+		vek32.MinimumNumber_Inplace(x, m.InputClip)
+		vek32.MaximumNumber_Inplace(x, -m.InputClip)
+	}
 	for r := range n {
-		for f := range m.Fields {
-			m.fieldInput(b, r, f, d, from+r, clip)
+		row := from + r
+		sp := b.sp[r*F : (r+1)*F]
+		miss := d.Miss[row*F : (row+1)*F]
+		for f := range F {
+			if c := m.catIdx[f]; c >= 0 {
+				l := d.Cat[row*m.catFields+c]
+				if l < 0 || int(l) >= m.Fields[f].Levels {
+					l = 0
+				}
+				sp[f] = int32(m.sOff[f]) + l
+				continue
+			}
+			if miss[f] {
+				clear(b.x[r*nc+m.numOff[f] : r*nc+m.numOff[f]+m.Fields[f].Numeric])
+				sp[f] = int32(m.sOff[f])
+				continue
+			}
+			sp[f] = -1
 		}
 	}
 }
@@ -360,7 +446,7 @@ func (m *Model) forward(b *buffers, n int) {
 	// Layer 0: dense numeric product plus the active sparse rows.
 	h1 := b.act[0][:n*H]
 	if m.numCols > 0 {
-		matmul(h1, b.x[:n*m.numCols], m.W[0][:m.numCols*H], m.numCols, &b.pad)
+		m.layer(b, 0, h1, b.x[:n*m.numCols], m.numCols, n)
 	} else {
 		clear(h1)
 	}
@@ -378,7 +464,7 @@ func (m *Model) forward(b *buffers, n int) {
 	in := h1
 	for l := 1; l < 4; l++ {
 		out := b.act[l][:n*d[l+1]]
-		matmul(out, in, m.W[l], d[l], &b.pad)
+		m.layer(b, l, out, in, d[l], n)
 		addBias(out, m.B[l], n)
 		if l == 2 {
 			relu(out)
@@ -395,6 +481,7 @@ func (m *Model) fieldErrors(b *buffers, d *Data, from, n int, grad []float32, gs
 	F := len(m.Fields)
 	y := b.act[3]
 	clip := m.InputClip
+	nc := m.numCols
 	total := 0.0
 	for r := range n {
 		row := from + r
@@ -404,6 +491,26 @@ func (m *Model) fieldErrors(b *buffers, d *Data, from, n int, grad []float32, gs
 			gr = grad[r*m.out : (r+1)*m.out]
 		}
 		fe := b.ferr[r*F : (r+1)*F]
+		miss := d.Miss[row*F : (row+1)*F]
+		// Numeric columns at once: diff = y − t, its square per column.
+		if nc > 0 {
+			diff := b.diff[:nc]
+			t := d.Num[row*nc : (row+1)*nc]
+			if clipTargets {
+				vek32.MinimumNumber_Into(diff, t, clip)
+				vek32.MaximumNumber_Inplace(diff, -clip)
+				vek32.MulNumber_Inplace(diff, -1) // vek forbids dst aliasing an input
+				vek32.Add_Inplace(diff, yr[:nc])
+			} else {
+				vek32.Sub_Into(diff, yr[:nc], t)
+			}
+			if gr != nil {
+				vek32.MulNumber_Into(gr[:nc], diff, 2*gscale)
+			}
+			for i, v := range diff {
+				diff[i] = v * v
+			}
+		}
 		for f := range F {
 			off := m.outOff[f]
 			if c := m.catIdx[f]; c >= 0 {
@@ -430,27 +537,25 @@ func (m *Model) fieldErrors(b *buffers, d *Data, from, n int, grad []float32, gs
 				continue
 			}
 			w := m.Fields[f].Numeric
-			if d.Miss[row*F+f] {
+			if miss[f] {
 				fe[f] = 0
 				if gr != nil {
 					clear(gr[off : off+w])
 				}
 				continue
 			}
-			tv := d.Num[row*m.numCols+m.numOff[f] : row*m.numCols+m.numOff[f]+w]
 			var e float32
-			inv := 1 / float32(w)
-			for j, t := range tv {
-				if clipTargets {
-					t = min(max(t, -clip), clip)
+			if w == 1 {
+				e = b.diff[off]
+			} else {
+				for _, v := range b.diff[off : off+w] {
+					e += v
 				}
-				diff := yr[off+j] - t
-				e += diff * diff
+				e /= float32(w)
 				if gr != nil {
-					gr[off+j] = 2 * diff * inv * gscale
+					vek32.MulNumber_Inplace(gr[off:off+w], 1/float32(w))
 				}
 			}
-			e *= inv
 			fe[f] = e
 			total += float64(e)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 
 	"github.com/fraudstream/fraudstream/pkg/ae"
@@ -96,6 +97,41 @@ func BenchmarkEncodeScoreBatch(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "records/s")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/record")
+}
+
+// BenchmarkEncodeScoreBatchNumeric30: the same for a record of 30 numeric
+// fields given as strings, the shape the PyTorch peer is timed on.
+func BenchmarkEncodeScoreBatchNumeric30(b *testing.B) {
+	s := &features.Schema{}
+	for i := range 30 {
+		s.Fields = append(s.Fields, features.Field{Name: fmt.Sprintf("n%02d", i), Kind: features.Numeric})
+	}
+	rng := rand.New(rand.NewPCG(3, 3))
+	rows := make([][]string, 4096)
+	for r := range rows {
+		base := rng.NormFloat64()
+		rows[r] = make([]string, 30)
+		for j := range 30 {
+			rows[r][j] = strconv.FormatFloat(math.Round((base*float64(j%3)+rng.NormFloat64())*1000)/1000, 'f', -1, 64)
+		}
+	}
+	bd, err := Fit(s, rows, FitOptions{AE: ae.Config{Seed: 1, Epochs: 1}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const batch = 1024
+	sc := bd.NewScorer(batch)
+	b.ReportAllocs()
+	b.ResetTimer()
+	n := 0
+	for b.Loop() {
+		for i := range batch {
+			sc.SetRow(i, rows[(n+i)%len(rows)])
+		}
+		sc.Score(batch)
+		n += batch
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "records/s")
 }
 
 // BenchmarkJSONOneAtATime: one Kafka message value at a time, JSON bytes to
