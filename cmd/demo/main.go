@@ -160,7 +160,7 @@ func top(path string, k int, w io.Writer) error {
 			if !strings.HasSuffix(header[i], "_field") {
 				continue
 			}
-			parts = append(parts, fmt.Sprintf("%s=%s (expected %s, %s×)", r[i], r[i+2], r[i+3], r[i+1]))
+			parts = append(parts, fmt.Sprintf("%s=%s (expected %s; contribution %s)", r[i], r[i+2], r[i+3], r[i+1]))
 		}
 		fmt.Fprintf(w, "  score %-8s %s%s\n", r[0], id, strings.Join(parts, "; "))
 	}
