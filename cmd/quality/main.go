@@ -72,7 +72,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	hide := append([]string{*label}, splitList(*drop)...)
 	labels := make([]bool, len(t.Rows))
 	for i, r := range t.Rows {
-		labels[i] = strings.TrimSpace(r[li]) == "1" || strings.EqualFold(strings.TrimSpace(r[li]), "true")
+		y, err := evaluate.ParseLabel(r[li])
+		if err != nil {
+			return fmt.Errorf("line %d: %w", t.Lines[i], err)
+		}
+		labels[i] = y
 	}
 	fmt.Fprintf(stderr, "%s: %d rows (%d bad), %d positives\n", *input, len(t.Rows), len(bad), count(labels))
 	var aps, aucs []float64

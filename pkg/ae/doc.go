@@ -25,11 +25,14 @@
 //
 // Training minimises the mean over rows of Σ_f e_f, with targets clipped
 // to ±InputClip so that extreme rows in the unlabelled data cannot dominate
-// the gradient. A record's anomaly score is Σ_f e_f / Norm_f, with
-// unclipped targets, where Norm_f is field f's mean error on held-out
-// validation rows (top 1% left out): every field contributes about 1 for a
-// typical record whatever its scale, and e_f / Norm_f is field f's
-// contribution, the "reason".
+// the gradient. A record's anomaly score is Σ_f √(e_f / Norm_f) (or
+// Σ_f e_f / Norm_f with Linear), with unclipped targets, where Norm_f is
+// field f's mean error on held-out validation rows (top 1% left out): every
+// field contributes about 1 for a typical record whatever its scale, and
+// each term is field f's contribution, the "reason". A missing numeric
+// field has no error; it contributes √MissSurprisal_f, the surprise of
+// seeing it missing (−ln of its smoothed missing rate in training), so that
+// blanking fields cannot make a record look normal.
 //
 // # Training
 //

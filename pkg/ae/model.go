@@ -55,8 +55,14 @@ type Model struct {
 	W [4][]float32 `json:"-"`
 	B [4][]float32 `json:"-"`
 	// Norm is each field's typical reconstruction error on validation data;
-	// a record's score is Σ error_f / Norm[f].
+	// a record's score is Σ sqrt(error_f / Norm[f]) (see Score).
 	Norm []float32 `json:"norm"`
+	// MissSurprisal is −ln of the smoothed share of training rows in which a
+	// numeric field was missing. A missing numeric field has no error to
+	// measure, so it contributes this surprise instead: blanking a field
+	// that is always present must not make a record look normal.
+	// (A categorical field's MISSING level is reconstructed like any other.)
+	MissSurprisal []float32 `json:"miss_surprisal"`
 
 	numCols, catFields int
 	in, out            int
@@ -108,6 +114,7 @@ func New(fields []Field, hidden, bottleneck int) (*Model, error) {
 		m.B[l] = make([]float32, d[l+1])
 	}
 	m.Norm = make([]float32, len(fields))
+	m.MissSurprisal = make([]float32, len(fields))
 	for i := range m.Norm {
 		m.Norm[i] = 1
 	}
@@ -240,8 +247,20 @@ func (m *Model) SetWeights(w, b [4][]float32) error {
 			}
 		}
 	}
-	if len(m.Norm) != len(m.Fields) {
-		return fmt.Errorf("ae: %d normalisers for %d fields", len(m.Norm), len(m.Fields))
+	if len(m.Norm) != len(m.Fields) || len(m.MissSurprisal) != len(m.Fields) {
+		return fmt.Errorf("ae: %d normalisers and %d missing-value surprisals for %d fields", len(m.Norm), len(m.MissSurprisal), len(m.Fields))
+	}
+	for _, v := range m.MissSurprisal {
+		if !(v >= 0) || math.IsInf(float64(v), 0) {
+			return errors.New("ae: missing-value surprisals must be finite and non-negative")
+		}
+	}
+	for l := range 4 {
+		for _, v := range b[l] {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return fmt.Errorf("ae: layer %d has a non-finite bias", l)
+			}
+		}
 	}
 	for _, v := range m.Norm {
 		if !(v > 0) || math.IsInf(float64(v), 0) {
@@ -264,6 +283,7 @@ func (m *Model) Clone() *Model {
 	}
 	c.Fields = append([]Field(nil), m.Fields...)
 	c.Norm = append([]float32(nil), m.Norm...)
+	c.MissSurprisal = append([]float32(nil), m.MissSurprisal...)
 	return &c
 }
 
@@ -349,7 +369,8 @@ type buffers struct {
 	ferr []float32    // per-field errors, cap × F
 }
 
-func newBuffers(m *Model, cap int) *buffers {
+// newBuffers sizes scratch for cap rows; only training needs gradients.
+func newBuffers(m *Model, cap int, train bool) *buffers {
 	d := m.Dims()
 	b := &buffers{cap: cap, x: make([]float32, cap*m.numCols), sp: make([]int32, cap*len(m.Fields)), ferr: make([]float32, cap*len(m.Fields))}
 	maxL := 0
@@ -361,12 +382,16 @@ func newBuffers(m *Model, cap int) *buffers {
 	maxd := m.numCols
 	for l := range 4 {
 		b.act[l] = make([]float32, cap*d[l+1])
-		b.grad[l] = make([]float32, cap*d[l+1])
+		if train {
+			b.grad[l] = make([]float32, cap*d[l+1])
+		}
 		if l > 0 {
 			maxd = max(maxd, d[l])
 		}
 	}
-	b.tr = make([]float32, cap*maxd)
+	if train {
+		b.tr = make([]float32, cap*maxd)
+	}
 	return b
 }
 

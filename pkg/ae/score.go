@@ -13,7 +13,7 @@ type Scorer struct {
 // NewScorer returns a scorer for batches of up to batchCap rows.
 func NewScorer(m *Model, batchCap int) *Scorer {
 	batchCap = max(batchCap, 1)
-	return &Scorer{m: m, b: newBuffers(m, batchCap)}
+	return &Scorer{m: m, b: newBuffers(m, batchCap, false)}
 }
 
 // Model returns the scorer's model.
@@ -24,8 +24,9 @@ func (s *Scorer) Cap() int { return s.b.cap }
 
 // Score scores rows [from, from+n) of d (n ≤ Cap): scores[i] is the sum of
 // the row's field contributions sqrt(e_f / Norm_f) (e_f / Norm_f when
-// Model.Linear), and, when contrib is non-nil, contrib[i*F+f] holds field
-// f's contribution. Numeric
+// Model.Linear), a missing numeric field contributing sqrt(MissSurprisal_f)
+// instead, and, when contrib is non-nil, contrib[i*F+f] holds field f's
+// contribution. Numeric
 // errors use the unclipped target, so values far outside the training range
 // score high. After Score, Output and Expected describe the same rows.
 func (s *Scorer) Score(d *Data, from, n int, scores, contrib []float32) {
@@ -46,6 +47,12 @@ func (s *Scorer) Score(d *Data, from, n int, scores, contrib []float32) {
 			c = contrib[r*F : (r+1)*F]
 		}
 		vek32.Div_Into(c, fe, norm)
+		miss := d.Miss[(from+r)*F : (from+r+1)*F]
+		for f, mi := range miss {
+			if mi && m.catIdx[f] < 0 {
+				c[f] = m.MissSurprisal[f]
+			}
+		}
 		if !m.Linear {
 			vek32.MaximumNumber_Inplace(c, 0) // rounding can leave -1e-7
 			vek32.Sqrt_Inplace(c)
@@ -94,6 +101,9 @@ func (s *Scorer) Expected(i, f int) (num []float32, level int) {
 // (n × Bottleneck).
 func (s *Scorer) Embed(d *Data, from, n int, dst []float32) {
 	m := s.m
+	if n > s.b.cap {
+		panic("ae: batch larger than the scorer's capacity")
+	}
 	m.fillInput(s.b, d, from, n)
 	m.forward(s.b, n)
 	copy(dst[:n*m.Bottleneck], s.b.act[1][:n*m.Bottleneck])
@@ -106,6 +116,9 @@ func (s *Scorer) Embed(d *Data, from, n int, dst []float32) {
 // flags which fields were filled.
 func (s *Scorer) Impute(d *Data, from, n, iters int) {
 	m := s.m
+	if n > s.b.cap {
+		panic("ae: batch larger than the scorer's capacity")
+	}
 	if iters <= 0 {
 		iters = 3
 	}
@@ -129,8 +142,12 @@ func (s *Scorer) Impute(d *Data, from, n, iters int) {
 				if c := m.catIdx[f]; c >= 0 {
 					L := m.Fields[f].Levels
 					z := y[out : out+L]
+					// A real level: OTHER is a bucket, not a value to write.
 					best := 1
-					for j := 2; j < L; j++ {
+					if L > 2 {
+						best = 2
+					}
+					for j := best + 1; j < L; j++ {
 						if z[j] > z[best] {
 							best = j
 						}

@@ -205,6 +205,7 @@ func Train(fields []Field, d *Data, cfg Config) (*Model, *Result, error) {
 	m = best
 	res.ValLoss = bestLoss
 	m.fitNorm(valData)
+	m.fitMissing(d)
 	res.ValScores = make([]float32, valData.N)
 	NewScorer(m, 1024).ScoreAll(valData, res.ValScores)
 	res.Duration = time.Since(start)
@@ -269,7 +270,7 @@ func newTrainer(m *Model, cfg Config, d *Data) *trainer {
 	dims := m.Dims()
 	per := (cfg.BatchSize + shards - 1) / shards
 	for s := range shards {
-		t.buf[s] = newBuffers(m, per)
+		t.buf[s] = newBuffers(m, per, true)
 		for l := range 4 {
 			t.gw[s][l] = make([]float32, len(m.W[l]))
 			t.gb[s][l] = make([]float32, len(m.B[l]))
@@ -492,7 +493,7 @@ func (m *Model) meanLoss(d *Data, trim float64) float64 {
 		return 0
 	}
 	const chunk = 1024
-	b := newBuffers(m, chunk)
+	b := newBuffers(m, chunk, false)
 	F := len(m.Fields)
 	rowLoss := make([]float64, 0, d.N)
 	for from := 0; from < d.N; from += chunk {
@@ -528,7 +529,7 @@ func (t *trainer) trim(d *Data, frac float64, dst []int) ([]int, int) {
 		t.lossBuf = make([]float32, d.N)
 	}
 	const chunk = 1024
-	b := newBuffers(m, chunk)
+	b := newBuffers(m, chunk, false)
 	F := len(m.Fields)
 	for from := 0; from < d.N; from += chunk {
 		n := min(chunk, d.N-from)
@@ -554,6 +555,26 @@ func (t *trainer) trim(d *Data, frac float64, dst []int) ([]int, int) {
 	return dst, d.N - len(dst)
 }
 
+// fitMissing sets each numeric field's missing-value surprisal from all rows,
+// with add-one smoothing so that a field never missing in N rows scores
+// −ln(1/(N+2)).
+func (m *Model) fitMissing(d *Data) {
+	F := len(m.Fields)
+	for f := range F {
+		if m.catIdx[f] >= 0 {
+			m.MissSurprisal[f] = 0
+			continue
+		}
+		k := 0
+		for r := range d.N {
+			if d.Miss[r*F+f] {
+				k++
+			}
+		}
+		m.MissSurprisal[f] = float32(-math.Log(float64(k+1) / float64(d.N+2)))
+	}
+}
+
 // fitNorm sets each field's normaliser to its mean validation error, with
 // the top 1% of errors left out so that anomalies in the validation rows do
 // not inflate it.
@@ -561,7 +582,7 @@ func (m *Model) fitNorm(val *Data) {
 	F := len(m.Fields)
 	errs := make([][]float32, F)
 	const chunk = 1024
-	b := newBuffers(m, chunk)
+	b := newBuffers(m, chunk, false)
 	for from := 0; from < val.N; from += chunk {
 		n := min(chunk, val.N-from)
 		m.fillInput(b, val, from, n)

@@ -6,6 +6,8 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 )
 
 // Report holds detection-quality figures for scores (higher = more
@@ -294,4 +296,29 @@ func (c *curve) truePositivesAt(k int) float64 {
 		return float64(c.tp[g])
 	}
 	return float64(tp0) + float64(gpos)*float64(k-size0)/float64(size)
+}
+
+// ParseLabel reads a ground-truth label: a number above 0, or true/yes/
+// fraud, is positive; 0, or false/no/normal, is negative. Negative numbers
+// are refused rather than guessed at, because conventions differ (−1 means
+// an outlier in some tools and a normal record in others).
+func ParseLabel(v string) (bool, error) {
+	t := strings.ToLower(strings.TrimSpace(v))
+	switch t {
+	case "true", "yes", "y", "t", "fraud", "anomaly", "outlier":
+		return true, nil
+	case "false", "no", "n", "f", "normal", "":
+		if t == "" {
+			break
+		}
+		return false, nil
+	}
+	x, err := strconv.ParseFloat(t, 64)
+	switch {
+	case err != nil || math.IsNaN(x):
+		return false, fmt.Errorf("label %q is not 0/1, true/false or a number", v)
+	case x < 0:
+		return false, fmt.Errorf("label %q is negative: use 1 for fraud and 0 for normal", v)
+	}
+	return x > 0, nil
 }

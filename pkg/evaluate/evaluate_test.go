@@ -592,3 +592,20 @@ func BenchmarkPlotPNG1e6(b *testing.B) {
 		}
 	}
 }
+
+func TestParseLabel(t *testing.T) {
+	for _, c := range []struct {
+		in      string
+		want    bool
+		wantErr bool
+	}{
+		{"1", true, false}, {"0", false, false}, {"1.00", true, false}, {"0.0", false, false}, {"+1", true, false},
+		{"2", true, false}, {"true", true, false}, {"False", false, false}, {" yes ", true, false}, {"fraud", true, false},
+		{"-1", false, true}, {"", false, true}, {"maybe", false, true}, {"NaN", false, true},
+	} {
+		got, err := ParseLabel(c.in)
+		if (err != nil) != c.wantErr || (err == nil && got != c.want) {
+			t.Errorf("ParseLabel(%q) = %v, %v", c.in, got, err)
+		}
+	}
+}

@@ -13,7 +13,7 @@
 //
 // An Encoder is fitted on rows:
 //
-//	numeric:     v' = (T(v) − median) / (IQR / 1.349), T = log1p for
+//	numeric:     v' = (T(v) − median) / (IQR / 1.349), T = sign·log1p|v| for
 //	             heavy-tailed non-negative fields (amounts), else identity;
 //	             the standard deviation replaces a zero IQR
 //	categorical: the MaxLevels most frequent values seen at least MinCount

@@ -33,7 +33,7 @@ type EncodedField struct {
 	Kind   Kind   `json:"kind"`
 	Source int    `json:"source"` // index in the schema's fields
 	Layout string `json:"layout,omitempty"`
-	// Numeric: v' = (T(v) - Center) / Scale, T = log1p when Log.
+	// Numeric: v' = (T(v) - Center) / Scale, T = sign(v)·log1p(|v|) when Log.
 	Log    bool    `json:"log,omitempty"`
 	Center float64 `json:"center,omitempty"`
 	Scale  float64 `json:"scale,omitempty"`
@@ -120,7 +120,7 @@ func fitNumeric(ef *EncodedField, transform string, rows [][]string, col int) {
 	}
 	if ef.Log {
 		for i, v := range vals {
-			vals[i] = math.Log1p(v)
+			vals[i] = signedLog1p(v)
 		}
 	}
 	ef.Center = quantile(vals, 0.5)
@@ -281,7 +281,7 @@ func (e *Encoder) Encode(row []string, num []float32, cat []int32, miss []bool) 
 				continue
 			}
 			if f.Log {
-				x = math.Log1p(math.Max(x, 0))
+				x = signedLog1p(x)
 			}
 			num[f.NumOff] = float32(clampScaled((x - f.Center) / f.Scale))
 			miss[i] = false
@@ -396,9 +396,16 @@ func (e *Encoder) Decode(field int, num []float32, level int) string {
 func (f *EncodedField) Unscale(x float64) float64 {
 	v := x*f.Scale + f.Center
 	if f.Log {
-		v = math.Expm1(v)
+		v = math.Copysign(math.Expm1(math.Abs(v)), v)
 	}
 	return v
+}
+
+// signedLog1p is log1p for non-negative values, mirrored for negative ones:
+// a log-scaled field was non-negative in training, so a negative value at
+// scoring time must land far from the data, not be clamped into it.
+func signedLog1p(x float64) float64 {
+	return math.Copysign(math.Log1p(math.Abs(x)), x)
 }
 
 var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}

@@ -146,10 +146,21 @@ func TestParseClock(t *testing.T) {
 			}
 		}
 	}
-	for _, bad := range []string{"2024-13-01", "2024-01-01X10", "2024-01-01 25:00:00", "yesterday", "2024-01-01T10:00:00+0x:00"} {
+	for _, bad := range []string{"2024-13-01", "2024-01-01X10", "2024-01-01 25:00:00", "yesterday", "2024-01-01T10:00:00+0x:00",
+		"2018-02-31", "2018-04-31", "2019-02-29", "2024-01-01T10:00:00+99:99", "2024-01-01T10:00:60Z"} {
 		if _, ok := parseClock(bad, time.RFC3339); ok {
 			t.Errorf("parsed %q", bad)
 		}
+	}
+	for _, bad := range []string{"Inf", "-Inf", "infinity", "NaN", "1e300"} {
+		for _, l := range []string{"unix", "unixms"} {
+			if _, ok := parseClock(bad, l); ok {
+				t.Errorf("parsed %q as %s", bad, l)
+			}
+		}
+	}
+	if _, ok := parseClock("2020-02-29 10:00:00", "2006-01-02 15:04:05"); !ok {
+		t.Error("rejected a leap day")
 	}
 }
 
@@ -196,5 +207,34 @@ func TestParseDecimalMatchesStrconv(t *testing.T) {
 		if !ok && err == nil && len(c) < 16 && !strings.ContainsAny(c, "eE") && c != "." {
 			t.Errorf("%q: fast path declined a plain decimal", c)
 		}
+	}
+}
+
+// TestNegativeAmountIsFarFromData: amounts are log-scaled because they were
+// non-negative in training; a negative one must not be clamped onto zero.
+func TestNegativeAmountIsFarFromData(t *testing.T) {
+	s := &Schema{Fields: []Field{{Name: "amount", Kind: Numeric, Transform: TransformLog}}}
+	var rows [][]string
+	for i := range 500 {
+		rows = append(rows, []string{fmt.Sprintf("%.2f", math.Exp(float64(i%100)/20))})
+	}
+	e, err := FitEncoder(s, rows, EncoderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	num, miss := make([]float32, 1), make([]bool, 1)
+	enc := func(v string) float32 {
+		e.Encode([]string{v}, num, nil, miss)
+		return num[0]
+	}
+	if !e.Fields[0].Log {
+		t.Fatal("amount should be log-scaled")
+	}
+	zero, neg, big := enc("0"), enc("-5000"), enc("-1e6")
+	if !(neg < zero-3) || !(big < neg) {
+		t.Fatalf("scaled 0 → %v, -5000 → %v, -1e6 → %v", zero, neg, big)
+	}
+	if got := e.Decode(0, []float32{neg}, -1); got != "-5000" {
+		t.Fatalf("decoded %q", got)
 	}
 }

@@ -111,6 +111,17 @@ type csvReader struct {
 
 func (c *csvReader) Names() []string { return c.names }
 
+// Absent lists the wanted columns that the CSV header lacks.
+func (c *csvReader) Absent() []string {
+	var out []string
+	for i, j := range c.pick {
+		if j < 0 {
+			out = append(out, c.names[i])
+		}
+	}
+	return out
+}
+
 func (c *csvReader) Next() ([]string, int, error) {
 	rec, err := c.r.Read()
 	line, _ := c.r.FieldPos(0)
@@ -155,6 +166,9 @@ func (j *jsonlReader) Next() ([]string, int, error) {
 			return nil, j.line, err
 		}
 		j.line++
+		if j.line == 1 {
+			b = bytes.TrimPrefix(b, []byte("\ufeff")) // a byte-order mark
+		}
 		b = bytes.TrimSpace(b)
 		if len(b) == 0 {
 			continue

@@ -32,17 +32,23 @@ func parseClock(s, layout string) (clock, bool) {
 	switch layout {
 	case "unix", "unixms":
 		v, err := strconv.ParseFloat(s, 64)
-		if err != nil || v != v {
+		if err != nil {
 			return clock{}, false
 		}
 		if layout == "unixms" {
 			v /= 1000
 		}
+		// Finite and within ±3000 years of 1970: Inf or a unit mix-up is bad data.
+		if !(v > -1e11 && v < 1e11) {
+			return clock{}, false
+		}
 		sec := int64(v)
 		return clockFromUnix(sec, v-float64(sec)), true
 	}
-	if c, ok := parseISO(s); ok {
-		return c, true
+	if len(layout) >= 10 && layout[:10] == "2006-01-02" {
+		// The ISO layouts: parse directly, without allocating.
+		c, ok := parseISO(s)
+		return c, ok
 	}
 	t, err := time.Parse(layout, s)
 	if err != nil {
@@ -74,7 +80,7 @@ func parseISO(s string) (clock, bool) {
 	y, ok1 := digits(s[0:4])
 	mo, ok2 := digits(s[5:7])
 	d, ok3 := digits(s[8:10])
-	if !ok1 || !ok2 || !ok3 || mo < 1 || mo > 12 || d < 1 || d > 31 {
+	if !ok1 || !ok2 || !ok3 || mo < 1 || mo > 12 || d < 1 || d > daysIn(y, mo) {
 		return clock{}, false
 	}
 	var h, mi, sec int
@@ -93,7 +99,7 @@ func parseISO(s string) (clock, bool) {
 		}
 		rest = rest[6:]
 		if len(rest) >= 3 && rest[0] == ':' {
-			if sec, ok = digits(rest[1:3]); !ok || sec > 60 {
+			if sec, ok = digits(rest[1:3]); !ok || sec > 59 {
 				return clock{}, false
 			}
 			rest = rest[3:]
@@ -118,7 +124,7 @@ func parseISO(s string) (clock, bool) {
 	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':':
 		oh, ok1 := digits(rest[1:3])
 		om, ok2 := digits(rest[4:6])
-		if !ok1 || !ok2 {
+		if !ok1 || !ok2 || oh > 23 || om > 59 {
 			return clock{}, false
 		}
 		offset = oh*3600 + om*60
@@ -139,6 +145,19 @@ func parseISO(s string) (clock, bool) {
 		weekday: wd,
 		unix:    days*86400 + wall - int64(offset),
 	}, true
+}
+
+func daysIn(y, m int) int {
+	switch m {
+	case 2:
+		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
 }
 
 func digits(s string) (int, bool) {

@@ -161,6 +161,7 @@ type header struct {
 	InputClip   float32           `json:"input_clip"`
 	Linear      bool              `json:"linear,omitempty"`
 	Norm        []float32         `json:"norm"`
+	Miss        []float32         `json:"miss_surprisal"`
 	Calibration Calibration       `json:"calibration"`
 	Meta        Meta              `json:"meta"`
 }
@@ -171,7 +172,7 @@ func (b *Bundle) MarshalBinary() ([]byte, error) {
 		return nil, errors.New("model: bundle lacks an encoder or a model")
 	}
 	h := header{Encoder: b.Encoder, Fields: b.Model.Fields, Hidden: b.Model.Hidden, Bottleneck: b.Model.Bottleneck,
-		InputClip: b.Model.InputClip, Linear: b.Model.Linear, Norm: b.Model.Norm, Calibration: b.Calibration, Meta: b.Meta}
+		InputClip: b.Model.InputClip, Linear: b.Model.Linear, Norm: b.Model.Norm, Miss: b.Model.MissSurprisal, Calibration: b.Calibration, Meta: b.Meta}
 	hj, err := json.Marshal(h)
 	if err != nil {
 		return nil, fmt.Errorf("model: encode header: %w", err)
@@ -263,6 +264,7 @@ func Unmarshal(data []byte) (*Bundle, error) {
 	m.InputClip = h.InputClip
 	m.Linear = h.Linear
 	m.Norm = h.Norm
+	m.MissSurprisal = h.Miss
 	rest := body[fixed+int(hlen):]
 	var w, bb [4][]float32
 	for l := range 4 {

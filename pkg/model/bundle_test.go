@@ -206,3 +206,24 @@ func sumOf(b []byte) []byte {
 	s := sha256.Sum256(b)
 	return s[:]
 }
+
+// TestBlankingFieldsRaisesTheScore: a record whose always-present fields are
+// blanked must score higher, not lower, than the same record intact.
+func TestBlankingFieldsRaisesTheScore(t *testing.T) {
+	b := fitTest(t)
+	sc := b.NewScorer(4)
+	sc.SetRow(0, []string{"1", "3.5", "m1", "2024-03-01 10:00:00", "FR"})
+	sc.SetRow(1, []string{"1", "", "m1", "2024-03-01 10:00:00", "FR"})
+	sc.SetRow(2, []string{"1", "", "m1", "", "FR"})
+	s := sc.Score(3)
+	if !(s[1] > s[0]+1 && s[2] > s[1]+1) {
+		t.Fatalf("scores intact %.2f, amount blank %.2f, amount and time blank %.2f", s[0], s[1], s[2])
+	}
+	r := sc.Reasons(2, 2, nil)
+	if len(r) != 2 || (r[0].Name != "amount" && r[0].Name != "ts") {
+		t.Fatalf("blank fields are not the reasons: %+v", r)
+	}
+	if len(sc.Reasons(2, 0, nil)) != 0 {
+		t.Fatal("k = 0 gave reasons")
+	}
+}

@@ -96,6 +96,9 @@ func (s *Scorer) Contributions(i int) []float32 { return s.contrib[i*s.nf : (i+1
 // Reasons writes slot i's k largest contributions into dst[:0], largest first.
 func (s *Scorer) Reasons(i, k int, dst []Reason) []Reason {
 	dst = dst[:0]
+	if k <= 0 {
+		return dst
+	}
 	c := s.Contributions(i)
 	for f, v := range c {
 		if len(dst) < k {

@@ -174,6 +174,12 @@ func TestScoreKeepsBadRowsAligned(t *testing.T) {
 	if !strings.Contains(log.String(), "line 3") || !strings.Contains(log.String(), "1 bad records skipped") {
 		t.Fatalf("log does not report the bad line:\n%s", log.String())
 	}
+	// A renamed column the model learned from is an error, not silent blanks.
+	renamed := strings.Replace(in, "amount", "amt", 1)
+	err = ScoreFile(ctx, ScoreConfig{Model: modelPath, Input: "-"}, strings.NewReader(renamed), &bytes.Buffer{}, &log)
+	if err == nil || !strings.Contains(err.Error(), "lacks amount") {
+		t.Fatalf("renamed column: %v", err)
+	}
 }
 
 func TestJSONLinesEverywhere(t *testing.T) {

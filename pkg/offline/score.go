@@ -41,6 +41,9 @@ func scoreStream(ctx context.Context, b *model.Bundle, path string, stdin io.Rea
 	if err != nil {
 		return 0, 0, fmt.Errorf("%s: %w", path, err)
 	}
+	if err := checkColumns(rr, b); err != nil {
+		return 0, 0, fmt.Errorf("%s: %w", path, err)
+	}
 	nSchema := len(b.Encoder.Schema.Fields)
 	sc := b.NewScorer(batch)
 	// Rows are copied: readers reuse their buffers.
@@ -206,6 +209,25 @@ func ScoreFile(ctx context.Context, cfg ScoreConfig, stdin io.Reader, stdout, lo
 	return err
 }
 
+// checkColumns refuses a CSV whose header lacks a field the model learned
+// from: every record would silently read it as missing.
+func checkColumns(rr features.RowReader, b *model.Bundle) error {
+	ab, ok := rr.(interface{ Absent() []string })
+	if !ok {
+		return nil
+	}
+	var lost []string
+	for _, name := range ab.Absent() {
+		if i := b.Encoder.Schema.Index(name); i >= 0 && b.Encoder.Schema.Fields[i].Kind.Learned() {
+			lost = append(lost, name)
+		}
+	}
+	if len(lost) > 0 {
+		return fmt.Errorf("the header lacks %s, which the model learned from (rename the columns, or train a model without them)", strings.Join(lost, ", "))
+	}
+	return nil
+}
+
 func boolInt(b bool) int {
 	if b {
 		return 1
@@ -237,6 +259,9 @@ func ImputeFile(ctx context.Context, cfg ImputeConfig, stdin io.Reader, stdout, 
 	names := b.Encoder.Schema.Names()
 	rr, err := features.NewRowReader(in.r, in.format, names)
 	if err != nil {
+		return fmt.Errorf("%s: %w", cfg.Input, err)
+	}
+	if err := checkColumns(rr, b); err != nil {
 		return fmt.Errorf("%s: %w", cfg.Input, err)
 	}
 	out, closeOut, err := createOutput(cfg.Out, stdout)
@@ -351,11 +376,11 @@ func EvalFile(ctx context.Context, cfg EvalConfig, stdin io.Reader, stdout, log 
 		if slot < 0 {
 			return nil
 		}
-		y, ok := parseLabel(r.extra[0])
-		if !ok {
+		y, err := evaluate.ParseLabel(r.extra[0])
+		if err != nil {
 			badLabels++
 			if badLabels <= maxReported {
-				fmt.Fprintf(log, "skipped record at line %d: label %q is not 0/1\n", r.line, r.extra[0])
+				fmt.Fprintf(log, "skipped record at line %d: %v\n", r.line, err)
 			}
 			return nil
 		}
@@ -394,14 +419,4 @@ func EvalFile(ctx context.Context, cfg EvalConfig, stdin io.Reader, stdout, log 
 		fmt.Fprintf(log, "wrote %s\n", cfg.Plot)
 	}
 	return rep, nil
-}
-
-func parseLabel(v string) (bool, bool) {
-	switch strings.ToLower(strings.TrimSpace(v)) {
-	case "1", "1.0", "true", "yes", "y", "fraud", "t":
-		return true, true
-	case "0", "0.0", "false", "no", "n", "normal", "f", "-1":
-		return false, true
-	}
-	return false, false
 }
