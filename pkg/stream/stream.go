@@ -1,0 +1,281 @@
+// Package stream is the project's Kafka I/O on github.com/segmentio/kafka-go:
+// a consumer-group reader that fetches batches and commits explicitly,
+// a producer whose writes return once the broker has acknowledged them,
+// dead-letter messages that keep the original bytes and say where they came
+// from, topic creation, and the embedded Kafka-protocol broker (franz-go's
+// kfake) used by the local mode and the tests.
+//
+// Nothing here knows about transactions or models; the scoring path
+// composes these parts.
+package stream
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+)
+
+// Config says how to reach the brokers.
+type Config struct {
+	// Brokers lists bootstrap addresses (host:port). Required.
+	Brokers []string
+	// TLS enables TLS when non-nil.
+	TLS *tls.Config
+	// SASL enables SASL authentication when non-nil (e.g. plain.Mechanism
+	// or scram.Mechanism from kafka-go's sasl packages).
+	SASL sasl.Mechanism
+	// ClientID names this client to the brokers. Default "fraudstream".
+	ClientID string
+}
+
+// Validate reports a configuration that cannot connect.
+func (c Config) Validate() error {
+	if len(c.Brokers) == 0 {
+		return errors.New("stream: no brokers given")
+	}
+	for _, b := range c.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			return fmt.Errorf("stream: broker %q: %w", b, err)
+		}
+	}
+	return nil
+}
+
+func (c Config) clientID() string {
+	if c.ClientID == "" {
+		return "fraudstream"
+	}
+	return c.ClientID
+}
+
+func (c Config) dialer() *kafka.Dialer {
+	return &kafka.Dialer{ClientID: c.clientID(), Timeout: 10 * time.Second, DualStack: true, TLS: c.TLS, SASLMechanism: c.SASL}
+}
+
+func (c Config) transport() *kafka.Transport {
+	return &kafka.Transport{ClientID: c.clientID(), TLS: c.TLS, SASL: c.SASL, DialTimeout: 10 * time.Second}
+}
+
+// Topic describes a topic to create.
+type Topic struct {
+	Name       string
+	Partitions int // default 1
+	// Replication factor; default 1 (a single local broker).
+	Replication int
+}
+
+// EnsureTopics creates the topics that do not exist yet; existing topics are
+// left as they are.
+func EnsureTopics(ctx context.Context, cfg Config, topics ...Topic) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	cl := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: cfg.transport(), Timeout: 15 * time.Second}
+	req := &kafka.CreateTopicsRequest{}
+	for _, t := range topics {
+		tc := kafka.TopicConfig{Topic: t.Name, NumPartitions: max(t.Partitions, 1), ReplicationFactor: max(t.Replication, 1)}
+		req.Topics = append(req.Topics, tc)
+	}
+	res, err := cl.CreateTopics(ctx, req)
+	if err != nil {
+		return fmt.Errorf("stream: create topics: %w", err)
+	}
+	for name, e := range res.Errors {
+		if e != nil && !errors.Is(e, kafka.TopicAlreadyExists) {
+			return fmt.Errorf("stream: create topic %s: %w", name, e)
+		}
+	}
+	return nil
+}
+
+// ConsumerOptions tunes a Consumer. Zero values select the defaults.
+type ConsumerOptions struct {
+	// MinBytes and MaxBytes bound one fetch. Defaults 1 and 16 MiB.
+	MinBytes, MaxBytes int
+	// MaxWait bounds how long the broker holds a fetch for MinBytes.
+	// Default 50ms: low latency at low traffic.
+	MaxWait time.Duration
+	// QueueCapacity is the number of messages kafka-go buffers ahead.
+	// Default 10,000.
+	QueueCapacity int
+	// FromLatest starts a new group at the end of the topic instead of
+	// the beginning.
+	FromLatest bool
+}
+
+// Consumer reads one topic as a member of a consumer group. Offsets are
+// committed only by Commit, so that the caller commits after its outputs
+// are acknowledged (at-least-once).
+type Consumer struct {
+	r *kafka.Reader
+}
+
+// NewConsumer joins group on topic.
+func NewConsumer(cfg Config, topic, group string, opt ConsumerOptions) (*Consumer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if topic == "" || group == "" {
+		return nil, errors.New("stream: a consumer needs a topic and a group")
+	}
+	start := kafka.FirstOffset
+	if opt.FromLatest {
+		start = kafka.LastOffset
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:        cfg.Brokers,
+		GroupID:        group,
+		Topic:          topic,
+		Dialer:         cfg.dialer(),
+		MinBytes:       max(opt.MinBytes, 1),
+		MaxBytes:       orDefault(opt.MaxBytes, 16<<20),
+		MaxWait:        orDefaultDur(opt.MaxWait, 50*time.Millisecond),
+		QueueCapacity:  orDefault(opt.QueueCapacity, 10000),
+		StartOffset:    start,
+		CommitInterval: 0, // synchronous commits: Commit returns once they are stored
+	})
+	return &Consumer{r: r}, nil
+}
+
+func orDefault(v, d int) int {
+	if v <= 0 {
+		return d
+	}
+	return v
+}
+
+func orDefaultDur(v, d time.Duration) time.Duration {
+	if v <= 0 {
+		return d
+	}
+	return v
+}
+
+// FetchBatch waits for at least one message, then takes whatever else
+// arrives within linger, up to max messages. It appends to dst.
+func (c *Consumer) FetchBatch(ctx context.Context, dst []kafka.Message, max int, linger time.Duration) ([]kafka.Message, error) {
+	m, err := c.r.FetchMessage(ctx)
+	if err != nil {
+		return dst, err
+	}
+	dst = append(dst, m)
+	if max <= 1 {
+		return dst, nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, linger)
+	defer cancel()
+	for len(dst) < max {
+		m, err := c.r.FetchMessage(lctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return dst, ctx.Err()
+			}
+			return dst, nil // linger over: a partial batch
+		}
+		dst = append(dst, m)
+	}
+	return dst, nil
+}
+
+// Commit stores the offsets of msgs (the highest per partition counts).
+func (c *Consumer) Commit(ctx context.Context, msgs ...kafka.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	if err := c.r.CommitMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("stream: commit: %w", err)
+	}
+	return nil
+}
+
+// Stats returns kafka-go's counters, including the consumer lag.
+func (c *Consumer) Stats() kafka.ReaderStats { return c.r.Stats() }
+
+// Close leaves the group.
+func (c *Consumer) Close() error { return c.r.Close() }
+
+// ProducerOptions tunes a Producer. Zero values select the defaults.
+type ProducerOptions struct {
+	// BatchTimeout is how long the writer waits to fill a batch. kafka-go's
+	// default is one second, far too long for alerts; default here 2ms.
+	BatchTimeout time.Duration
+	// BatchSize caps messages per batch. Default 10,000.
+	BatchSize int
+}
+
+// Producer writes to any topic (each message names its topic). Write
+// returns once every message is acknowledged by all in-sync replicas.
+type Producer struct {
+	w *kafka.Writer
+}
+
+// NewProducer returns a producer.
+func NewProducer(cfg Config, opt ProducerOptions) (*Producer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	w := &kafka.Writer{
+		Addr:         kafka.TCP(cfg.Brokers...),
+		Balancer:     &kafka.Hash{}, // same key, same partition: per-card order holds
+		RequiredAcks: kafka.RequireAll,
+		BatchTimeout: orDefaultDur(opt.BatchTimeout, 2*time.Millisecond),
+		BatchSize:    orDefault(opt.BatchSize, 10000),
+		BatchBytes:   16 << 20,
+		Transport:    cfg.transport(),
+	}
+	return &Producer{w: w}, nil
+}
+
+// Write sends msgs and waits for their acknowledgement.
+func (p *Producer) Write(ctx context.Context, msgs ...kafka.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	if err := p.w.WriteMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("stream: write: %w", err)
+	}
+	return nil
+}
+
+// Close flushes and closes the producer.
+func (p *Producer) Close() error { return p.w.Close() }
+
+// Dead-letter headers.
+const (
+	HeaderReason    = "fraudstream-reason"
+	HeaderTopic     = "fraudstream-source-topic"
+	HeaderPartition = "fraudstream-source-partition"
+	HeaderOffset    = "fraudstream-source-offset"
+)
+
+// DeadLetter wraps a message that could not be processed for the
+// dead-letter topic: the original key, value and headers, plus the reason
+// and the source topic, partition and offset.
+func DeadLetter(topic string, src kafka.Message, reason error) kafka.Message {
+	h := make([]kafka.Header, 0, len(src.Headers)+4)
+	h = append(h, src.Headers...)
+	h = append(h,
+		kafka.Header{Key: HeaderReason, Value: []byte(reason.Error())},
+		kafka.Header{Key: HeaderTopic, Value: []byte(src.Topic)},
+		kafka.Header{Key: HeaderPartition, Value: []byte(strconv.Itoa(src.Partition))},
+		kafka.Header{Key: HeaderOffset, Value: []byte(strconv.FormatInt(src.Offset, 10))},
+	)
+	return kafka.Message{Topic: topic, Key: src.Key, Value: src.Value, Headers: h}
+}
+
+// Header returns the value of the named header, or "".
+func Header(m kafka.Message, key string) string {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
