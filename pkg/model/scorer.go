@@ -31,6 +31,42 @@ type Scorer struct {
 	jsonRow [][]string
 	nc, cf  int
 	nf      int
+	// Remembered columns: their raw values are copied per slot when a slot
+	// is set, so that Raw needs no second decode of a JSON message.
+	keep  []int
+	arena [][]byte
+	spans [][]int32
+}
+
+// Remember makes SetJSON and SetRow keep the raw values of schema columns
+// cols (ids, keys, event times) so that Raw returns them cheaply.
+func (s *Scorer) Remember(cols ...int) {
+	s.keep = s.keep[:0]
+	for _, c := range cols {
+		if c >= 0 && c < len(s.b.Encoder.Schema.Fields) {
+			s.keep = append(s.keep, c)
+		}
+	}
+	s.arena = make([][]byte, len(s.scores))
+	s.spans = make([][]int32, len(s.scores))
+}
+
+func (s *Scorer) remember(i int, row []string) {
+	if len(s.keep) == 0 {
+		return
+	}
+	a := s.arena[i][:0]
+	sp := s.spans[i][:0]
+	for _, c := range s.keep {
+		var v string
+		if c < len(row) {
+			v = row[c]
+		}
+		sp = append(sp, int32(c), int32(len(a)))
+		a = append(a, v...)
+		sp = append(sp, int32(len(a)))
+	}
+	s.arena[i], s.spans[i] = a, sp
 }
 
 // NewScorer returns a scorer with batch slots.
@@ -62,6 +98,7 @@ func (s *Scorer) Cap() int { return len(s.scores) }
 // returns the number of values that did not parse (encoded as missing).
 func (s *Scorer) SetRow(i int, row []string) int {
 	s.rows[i], s.msgs[i] = row, nil
+	s.remember(i, row)
 	s.invalid[i] = s.b.Encoder.Encode(row, s.d.Num[i*s.nc:(i+1)*s.nc], s.d.Cat[i*s.cf:(i+1)*s.cf], s.d.Miss[i*s.nf:(i+1)*s.nf])
 	return s.invalid[i]
 }
@@ -135,6 +172,14 @@ func (s *Scorer) Observed(i, f int) string {
 func (s *Scorer) Raw(i, col int) string {
 	if col < 0 || col >= len(s.b.Encoder.Schema.Fields) {
 		return ""
+	}
+	if s.spans != nil {
+		sp := s.spans[i]
+		for k := 0; k+2 < len(sp); k += 3 {
+			if int(sp[k]) == col {
+				return string(s.arena[i][sp[k+1]:sp[k+2]])
+			}
+		}
 	}
 	if s.msgs[i] != nil {
 		row := make([]string, len(s.b.Encoder.Schema.Fields))

@@ -1,0 +1,320 @@
+// Package pipeline is the scoring path: a fetched batch of transaction
+// messages is decoded, encoded and scored with the current model, each
+// record is decided against a threshold, and alerts, per-record scores and
+// dead letters are written; the batch's offsets are committed only after
+// those writes are acknowledged, so a crash loses nothing (at-least-once).
+//
+// Model swaps are lock-free: a batch takes the current model when it
+// starts and finishes with it, and every output names the version that
+// produced it.
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/fraudstream/fraudstream/pkg/model"
+	"github.com/fraudstream/fraudstream/pkg/stream"
+)
+
+// Decider turns a score into a decision. The adaptive thresholds implement
+// it; Calibrated is the stand-in until then. Implementations used by one
+// pipeline are called from its goroutine only.
+type Decider interface {
+	Decide(score float32, segment string) (threshold float32, alert bool)
+	// Policy names the rule, for outputs ("calibrated-p99.5", "budget", …).
+	Policy() string
+}
+
+// Calibrated alerts above a fixed quantile of the model's validation scores.
+type Calibrated struct {
+	Threshold float32
+	Quantile  float64
+}
+
+// NewCalibrated reads the threshold from a bundle's calibration summary.
+func NewCalibrated(b *model.Bundle, quantile float64) *Calibrated {
+	return &Calibrated{Threshold: float32(b.Calibration.Quantile(quantile)), Quantile: quantile}
+}
+
+// Decide implements Decider.
+func (c *Calibrated) Decide(score float32, _ string) (float32, bool) {
+	return c.Threshold, score >= c.Threshold
+}
+
+// Policy implements Decider.
+func (c *Calibrated) Policy() string { return "calibrated-p" + strconv.FormatFloat(c.Quantile*100, 'g', 4, 64) }
+
+// Model is a loaded bundle with its registry version and its decider.
+type Model struct {
+	Bundle  *model.Bundle
+	Version string
+	Decider Decider
+}
+
+// Current holds the model in use; Swap replaces it for the next batch.
+type Current struct{ p atomic.Pointer[Model] }
+
+// Load returns the current model, or nil before the first Swap.
+func (c *Current) Load() *Model { return c.p.Load() }
+
+// Swap installs m for batches that start from now on.
+func (c *Current) Swap(m *Model) { c.p.Store(m) }
+
+// Source is where transactions come from (stream.Consumer).
+type Source interface {
+	FetchBatch(ctx context.Context, dst []kafka.Message, max int, linger time.Duration) ([]kafka.Message, error)
+	Commit(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Sink is where outputs go (stream.Producer); Write returns once acknowledged.
+type Sink interface {
+	Write(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Config configures a Pipeline.
+type Config struct {
+	Source Source       // required
+	Sink   Sink         // required
+	Models *Current     // required; Run waits until it holds a model
+	Alerts string       // alerts topic; required
+	Scores string       // scores topic; empty disables per-record scores
+	Dead   string       // dead-letter topic; required
+	Logger *slog.Logger // nil: no logging
+	// Metrics registers the pipeline's metrics; nil: none.
+	Metrics prometheus.Registerer
+	// BatchSize caps records per batch. Default 1024.
+	BatchSize int
+	// Linger is how long a batch waits to fill after its first record.
+	// Default 5ms.
+	Linger time.Duration
+	// Reasons per alert. Default 3.
+	Reasons int
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Pipeline scores a stream. Run it on one goroutine.
+type Pipeline struct {
+	cfg     Config
+	log     *slog.Logger
+	m       *metrics
+	scorers map[*model.Bundle]*model.Scorer
+	msgs    []kafka.Message
+	out     []kafka.Message
+	reasons []model.Reason
+}
+
+// New checks cfg and returns a pipeline.
+func New(cfg Config) (*Pipeline, error) {
+	switch {
+	case cfg.Source == nil || cfg.Sink == nil || cfg.Models == nil:
+		return nil, errors.New("pipeline: Source, Sink and Models are required")
+	case cfg.Alerts == "" || cfg.Dead == "":
+		return nil, errors.New("pipeline: the alerts and dead-letter topics are required")
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 1024
+	}
+	if cfg.Linger <= 0 {
+		cfg.Linger = 5 * time.Millisecond
+	}
+	if cfg.Reasons <= 0 {
+		cfg.Reasons = 3
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	return &Pipeline{cfg: cfg, log: log, m: m, scorers: map[*model.Bundle]*model.Scorer{}}, nil
+}
+
+// Run processes batches until ctx ends. It returns nil on cancellation
+// after the batch in flight has been written and committed, or the first
+// error that would otherwise lose data (a failed write or commit).
+func (p *Pipeline) Run(ctx context.Context) error {
+	for p.cfg.Models.Load() == nil {
+		p.log.Info("waiting for a model")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+	for {
+		msgs, err := p.cfg.Source.FetchBatch(ctx, p.msgs[:0], p.cfg.BatchSize, p.cfg.Linger)
+		p.msgs = msgs
+		if len(msgs) > 0 {
+			// Finish what was fetched even when ctx just ended.
+			if perr := p.Process(context.WithoutCancel(ctx), msgs); perr != nil {
+				return perr
+			}
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("pipeline: fetch: %w", err)
+		}
+	}
+}
+
+// Alert is the JSON written to the alerts topic.
+type Alert struct {
+	TransactionID string          `json:"transaction_id"`
+	EntityKey     string          `json:"entity_key"`
+	EventTime     string          `json:"event_time,omitempty"`
+	Score         float32         `json:"score"`
+	Threshold     float32         `json:"threshold"`
+	Policy        string          `json:"policy"`
+	Segment       string          `json:"segment"`
+	ModelVersion  string          `json:"model_version"`
+	Reasons       []AlertReason   `json:"reasons"`
+	Transaction   json.RawMessage `json:"transaction"`
+}
+
+// AlertReason is one field's part in an alert.
+type AlertReason struct {
+	Field        string  `json:"field"`
+	Contribution float32 `json:"contribution"`
+	Observed     string  `json:"observed"`
+	Expected     string  `json:"expected"`
+}
+
+// Decision is the compact JSON written to the scores topic for every record.
+type Decision struct {
+	TransactionID string  `json:"id"`
+	Score         float32 `json:"score"`
+	Threshold     float32 `json:"threshold"`
+	Alert         bool    `json:"alert"`
+	ModelVersion  string  `json:"model_version"`
+}
+
+const globalSegment = "global"
+
+// Process scores one batch, writes its outputs and commits it.
+func (p *Pipeline) Process(ctx context.Context, msgs []kafka.Message) error {
+	start := p.cfg.Now()
+	cur := p.cfg.Models.Load()
+	schema := &cur.Bundle.Encoder.Schema
+	idCol, keyCol, timeCol := schema.Index(schema.IDField), schema.Index(schema.KeyField), schema.Index(schema.TimeField)
+	sc := p.scorer(cur.Bundle, len(msgs), idCol, keyCol, timeCol)
+	out := p.out[:0]
+	// Decode and encode; bad messages go to the dead-letter topic.
+	slots := make([]int, len(msgs))
+	n := 0
+	for i, m := range msgs {
+		if _, err := sc.SetJSON(n, m.Value); err != nil {
+			slots[i] = -1
+			out = append(out, stream.DeadLetter(p.cfg.Dead, m, fmt.Errorf("undecodable transaction: %w", err)))
+			p.m.records.WithLabelValues("dead_letter").Inc()
+			continue
+		}
+		slots[i] = n
+		n++
+	}
+	scores := sc.Score(n)
+	for i, m := range msgs {
+		s := slots[i]
+		if s < 0 {
+			continue
+		}
+		score := scores[s]
+		thr, alert := cur.Decider.Decide(score, globalSegment)
+		id := sc.Raw(s, idCol)
+		if id == "" {
+			id = fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.Offset)
+		}
+		p.m.score.Observe(float64(score))
+		if p.cfg.Scores != "" {
+			d, _ := json.Marshal(Decision{TransactionID: id, Score: score, Threshold: thr, Alert: alert, ModelVersion: cur.Version})
+			out = append(out, kafka.Message{Topic: p.cfg.Scores, Key: m.Key, Value: d})
+		}
+		if !alert {
+			p.m.records.WithLabelValues("scored").Inc()
+			continue
+		}
+		p.m.records.WithLabelValues("alert").Inc()
+		key := string(m.Key)
+		if keyCol >= 0 {
+			if k := sc.Raw(s, keyCol); k != "" {
+				key = k
+			}
+		}
+		a := Alert{TransactionID: id, EntityKey: key, EventTime: sc.Raw(s, timeCol), Score: score, Threshold: thr,
+			Policy: cur.Decider.Policy(), Segment: globalSegment, ModelVersion: cur.Version, Transaction: json.RawMessage(m.Value)}
+		p.reasons = sc.Reasons(s, p.cfg.Reasons, p.reasons)
+		for _, r := range p.reasons {
+			a.Reasons = append(a.Reasons, AlertReason{Field: r.Name, Contribution: r.Contribution, Observed: sc.Observed(s, r.Field), Expected: sc.Expected(s, r.Field)})
+		}
+		v, err := json.Marshal(a)
+		if err != nil {
+			return fmt.Errorf("pipeline: encode alert: %w", err)
+		}
+		out = append(out, kafka.Message{Topic: p.cfg.Alerts, Key: m.Key, Value: v})
+	}
+	p.out = out
+	if err := p.cfg.Sink.Write(ctx, out...); err != nil {
+		p.m.failures.Inc()
+		return fmt.Errorf("pipeline: write outputs of %d records: %w", len(msgs), err)
+	}
+	if err := p.cfg.Source.Commit(ctx, msgs...); err != nil {
+		p.m.failures.Inc()
+		return fmt.Errorf("pipeline: commit %d records: %w", len(msgs), err)
+	}
+	p.m.batch.Observe(p.cfg.Now().Sub(start).Seconds())
+	return nil
+}
+
+// scorer returns a scorer for bundle b with room for n records; scorers of
+// models no longer current are dropped.
+func (p *Pipeline) scorer(b *model.Bundle, n int, remember ...int) *model.Scorer {
+	sc, ok := p.scorers[b]
+	if !ok || sc.Cap() < n {
+		clear(p.scorers)
+		sc = b.NewScorer(max(n, p.cfg.BatchSize))
+		sc.Remember(remember...)
+		p.scorers[b] = sc
+	}
+	return sc
+}
+
+type metrics struct {
+	records  *prometheus.CounterVec
+	score    prometheus.Histogram
+	batch    prometheus.Histogram
+	failures prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		records: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fraudstream_records_total", Help: "Records processed, by outcome (scored, alert, dead_letter)."}, []string{"outcome"}),
+		score:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fraudstream_score", Help: "Anomaly scores.", Buckets: prometheus.ExponentialBuckets(1, 1.5, 20)}),
+		batch:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fraudstream_batch_seconds", Help: "Time from a batch's start to its commit.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "fraudstream_batch_failures_total", Help: "Batches whose outputs or commit failed."}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.records, m.score, m.batch, m.failures} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("pipeline: metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
