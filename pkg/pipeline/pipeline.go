@@ -52,7 +52,9 @@ func (c *Calibrated) Decide(score float32, _ string) (float32, bool) {
 }
 
 // Policy implements Decider.
-func (c *Calibrated) Policy() string { return "calibrated-p" + strconv.FormatFloat(c.Quantile*100, 'g', 4, 64) }
+func (c *Calibrated) Policy() string {
+	return "calibrated-p" + strconv.FormatFloat(c.Quantile*100, 'g', 4, 64)
+}
 
 // Model is a loaded bundle with its registry version and its decider.
 type Model struct {
@@ -304,9 +306,9 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		records: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fraudstream_records_total", Help: "Records processed, by outcome (scored, alert, dead_letter)."}, []string{"outcome"}),
-		score:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fraudstream_score", Help: "Anomaly scores.", Buckets: prometheus.ExponentialBuckets(1, 1.5, 20)}),
-		batch:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fraudstream_batch_seconds", Help: "Time from a batch's start to its commit.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		records:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fraudstream_records_total", Help: "Records processed, by outcome (scored, alert, dead_letter)."}, []string{"outcome"}),
+		score:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fraudstream_score", Help: "Anomaly scores.", Buckets: prometheus.ExponentialBuckets(1, 1.5, 20)}),
+		batch:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fraudstream_batch_seconds", Help: "Time from a batch's start to its commit.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "fraudstream_batch_failures_total", Help: "Batches whose outputs or commit failed."}),
 	}
 	if reg != nil {

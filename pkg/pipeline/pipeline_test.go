@@ -254,7 +254,9 @@ func TestPipelineEndToEnd(t *testing.T) {
 // failingSink fails every write.
 type failingSink struct{}
 
-func (failingSink) Write(context.Context, ...kafka.Message) error { return errors.New("broker unreachable") }
+func (failingSink) Write(context.Context, ...kafka.Message) error {
+	return errors.New("broker unreachable")
+}
 
 type memSource struct {
 	committed []kafka.Message
