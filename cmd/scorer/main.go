@@ -1,4 +1,6 @@
-// Command scorer scores records with a model bundle. Offline subcommands:
+// Command scorer scores transactions. `scorer run` is the streaming worker
+// (Kafka in, alerts out, model from the Redis registry); the offline
+// subcommands score files:
 //
 //	scorer score  --model model.bin --input FILE --out scores.csv
 //	scorer impute --model model.bin --input FILE --out filled.csv
@@ -28,6 +30,8 @@ func main() {
 const usage = `usage: scorer <command> [flags]
 
 commands:
+  run      the streaming scorer: a consumer-group worker that scores transactions from Kafka
+           with the registry's current model and writes alerts, scores and dead letters
   score    score every record of --input; first column 'score' (higher = more anomalous), one row per record, in order
   impute   fill missing fields of --input from the model's reconstruction
   eval     score a labelled file and report ROC-AUC, AUPRC, precision at k and recall at alert rates
@@ -43,6 +47,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.SetOutput(stderr)
 	var err error
 	switch args[0] {
+	case "run":
+		var c runConfig
+		runFlags(fs, &c)
+		if err = fs.Parse(args[1:]); err == nil {
+			err = serve(ctx, c, stderr)
+		}
 	case "score":
 		var c offline.ScoreConfig
 		fs.StringVar(&c.Model, "model", "model.bin", "model bundle")

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/fraudstream/fraudstream/pkg/model"
+	"github.com/fraudstream/fraudstream/pkg/pipeline"
+	"github.com/fraudstream/fraudstream/pkg/registry"
+	"github.com/fraudstream/fraudstream/pkg/stream"
+)
+
+// runConfig is the streaming scorer's configuration (`scorer run`).
+type runConfig struct {
+	Brokers     string
+	Group       string
+	Tx          string
+	Alerts      string
+	Scores      string
+	Dead        string
+	Partitions  int
+	Redis       string
+	Prefix      string
+	MetricsAddr string
+	Batch       int
+	Linger      time.Duration
+	Quantile    float64
+	Poll        time.Duration
+}
+
+func runFlags(fs *flag.FlagSet, c *runConfig) {
+	fs.StringVar(&c.Brokers, "brokers", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated")
+	fs.StringVar(&c.Group, "group", "scorers", "consumer group shared by all scorer workers")
+	fs.StringVar(&c.Tx, "transactions", "transactions", "topic of incoming transactions (JSON)")
+	fs.StringVar(&c.Alerts, "alerts", "alerts", "topic for alerts")
+	fs.StringVar(&c.Scores, "scores", "scores", "topic for every decision (empty: off)")
+	fs.StringVar(&c.Dead, "dead-letter", "transactions-dead", "topic for undecodable transactions")
+	fs.IntVar(&c.Partitions, "partitions", 6, "partitions of topics this scorer creates when they are missing")
+	fs.StringVar(&c.Redis, "redis", "127.0.0.1:6379", "Redis address of the model registry")
+	fs.StringVar(&c.Prefix, "registry-prefix", "fraudstream:model:", "key prefix of the model registry")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":9101", "listen address for /metrics, /healthz and /readyz (empty: off)")
+	fs.IntVar(&c.Batch, "batch", 1024, "largest batch of transactions")
+	fs.DurationVar(&c.Linger, "linger", 5*time.Millisecond, "how long a batch waits to fill after its first transaction")
+	fs.Float64Var(&c.Quantile, "threshold-quantile", 0.995, "alert above this quantile of the model's validation scores")
+	fs.DurationVar(&c.Poll, "model-poll", 10*time.Second, "how often to check the registry in case a notice was missed")
+}
+
+// serve runs the streaming scorer until ctx ends; it returns after every
+// goroutine it started has stopped and the last batch is committed.
+func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	sc := stream.Config{Brokers: strings.Split(c.Brokers, ","), ClientID: "fraudstream-scorer"}
+	if err := stream.EnsureTopics(ctx, sc,
+		stream.Topic{Name: c.Tx, Partitions: c.Partitions}, stream.Topic{Name: c.Alerts, Partitions: c.Partitions},
+		stream.Topic{Name: c.Dead, Partitions: 1}); err != nil {
+		return err
+	}
+	if c.Scores != "" {
+		if err := stream.EnsureTopics(ctx, sc, stream.Topic{Name: c.Scores, Partitions: c.Partitions}); err != nil {
+			return err
+		}
+	}
+	rc := redis.NewClient(&redis.Options{Addr: c.Redis})
+	defer rc.Close()
+	reg, err := registry.New(registry.Config{Client: rc, Prefix: c.Prefix})
+	if err != nil {
+		return err
+	}
+	src, err := stream.NewConsumer(sc, c.Tx, c.Group, stream.ConsumerOptions{})
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	prod, err := stream.NewProducer(sc, stream.ProducerOptions{})
+	if err != nil {
+		return err
+	}
+	defer prod.Close()
+
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	version := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fraudstream_model_version", Help: "Registry version of the model in use."})
+	trainedAt := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fraudstream_model_trained_timestamp_seconds", Help: "When the model in use was trained."})
+	lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fraudstream_consumer_lag", Help: "Messages behind the end of the partitions this worker reads."},
+		func() float64 { return float64(src.Stats().Lag) })
+	metrics.MustRegister(version, trainedAt, lag)
+
+	var ready atomic.Bool
+	models := &pipeline.Current{}
+	loader, err := pipeline.NewLoader(pipeline.LoaderConfig{Registry: reg, Models: models, Logger: log, Poll: c.Poll,
+		NewDecider: func(b *model.Bundle) pipeline.Decider { return pipeline.NewCalibrated(b, c.Quantile) },
+		OnLoad: func(v int64, b *model.Bundle) {
+			version.Set(float64(v))
+			trainedAt.Set(float64(b.Meta.TrainedAt.Unix()))
+			ready.Store(true)
+		}})
+	if err != nil {
+		return err
+	}
+	p, err := pipeline.New(pipeline.Config{Source: src, Sink: prod, Models: models, Alerts: c.Alerts, Scores: c.Scores, Dead: c.Dead,
+		Logger: log, Metrics: metrics, BatchSize: c.Batch, Linger: c.Linger})
+	if err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	wg.Go(func() { errc <- loader.Run(ctx) })
+	wg.Go(func() {
+		err := p.Run(ctx)
+		cancel() // a pipeline that stops takes the worker down
+		errc <- err
+	})
+	if c.MetricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+			if !ready.Load() {
+				http.Error(w, "no model loaded yet", http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ready")
+		})
+		ln, err := net.Listen("tcp", c.MetricsAddr)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return err
+		}
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		wg.Go(func() {
+			err := srv.Serve(ln)
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			}
+			errc <- err
+		})
+		wg.Go(func() {
+			<-ctx.Done()
+			sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer scancel()
+			srv.Shutdown(sctx)
+		})
+		log.Info("scorer started", "metrics", ln.Addr().String(), "group", c.Group, "transactions", c.Tx)
+	}
+	wg.Wait()
+	close(errc)
+	var first error
+	for err := range errc {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	log.Info("scorer stopped", "err", first)
+	return first
+}
