@@ -1,4 +1,6 @@
-// Command trainer fits models. Offline subcommands:
+// Command trainer fits models: `trainer run` is the training daemon,
+// `trainer models` operates the registry, and the offline subcommands fit
+// files:
 //
 //	trainer schema --input FILE                  print the inferred schema (JSON) to edit
 //	trainer fit --input FILE --out model.bin     fit a model bundle (schema inferred unless --schema)
@@ -27,6 +29,9 @@ func main() {
 const usage = `usage: trainer <command> [flags]
 
 commands:
+  run      the training daemon: every --every, the leader among replicas fits a model on the
+           recent --window of the transactions topic and publishes it to the Redis registry
+  models   list | rollback --to N | publish --model FILE: operate the model registry
   schema   print the schema inferred from --input, as JSON to edit and pass back with --schema
   fit      fit a model bundle on --input and write it to --out
 
@@ -41,6 +46,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.SetOutput(stderr)
 	var err error
 	switch args[0] {
+	case "run":
+		err = daemon(ctx, args[1:], stderr)
+	case "models":
+		err = models(ctx, args[1:], stdout, stderr)
 	case "schema":
 		var c offline.SchemaConfig
 		fs.StringVar(&c.Input, "input", "", "records (CSV or JSON Lines; - for standard input)")

@@ -618,3 +618,8 @@ func (m *Model) fitNorm(val *Data) {
 		}
 	}
 }
+
+// Loss is the mean clean reconstruction loss per row of d (the training
+// objective without noise): comparable between models with the same
+// fields on the same rows, which is what a promotion gate needs.
+func (m *Model) Loss(d *Data) float64 { return m.meanLoss(d, 0) }

@@ -109,3 +109,9 @@ func (b *Bundle) Describe() string {
 	return fmt.Sprintf("%d fields, network %d-%d-%d-%d-%d, trained on %d rows (%d epochs, validation loss %.4f), p99.5 score %.3g",
 		len(b.Encoder.Fields), d[0], d[1], d[2], d[3], d[4], b.Meta.Rows, b.Meta.Epochs, b.Meta.ValLoss, b.Calibration.Quantile(0.995))
 }
+
+// Loss is the model's mean reconstruction loss on rows (in this bundle's
+// schema order); see ae.Model.Loss.
+func (b *Bundle) Loss(rows [][]string) float64 {
+	return b.Model.Loss(EncodeRows(b.Encoder, rows))
+}

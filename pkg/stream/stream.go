@@ -14,6 +14,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"time"
@@ -278,4 +279,87 @@ func Header(m kafka.Message, key string) string {
 		}
 	}
 	return ""
+}
+
+// ReadWindow returns the values of the messages of every partition of
+// topic whose timestamps are at or after since, up to the partitions' ends
+// as they were when it started. Beyond maxRows (> 0) it keeps a uniform
+// sample (reservoir sampling, seeded), so memory stays bounded whatever the
+// traffic.
+func ReadWindow(ctx context.Context, cfg Config, topic string, since time.Time, maxRows int, seed uint64) ([][]byte, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	d := cfg.dialer()
+	conn, err := d.DialContext(ctx, "tcp", cfg.Brokers[0])
+	if err != nil {
+		return nil, fmt.Errorf("stream: dial: %w", err)
+	}
+	parts, err := conn.ReadPartitions(topic)
+	conn.Close()
+	if err != nil {
+		return nil, fmt.Errorf("stream: partitions of %s: %w", topic, err)
+	}
+	rs := newReservoir(maxRows, seed)
+	for _, p := range parts {
+		if err := readPartition(ctx, cfg, d, topic, p.ID, since, rs); err != nil {
+			return nil, err
+		}
+	}
+	return rs.rows, nil
+}
+
+func readPartition(ctx context.Context, cfg Config, d *kafka.Dialer, topic string, partition int, since time.Time, rs *reservoir) error {
+	lc, err := d.DialLeader(ctx, "tcp", cfg.Brokers[0], topic, partition)
+	if err != nil {
+		return fmt.Errorf("stream: leader of %s/%d: %w", topic, partition, err)
+	}
+	first, last, err := lc.ReadOffsets()
+	lc.Close()
+	if err != nil {
+		return fmt.Errorf("stream: offsets of %s/%d: %w", topic, partition, err)
+	}
+	if last <= first {
+		return nil
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Brokers, Topic: topic, Partition: partition, Dialer: d,
+		MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	if err := r.SetOffsetAt(ctx, since); err != nil {
+		return fmt.Errorf("stream: seek %s/%d to %s: %w", topic, partition, since.Format(time.RFC3339), err)
+	}
+	for {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			return fmt.Errorf("stream: read %s/%d: %w", topic, partition, err)
+		}
+		if !m.Time.Before(since) {
+			rs.add(m.Value)
+		}
+		if m.Offset >= last-1 {
+			return nil
+		}
+	}
+}
+
+type reservoir struct {
+	max  int
+	seen int
+	rows [][]byte
+	rng  *rand.Rand
+}
+
+func newReservoir(max int, seed uint64) *reservoir {
+	return &reservoir{max: max, rng: rand.New(rand.NewPCG(seed, 11))}
+}
+
+func (r *reservoir) add(v []byte) {
+	r.seen++
+	if r.max <= 0 || len(r.rows) < r.max {
+		r.rows = append(r.rows, v)
+		return
+	}
+	if j := r.rng.IntN(r.seen); j < r.max {
+		r.rows[j] = v
+	}
 }

@@ -195,3 +195,46 @@ func TestConfigErrors(t *testing.T) {
 		t.Error("consumer without a topic")
 	}
 }
+
+func TestReadWindow(t *testing.T) {
+	for name, cfg := range brokers(t) {
+		t.Run(name, func(t *testing.T) {
+			c := cfg(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			topic := unique(t, "tx")
+			if err := EnsureTopics(ctx, c, Topic{Name: topic, Partitions: 3}); err != nil {
+				t.Fatal(err)
+			}
+			p, _ := NewProducer(c, ProducerOptions{})
+			defer p.Close()
+			old := time.Now().Add(-48 * time.Hour)
+			var msgs []kafka.Message
+			for i := range 90 {
+				m := kafka.Message{Topic: topic, Key: []byte(fmt.Sprint(i % 9)), Value: []byte(fmt.Sprint(i))}
+				if i < 30 {
+					m.Time = old // outside a 24h window
+				}
+				msgs = append(msgs, m)
+			}
+			if err := p.Write(ctx, msgs...); err != nil {
+				t.Fatal(err)
+			}
+			got, err := ReadWindow(ctx, c, topic, time.Now().Add(-24*time.Hour), 0, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := map[string]bool{}
+			for _, v := range got {
+				seen[string(v)] = true
+			}
+			if len(got) != 60 || seen["0"] || !seen["30"] || !seen["89"] {
+				t.Fatalf("window holds %d messages (0: %v, 30: %v)", len(got), seen["0"], seen["30"])
+			}
+			sample, err := ReadWindow(ctx, c, topic, old.Add(-time.Hour), 25, 1)
+			if err != nil || len(sample) != 25 {
+				t.Fatalf("capped window: %d, %v", len(sample), err)
+			}
+		})
+	}
+}
