@@ -1,30 +1,25 @@
-// Command demo runs the offline pipeline end to end on the public
-// handbook data: it fits a model on the first three weeks of April 2018
-// without labels, scores the last week, prints the top alerts with their
-// reasons and the detection quality against the labels, and writes a plot.
+// Command demo runs the whole streaming pipeline in one process on a
+// machine with only Go: an embedded Kafka-protocol broker on a fixed local
+// port (kcat can connect), an embedded Redis, a generator of synthetic card
+// transactions with injected fraud, the trainer and two scorers. Every few
+// seconds it prints throughput, alert rate, precision and recall against
+// the generator's ground truth, the model version and latency. Ctrl-C
+// stops it cleanly.
 //
-//	go run ./cmd/demo [--data ../shared/data/fraud_handbook_2018-04.csv]
-//
-// The streaming pipeline (Kafka, Redis) will replace this as the local run.
+//	go run ./cmd/demo                          # generated traffic
+//	go run ./cmd/demo --replay FILE --speedup 600
+//	go run ./cmd/demo --offline                # the offline fit/score/eval walkthrough
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/csv"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"sort"
-	"strconv"
-	"strings"
 	"syscall"
-
-	"github.com/fraudstream/fraudstream/pkg/ae"
-	"github.com/fraudstream/fraudstream/pkg/offline"
+	"time"
 )
 
 func main() {
@@ -38,131 +33,28 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	data := fs.String("data", "../shared/data/fraud_handbook_2018-04.csv", "labelled transactions, sorted by time, with TX_DATETIME")
-	cut := fs.String("split", "2018-04-22", "train on transactions before this day, score the rest")
-	plot := fs.String("plot", "demo-eval.png", "where to write the evaluation plot")
-	seed := fs.Uint64("seed", 1, "training seed")
+	fs.SetOutput(stderr)
+	var c liveConfig
+	offline := fs.Bool("offline", false, "run the offline walkthrough on the handbook data instead")
+	data := fs.String("data", "../shared/data/fraud_handbook_2018-04.csv", "offline: labelled transactions with TX_DATETIME")
+	cut := fs.String("split", "2018-04-22", "offline: train before this day, score the rest")
+	plot := fs.String("plot", "demo-eval.png", "offline: where to write the evaluation plot")
+	fs.IntVar(&c.Port, "kafka-port", 9092, "port of the embedded Kafka broker on 127.0.0.1")
+	fs.IntVar(&c.Rate, "rate", 2000, "generated transactions per second")
+	fs.DurationVar(&c.Every, "every", 15*time.Second, "interval between training rounds")
+	fs.DurationVar(&c.Window, "window", 10*time.Minute, "training window")
+	fs.IntVar(&c.MinRows, "min-rows", 5000, "rows needed before the first model")
+	fs.DurationVar(&c.Summary, "summary", 5*time.Second, "interval between summaries")
+	fs.DurationVar(&c.Duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
+	fs.StringVar(&c.Replay, "replay", "", "replay a CSV or JSON Lines file by its timestamps instead of generating traffic")
+	fs.Float64Var(&c.Speedup, "speedup", 600, "replay: how many times faster than real time")
+	fs.StringVar(&c.Label, "label", "label", "replay: the ground-truth column (not sent to the scorers)")
+	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the generator and the training")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "fraudstream-demo-")
-	if err != nil {
-		return err
+	if *offline {
+		return runOffline(ctx, *data, *cut, *plot, c.Seed, stdout)
 	}
-	defer os.RemoveAll(dir)
-	train, test := filepath.Join(dir, "train.csv"), filepath.Join(dir, "test.csv")
-	nTrain, nTest, err := split(*data, *cut, train, test)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "== %s: %d transactions before %s to learn from (labels unused), %d to score\n", filepath.Base(*data), nTrain, *cut, nTest)
-
-	fmt.Fprintln(stdout, "== trainer fit")
-	modelPath := filepath.Join(dir, "model.bin")
-	if _, err := offline.FitFile(ctx, offline.FitConfig{Input: train, Out: modelPath, AE: ae.Config{Seed: *seed}}, nil, stdout); err != nil {
-		return err
-	}
-
-	fmt.Fprintln(stdout, "== scorer score: the five strangest transactions of the last week")
-	scores := filepath.Join(dir, "scores.csv")
-	if err := offline.ScoreFile(ctx, offline.ScoreConfig{Model: modelPath, Input: test, Out: scores, TopK: 2}, nil, stdout, io.Discard); err != nil {
-		return err
-	}
-	if err := top(scores, 5, stdout); err != nil {
-		return err
-	}
-
-	fmt.Fprintln(stdout, "== scorer eval against the labels")
-	_, err = offline.EvalFile(ctx, offline.EvalConfig{Model: modelPath, Input: test, Label: "label", Plot: *plot}, nil, stdout, stdout)
-	return err
-}
-
-// split writes rows before day to train and the rest to test.
-func split(path, day, train, test string) (int, int, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, 0, fmt.Errorf("%w (the demo reads the shared public data; pass --data)", err)
-	}
-	defer f.Close()
-	r := csv.NewReader(bufio.NewReader(f))
-	header, err := r.Read()
-	if err != nil {
-		return 0, 0, err
-	}
-	ti := -1
-	for i, h := range header {
-		if h == "TX_DATETIME" {
-			ti = i
-		}
-	}
-	if ti < 0 {
-		return 0, 0, fmt.Errorf("%s has no TX_DATETIME column", path)
-	}
-	var outs [2]*csv.Writer
-	var files [2]*os.File
-	for i, p := range []string{train, test} {
-		if files[i], err = os.Create(p); err != nil {
-			return 0, 0, err
-		}
-		defer files[i].Close()
-		outs[i] = csv.NewWriter(files[i])
-		outs[i].Write(header)
-	}
-	var n [2]int
-	for {
-		rec, err := r.Read()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return 0, 0, err
-		}
-		k := 0
-		if rec[ti] >= day {
-			k = 1
-		}
-		outs[k].Write(rec)
-		n[k]++
-	}
-	for _, w := range outs {
-		w.Flush()
-		if err := w.Error(); err != nil {
-			return 0, 0, err
-		}
-	}
-	return n[0], n[1], nil
-}
-
-// top prints the k highest-scoring rows of a scores file.
-func top(path string, k int, w io.Writer) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	recs, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		return err
-	}
-	header, rows := recs[0], recs[1:]
-	sort.SliceStable(rows, func(i, j int) bool {
-		a, _ := strconv.ParseFloat(rows[i][0], 64)
-		b, _ := strconv.ParseFloat(rows[j][0], 64)
-		return a > b
-	})
-	for _, r := range rows[:min(k, len(rows))] {
-		var parts []string
-		id := ""
-		if !strings.HasPrefix(header[1], "reason") {
-			id = header[1] + " " + r[1] + ": "
-		}
-		for i := 1; i+3 < len(r); i++ {
-			if !strings.HasSuffix(header[i], "_field") {
-				continue
-			}
-			parts = append(parts, fmt.Sprintf("%s=%s (expected %s; contribution %s)", r[i], r[i+2], r[i+3], r[i+1]))
-		}
-		fmt.Fprintf(w, "  score %-8s %s%s\n", r[0], id, strings.Join(parts, "; "))
-	}
-	return nil
+	return runLive(ctx, c, stdout, stderr)
 }
