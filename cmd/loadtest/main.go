@@ -1,0 +1,296 @@
+// Command loadtest measures the streaming scorer's throughput and latency.
+//
+//	loadtest drain   [--brokers B] [--messages 2000000] [--scorers 2]
+//	    pre-loads a transactions topic, then times the scorer group from the
+//	    first fetch until every offset is committed (alerts for about 1%).
+//	loadtest latency [--brokers B] [--rate 20000] [--duration 30s]
+//	    produces at a steady rate and measures the time from a transaction's
+//	    produce to its alert being readable (p50, p99).
+//
+// Without --brokers it starts the embedded broker. The scorers are the same
+// pipeline code `scorer run` uses, in this process.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/fraudstream/fraudstream/pkg/ae"
+	"github.com/fraudstream/fraudstream/pkg/features"
+	"github.com/fraudstream/fraudstream/pkg/generator"
+	"github.com/fraudstream/fraudstream/pkg/model"
+	"github.com/fraudstream/fraudstream/pkg/pipeline"
+	"github.com/fraudstream/fraudstream/pkg/stream"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	brokers  string
+	messages int
+	scorers  int
+	rate     int
+	duration time.Duration
+	quantile float64
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (args[0] != "drain" && args[0] != "latency") {
+		return errors.New("usage: loadtest drain|latency [flags]")
+	}
+	fs := flag.NewFlagSet("loadtest "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c config
+	fs.StringVar(&c.brokers, "brokers", "", "Kafka brokers (empty: start the embedded broker)")
+	fs.IntVar(&c.messages, "messages", 2_000_000, "drain: transactions pre-loaded")
+	fs.IntVar(&c.scorers, "scorers", 2, "scorer workers in the group")
+	fs.IntVar(&c.rate, "rate", 20000, "latency: transactions per second")
+	fs.DurationVar(&c.duration, "duration", 30*time.Second, "latency: how long to produce")
+	fs.DurationVar(&maxWait, "max-wait", 50*time.Millisecond, "the scorers' fetch MaxWait")
+	fs.Float64Var(&c.quantile, "threshold-quantile", 0.99, "alert above this quantile of validation scores (0.99: about 1% alerts)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	sc := stream.Config{Brokers: strings.Split(c.brokers, ",")}
+	if c.brokers == "" {
+		e, err := stream.StartEmbedded(0)
+		if err != nil {
+			return err
+		}
+		defer e.Close()
+		sc = e.Config()
+	}
+	sfx := fmt.Sprint(time.Now().UnixNano())
+	tx, alerts, dead := "lt-tx-"+sfx, "lt-alerts-"+sfx, "lt-dead-"+sfx
+	if err := stream.EnsureTopics(ctx, sc, stream.Topic{Name: tx, Partitions: 6}, stream.Topic{Name: alerts, Partitions: 6}, stream.Topic{Name: dead}); err != nil {
+		return err
+	}
+	b, err := trainModel()
+	if err != nil {
+		return err
+	}
+	cur := &pipeline.Current{}
+	cur.Swap(&pipeline.Model{Bundle: b, Version: "1", Decider: pipeline.NewCalibrated(b, c.quantile)})
+	if args[0] == "drain" {
+		return drain(ctx, c, sc, tx, alerts, dead, cur, stdout)
+	}
+	return latency(ctx, c, sc, tx, alerts, dead, cur, stdout)
+}
+
+// trainModel fits a model on generated traffic, as the trainer would.
+func trainModel() (*model.Bundle, error) {
+	g := generator.New(generator.Config{Seed: 1})
+	var names []string
+	var rows [][]string
+	now := time.Now()
+	for range 20000 {
+		t, _ := g.Next(now)
+		var m map[string]any
+		json.Unmarshal(t.JSON(), &m)
+		if names == nil {
+			for k := range m {
+				names = append(names, k)
+			}
+			slices.Sort(names)
+		}
+		r := make([]string, len(names))
+		for i, k := range names {
+			r[i] = fmt.Sprint(m[k])
+		}
+		rows = append(rows, r)
+	}
+	s := features.InferSchema(names, rows, features.InferOptions{})
+	return model.Fit(s, features.Project(s, names, rows), model.FitOptions{AE: ae.Config{Seed: 1, Epochs: 5}})
+}
+
+// scorers runs n pipelines in one group until ctx ends.
+var maxWait = 50 * time.Millisecond
+
+func scorers(ctx context.Context, n int, sc stream.Config, tx, alerts, dead string, cur *pipeline.Current) (func() int64, func(), error) {
+	var wg sync.WaitGroup
+	var srcs []*stream.Consumer
+	ctx, cancel := context.WithCancel(ctx)
+	for range n {
+		src, err := stream.NewConsumer(sc, tx, "loadtest", stream.ConsumerOptions{MaxWait: maxWait})
+		if err != nil {
+			cancel()
+			return nil, nil, err
+		}
+		prod, err := stream.NewProducer(sc, stream.ProducerOptions{})
+		if err != nil {
+			cancel()
+			return nil, nil, err
+		}
+		p, err := pipeline.New(pipeline.Config{Source: src, Sink: prod, Models: cur, Alerts: alerts, Dead: dead, BatchSize: 4096})
+		if err != nil {
+			cancel()
+			return nil, nil, err
+		}
+		srcs = append(srcs, src)
+		wg.Go(func() {
+			p.Run(ctx)
+			prod.Close()
+		})
+	}
+	// kafka-go's Stats are counts since the previous call: keep a total.
+	var total int64
+	committed := func() int64 {
+		for _, s := range srcs {
+			total += s.Stats().Messages
+		}
+		return total
+	}
+	stop := func() {
+		cancel()
+		wg.Wait()
+		for _, s := range srcs {
+			s.Close()
+		}
+	}
+	return committed, stop, nil
+}
+
+func drain(ctx context.Context, c config, sc stream.Config, tx, alerts, dead string, cur *pipeline.Current, stdout io.Writer) error {
+	p, err := stream.NewProducer(sc, stream.ProducerOptions{BatchSize: 20000})
+	if err != nil {
+		return err
+	}
+	g := generator.New(generator.Config{Seed: 2})
+	start := time.Now()
+	msgs := make([]kafka.Message, 0, 20000)
+	for sent := 0; sent < c.messages; {
+		msgs = msgs[:0]
+		now := time.Now()
+		for range min(20000, c.messages-sent) {
+			t, _ := g.Next(now)
+			msgs = append(msgs, kafka.Message{Topic: tx, Key: []byte(t.Card), Value: t.JSON()})
+		}
+		if err := p.Write(ctx, msgs...); err != nil {
+			return err
+		}
+		sent += len(msgs)
+	}
+	p.Close()
+	fmt.Fprintf(stdout, "pre-loaded %d transactions in %v\n", c.messages, time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	read, stop, err := scorers(ctx, c.scorers, sc, tx, alerts, dead, cur)
+	if err != nil {
+		return err
+	}
+	// The group has drained when its lag is zero and every message was read;
+	// the pipeline commits each batch after writing its outputs.
+	for read() < int64(c.messages) {
+		if ctx.Err() != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	n := read()
+	stop() // the batch in flight is written and committed before this returns
+	el := time.Since(start)
+	fmt.Fprintf(stdout, "drained %d transactions with %d scorers in %v: %.0f transactions/s\n", n, c.scorers, el.Round(time.Millisecond), float64(n)/el.Seconds())
+	return nil
+}
+
+func latency(ctx context.Context, c config, sc stream.Config, tx, alerts, dead string, cur *pipeline.Current, stdout io.Writer) error {
+	_, stop, err := scorers(ctx, c.scorers, sc, tx, alerts, dead, cur)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	var mu sync.Mutex
+	sentAt := map[string]time.Time{}
+	var lat []time.Duration
+	rctx, rcancel := context.WithCancel(ctx)
+	defer rcancel()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		cons, err := stream.NewConsumer(sc, alerts, "loadtest-latency", stream.ConsumerOptions{MaxWait: 5 * time.Millisecond})
+		if err != nil {
+			return
+		}
+		defer cons.Close()
+		for {
+			b, err := cons.FetchBatch(rctx, nil, 1000, time.Millisecond)
+			now := time.Now()
+			for _, m := range b {
+				var a pipeline.Alert
+				if json.Unmarshal(m.Value, &a) == nil {
+					mu.Lock()
+					if t, ok := sentAt[a.TransactionID]; ok {
+						lat = append(lat, now.Sub(t))
+					}
+					mu.Unlock()
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	p, err := stream.NewProducer(sc, stream.ProducerOptions{})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	g := generator.New(generator.Config{Seed: 3})
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	per := max(1, c.rate/200)
+	end := time.Now().Add(c.duration)
+	warm := time.Now().Add(5 * time.Second) // the group's first join and fetches
+	produced := 0
+	for time.Now().Before(end) && ctx.Err() == nil {
+		<-tick.C
+		var msgs []kafka.Message
+		now := time.Now()
+		mu.Lock()
+		for range per {
+			t, _ := g.Next(now)
+			if now.After(warm) {
+				sentAt[t.ID] = now
+			}
+			msgs = append(msgs, kafka.Message{Topic: tx, Key: []byte(t.Card), Value: t.JSON()})
+		}
+		mu.Unlock()
+		if err := p.Write(ctx, msgs...); err != nil {
+			rcancel()
+			wg.Wait()
+			return err
+		}
+		produced += len(msgs)
+	}
+	time.Sleep(2 * time.Second)
+	rcancel()
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(lat) == 0 {
+		return errors.New("no alerts were read")
+	}
+	slices.Sort(lat)
+	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	fmt.Fprintf(stdout, "%d transactions at %.0f/s, %d alerts timed after warm-up: produce → alert readable p50 %v, p99 %v, max %v\n",
+		produced, float64(produced)/c.duration.Seconds(), len(lat), q(0.5).Round(100*time.Microsecond), q(0.99).Round(100*time.Microsecond), lat[len(lat)-1].Round(time.Millisecond))
+	return nil
+}
