@@ -29,26 +29,41 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "generator:", err)
 		os.Exit(1)
+	}
+}
+
+type flags struct {
+	brokers, topic, truth *string
+	partitions, rate      *int
+	count                 *int
+	fraud                 *float64
+	seed                  *uint64
+}
+
+func newFlags(fs *flag.FlagSet) flags {
+	return flags{
+		brokers:    fs.String("brokers", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated"),
+		topic:      fs.String("topic", "transactions", "topic to produce to (created when missing)"),
+		partitions: fs.Int("partitions", 6, "partitions when the topic is created"),
+		rate:       fs.Int("rate", 2000, "transactions per second (0: as fast as possible)"),
+		count:      fs.Int("count", 0, "stop after this many transactions (0: until interrupted)"),
+		fraud:      fs.Float64("fraud-rate", 0.005, "share of fraudulent transactions"),
+		seed:       fs.Uint64("seed", 1, "random seed"),
+		truth:      fs.String("truth", "", "write tx_id,pattern of every transaction to this CSV"),
 	}
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("generator", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated")
-	topic := fs.String("topic", "transactions", "topic to produce to (created when missing)")
-	partitions := fs.Int("partitions", 6, "partitions when the topic is created")
-	rate := fs.Int("rate", 2000, "transactions per second (0: as fast as possible)")
-	count := fs.Int("count", 0, "stop after this many transactions (0: until interrupted)")
-	fraud := fs.Float64("fraud-rate", 0.005, "share of fraudulent transactions")
-	seed := fs.Uint64("seed", 1, "random seed")
-	truthPath := fs.String("truth", "", "write tx_id,pattern of every transaction to this CSV")
+	f := newFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	brokers, topic, partitions, rate, count, fraud, seed, truthPath := f.brokers, f.topic, f.partitions, f.rate, f.count, f.fraud, f.seed, f.truth
 	cfg := stream.Config{Brokers: strings.Split(*brokers, ","), ClientID: "fraudstream-generator"}
 	if err := stream.EnsureTopics(ctx, cfg, stream.Topic{Name: *topic, Partitions: *partitions}); err != nil {
 		return err

@@ -72,19 +72,7 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("trainer run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var c runConfig
-	c.reg.register(fs)
-	fs.StringVar(&c.Brokers, "brokers", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated")
-	fs.StringVar(&c.Topic, "transactions", "transactions", "topic of transactions to learn from")
-	fs.DurationVar(&c.Every, "every", time.Hour, "interval between training rounds")
-	fs.DurationVar(&c.Window, "window", 24*time.Hour, "how far back each round reads")
-	fs.IntVar(&c.MaxRows, "max-rows", 200_000, "rows a round trains on at most (uniform sample of the window)")
-	fs.IntVar(&c.MinRows, "min-rows", 1000, "fewest rows worth training on")
-	fs.StringVar(&c.Schema, "schema", "", "schema file; default: the current model's, or inferred")
-	fs.StringVar(&c.Ignore, "ignore", "", "comma-separated fields an inferred schema leaves out")
-	fs.Float64Var(&c.Gate, "gate", 1.25, "a candidate whose held-back loss exceeds the current model's by this factor is not promoted")
-	fs.BoolVar(&c.Once, "once", false, "train one round (leader lock not taken) and exit")
-	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":9102", "listen address for /metrics and /healthz (empty: off)")
-	offline.AEFlags(fs, &c.AE)
+	daemonFlags(fs, &c)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -161,6 +149,23 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 	cancel()
 	wg.Wait()
 	return err
+}
+
+// daemonFlags registers `trainer run`'s flags.
+func daemonFlags(fs *flag.FlagSet, c *runConfig) {
+	c.reg.register(fs)
+	fs.StringVar(&c.Brokers, "brokers", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated")
+	fs.StringVar(&c.Topic, "transactions", "transactions", "topic of transactions to learn from")
+	fs.DurationVar(&c.Every, "every", time.Hour, "interval between training rounds")
+	fs.DurationVar(&c.Window, "window", 24*time.Hour, "how far back each round reads")
+	fs.IntVar(&c.MaxRows, "max-rows", 200_000, "rows a round trains on at most (uniform sample of the window)")
+	fs.IntVar(&c.MinRows, "min-rows", 1000, "fewest rows worth training on")
+	fs.StringVar(&c.Schema, "schema", "", "schema file; default: the current model's, or inferred")
+	fs.StringVar(&c.Ignore, "ignore", "", "comma-separated fields an inferred schema leaves out")
+	fs.Float64Var(&c.Gate, "gate", 1.25, "a candidate whose held-back loss exceeds the current model's by this factor is not promoted")
+	fs.BoolVar(&c.Once, "once", false, "train one round (leader lock not taken) and exit")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":9102", "listen address for /metrics and /healthz (empty: off)")
+	offline.AEFlags(fs, &c.AE)
 }
 
 // models is `trainer models list|rollback`.

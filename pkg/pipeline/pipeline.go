@@ -280,7 +280,13 @@ func (p *Pipeline) Process(ctx context.Context, msgs []kafka.Message) error {
 		p.m.failures.Inc()
 		return fmt.Errorf("pipeline: commit %d records: %w", len(msgs), err)
 	}
-	p.m.batch.Observe(p.cfg.Now().Sub(start).Seconds())
+	done := p.cfg.Now()
+	p.m.batch.Observe(done.Sub(start).Seconds())
+	for _, m := range msgs {
+		if !m.Time.IsZero() {
+			p.m.e2e.Observe(done.Sub(m.Time).Seconds())
+		}
+	}
 	return nil
 }
 
@@ -301,18 +307,21 @@ type metrics struct {
 	records  *prometheus.CounterVec
 	score    prometheus.Histogram
 	batch    prometheus.Histogram
+	e2e      prometheus.Histogram
 	failures prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		records:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fraudstream_records_total", Help: "Records processed, by outcome (scored, alert, dead_letter)."}, []string{"outcome"}),
-		score:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fraudstream_score", Help: "Anomaly scores.", Buckets: prometheus.ExponentialBuckets(1, 1.5, 20)}),
-		batch:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fraudstream_batch_seconds", Help: "Time from a batch's start to its commit.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		records: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fraudstream_records_total", Help: "Records processed, by outcome (scored, alert, dead_letter)."}, []string{"outcome"}),
+		score:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fraudstream_score", Help: "Anomaly scores.", Buckets: prometheus.ExponentialBuckets(1, 1.5, 20)}),
+		batch:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fraudstream_batch_seconds", Help: "Time from a batch's start to its commit.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		e2e: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fraudstream_end_to_end_seconds",
+			Help: "Time from a transaction's Kafka timestamp to its decision being written and committed.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "fraudstream_batch_failures_total", Help: "Batches whose outputs or commit failed."}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.records, m.score, m.batch, m.failures} {
+		for _, c := range []prometheus.Collector{m.records, m.score, m.batch, m.e2e, m.failures} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("pipeline: metrics: %w", err)
 			}
