@@ -238,3 +238,29 @@ func TestReadWindow(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkWriteOne measures one acknowledged single-message write, the
+// path an alert takes, for writer batch timeouts: kafka-go's default 1s
+// against the 2ms chosen here.
+func BenchmarkWriteOne(b *testing.B) {
+	e, err := StartEmbedded(0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	ctx := context.Background()
+	if err := EnsureTopics(ctx, e.Config(), Topic{Name: "alerts", Partitions: 3}); err != nil {
+		b.Fatal(err)
+	}
+	for _, bt := range []time.Duration{time.Second, 10 * time.Millisecond, 2 * time.Millisecond} {
+		b.Run(bt.String(), func(b *testing.B) {
+			p, _ := NewProducer(e.Config(), ProducerOptions{BatchTimeout: bt})
+			defer p.Close()
+			for b.Loop() {
+				if err := p.Write(ctx, kafka.Message{Topic: "alerts", Value: []byte(`{"alert":true}`)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
