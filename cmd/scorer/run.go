@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -98,7 +99,7 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	trainedAt := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fraudstream_model_trained_timestamp_seconds", Help: "When the model in use was trained."})
 	lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fraudstream_consumer_lag", Help: "Messages behind the end of the partitions this worker reads."},
 		func() float64 { return float64(src.Stats().Lag) })
-	metrics.MustRegister(version, trainedAt, lag)
+	metrics.MustRegister(version, trainedAt, lag, &groupLag{cfg: sc, group: c.Group, topic: c.Tx, log: log})
 
 	var ready atomic.Bool
 	models := &pipeline.Current{}
@@ -171,4 +172,28 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	}
 	log.Info("scorer stopped", "err", first)
 	return first
+}
+
+// groupLag reports the consumer group's lag per partition at scrape time.
+type groupLag struct {
+	cfg          stream.Config
+	group, topic string
+	log          *slog.Logger
+}
+
+var groupLagDesc = prometheus.NewDesc("fraudstream_consumer_group_lag", "Messages of a partition the scorer group has not committed yet.", []string{"partition"}, nil)
+
+func (g *groupLag) Describe(ch chan<- *prometheus.Desc) { ch <- groupLagDesc }
+
+func (g *groupLag) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	lag, err := stream.GroupLag(ctx, g.cfg, g.group, g.topic)
+	if err != nil {
+		g.log.Warn("consumer group lag unavailable", "err", err)
+		return
+	}
+	for p, n := range lag {
+		ch <- prometheus.MustNewConstMetric(groupLagDesc, prometheus.GaugeValue, float64(n), strconv.Itoa(p))
+	}
 }

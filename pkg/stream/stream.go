@@ -368,3 +368,57 @@ func (r *reservoir) add(v []byte) {
 		r.rows[j] = v
 	}
 }
+
+// GroupLag returns, per partition of topic, how many messages the consumer
+// group has not committed yet (end offset minus committed offset; the whole
+// partition when the group has committed nothing there).
+func GroupLag(ctx context.Context, cfg Config, group, topic string) (map[int]int64, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	d := cfg.dialer()
+	conn, err := d.DialContext(ctx, "tcp", cfg.Brokers[0])
+	if err != nil {
+		return nil, fmt.Errorf("stream: dial: %w", err)
+	}
+	parts, err := conn.ReadPartitions(topic)
+	conn.Close()
+	if err != nil {
+		return nil, fmt.Errorf("stream: partitions of %s: %w", topic, err)
+	}
+	ids := make([]int, len(parts))
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for i, p := range parts {
+		ids[i] = p.ID
+		req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p.ID), kafka.FirstOffsetOf(p.ID))
+	}
+	cl := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: cfg.transport(), Timeout: 10 * time.Second}
+	ends, err := cl.ListOffsets(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("stream: end offsets of %s: %w", topic, err)
+	}
+	committed, err := cl.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ids}})
+	if err != nil {
+		return nil, fmt.Errorf("stream: offsets of group %s: %w", group, err)
+	}
+	done := map[int]int64{}
+	switch {
+	case errors.Is(committed.Error, kafka.GroupIdNotFound):
+		// A group that never committed: everything is lag.
+	case committed.Error != nil:
+		return nil, fmt.Errorf("stream: offsets of group %s: %w", group, committed.Error)
+	default:
+		for _, p := range committed.Topics[topic] {
+			done[p.Partition] = p.CommittedOffset
+		}
+	}
+	lag := map[int]int64{}
+	for _, p := range ends.Topics[topic] {
+		c, ok := done[p.Partition]
+		if !ok || c < 0 {
+			c = p.FirstOffset
+		}
+		lag[p.Partition] = max(0, p.LastOffset-c)
+	}
+	return lag, nil
+}

@@ -113,6 +113,13 @@ func testAtLeastOnce(t *testing.T, cfg Config) {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
+	lag, err := GroupLag(ctx, cfg, group, topic)
+	if err != nil || len(lag) != 3 || lag[0]+lag[1]+lag[2] != 0 {
+		t.Fatalf("lag after committing everything: %v %v", lag, err)
+	}
+	if lag, err := GroupLag(ctx, cfg, "a-group-that-never-read", topic); err != nil || lag[0]+lag[1]+lag[2] != 600 {
+		t.Fatalf("lag of a group that read nothing: %v %v", lag, err)
+	}
 	// Everything was committed: a new member of the group gets nothing.
 	c2, _ := NewConsumer(cfg, topic, group, ConsumerOptions{})
 	defer c2.Close()
