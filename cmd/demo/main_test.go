@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // syncBuffer is written by the demo's goroutines and read by the test.
@@ -52,5 +56,37 @@ func TestLiveDemo(t *testing.T) {
 	rec, _ := strconv.ParseFloat(last[7], 64)
 	if prec < 0.2 || rec < 0.2 {
 		t.Fatalf("running precision %.2f recall %.2f:\n%s", prec, rec, text)
+	}
+}
+
+// TestReplay replays a labelled file by its timestamps: its label is the
+// ground truth, not an input, and the pipeline scores the replayed records.
+func TestReplay(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole pipeline for 25s")
+	}
+	var csv strings.Builder
+	csv.WriteString("tx_id,event_time,amount,merchant,label\n")
+	start := time.Date(2024, 3, 1, 8, 0, 0, 0, time.UTC)
+	for i := range 6000 {
+		amt, label := 20+float64(i%37), 0
+		if i%200 == 199 {
+			amt, label = 9000, 1
+		}
+		fmt.Fprintf(&csv, "t%05d,%s,%.2f,m%d,%d\n", i, start.Add(time.Duration(i)*time.Second).Format(time.RFC3339), amt, i%5, label)
+	}
+	path := filepath.Join(t.TempDir(), "replay.csv")
+	if err := os.WriteFile(path, []byte(csv.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	err := run(context.Background(), []string{"--kafka-port", "0", "--replay", path, "--speedup", "1000", "--every", "3s",
+		"--min-rows", "1500", "--summary", "2s", "--duration", "25s"}, &out, &out)
+	if err != nil {
+		t.Fatal(err, out.String())
+	}
+	text := out.String()
+	if !strings.Contains(text, "replaying 6000 records") || !strings.Contains(text, "replay finished") || !regexp.MustCompile(`model v\d+ \|`).MatchString(text) {
+		t.Fatalf("replay output:\n%s", text)
 	}
 }
