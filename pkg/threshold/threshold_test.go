@@ -1,0 +1,134 @@
+package threshold
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+func lognormal(rng *rand.Rand) float64 { return math.Exp(rng.NormFloat64()) }
+
+func TestSketchQuantilesWithinAlpha(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	s := NewSketch(0.01)
+	var xs []float64
+	for range 200000 {
+		x := lognormal(rng) * 3
+		if rng.IntN(50) == 0 {
+			x = 0 // exact zeros happen (scores of perfect reconstructions)
+		}
+		xs = append(xs, x)
+		s.Add(x)
+	}
+	slices.Sort(xs)
+	for _, q := range []float64{0.01, 0.1, 0.5, 0.9, 0.99, 0.995, 0.999, 0.9999} {
+		want := xs[int(q*float64(len(xs)-1))]
+		got := s.Quantile(q)
+		if math.Abs(got-want) > 0.01*want+1e-12 {
+			t.Errorf("q%.4f: %v, exact %v", q, got, want)
+		}
+	}
+}
+
+func TestMergeSubtractAndEncoding(t *testing.T) {
+	rng := rand.New(rand.NewPCG(2, 2))
+	a, b, all := NewSketch(0.01), NewSketch(0.01), NewSketch(0.01)
+	for i := range 50000 {
+		x := lognormal(rng)
+		if i%3 == 0 {
+			a.Add(x)
+		} else {
+			b.Add(x)
+		}
+		all.Add(x)
+	}
+	m := NewSketch(0.01)
+	m.Merge(a)
+	m.Merge(b)
+	for _, q := range []float64{0.5, 0.99, 0.999} {
+		if m.Quantile(q) != all.Quantile(q) {
+			t.Fatalf("merged q%v %v, one sketch %v", q, m.Quantile(q), all.Quantile(q))
+		}
+	}
+	m.Subtract(b)
+	if m.Count() != a.Count() || m.Quantile(0.99) != a.Quantile(0.99) {
+		t.Fatalf("subtracting b left %d values, q99 %v; a has %d, q99 %v", m.Count(), m.Quantile(0.99), a.Count(), a.Quantile(0.99))
+	}
+	if err := m.Merge(NewSketch(0.02)); err == nil {
+		t.Fatal("merged sketches of different accuracy")
+	}
+	blob, _ := all.MarshalBinary()
+	back, err := UnmarshalSketch(blob)
+	if err != nil || back.Count() != all.Count() || back.Quantile(0.995) != all.Quantile(0.995) {
+		t.Fatalf("round trip: %v", err)
+	}
+	for _, bad := range [][]byte{nil, blob[:20], blob[:len(blob)-1], append(blob, 7)} {
+		if _, err := UnmarshalSketch(bad); err == nil {
+			t.Errorf("decoded a damaged blob of %d bytes", len(bad))
+		}
+	}
+}
+
+// rates returns the realised alert rate in consecutive windows of n events.
+func rates(decide func(float64) bool, scores func(i int) float64, total, n int) []float64 {
+	var out []float64
+	alerts := 0
+	for i := range total {
+		if decide(scores(i)) {
+			alerts++
+		}
+		if (i+1)%n == 0 {
+			out = append(out, float64(alerts)/float64(n))
+			alerts = 0
+		}
+	}
+	return out
+}
+
+func TestBudgetHeldOnStationaryStream(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	b := NewBudget(0.005, WindowConfig{})
+	r := rates(func(x float64) bool { _, a := b.Decide(x); return a }, func(int) float64 { return lognormal(rng) }, 1_000_000, 100_000)
+	for i, v := range r[1:] { // the first window is warm-up
+		if math.Abs(v-0.005)/0.005 > 0.10 {
+			t.Errorf("window %d: alert rate %.4f%%, budget 0.5%%", i+1, 100*v)
+		}
+	}
+}
+
+func TestBudgetRecoversFromDrift(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	b := NewBudget(0.005, WindowConfig{})
+	scale := func(i int) float64 {
+		if i >= 500_000 {
+			return 2
+		}
+		return 1
+	}
+	// Rates in windows of 10,000 after the shift: by 50,000 events on, the
+	// realised rate is back within ±10% of the budget (over 50k-event spans).
+	r := rates(func(x float64) bool { _, a := b.Decide(x); return a }, func(i int) float64 { return scale(i) * lognormal(rng) }, 1_000_000, 50_000)
+	shift := 500_000 / 50_000
+	t.Logf("alert rate per 50k events around the shift: %.3f%% (before) %.3f%% (first 50k after) %.3f%% (next)", 100*r[shift-1], 100*r[shift], 100*r[shift+1])
+	for i, v := range r[shift+1:] {
+		if math.Abs(v-0.005)/0.005 > 0.10 {
+			t.Errorf("window %d after the shift: %.4f%%", i+1, 100*v)
+		}
+	}
+}
+
+func BenchmarkBudgetDecide(b *testing.B) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	xs := make([]float64, 1<<16)
+	for i := range xs {
+		xs[i] = lognormal(rng)
+	}
+	p := NewBudget(0.005, WindowConfig{})
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		p.Decide(xs[i&(1<<16-1)])
+		i++
+	}
+}
