@@ -132,3 +132,34 @@ func BenchmarkBudgetDecide(b *testing.B) {
 		i++
 	}
 }
+
+// gpdStream draws scores whose upper 5% is a generalised Pareto tail above 10.
+func gpdStream(rng *rand.Rand, gamma float64) float64 {
+	if rng.Float64() >= 0.05 {
+		return 10 * rng.Float64()
+	}
+	u := 1 - rng.Float64()
+	return 10 + (math.Pow(u, -gamma)-1)/gamma
+}
+
+func TestRiskFalseAlarmRate(t *testing.T) {
+	for _, c := range []struct {
+		q     float64
+		n     int
+		gamma float64
+	}{{1e-3, 1_000_000, 0.1}, {1e-3, 1_000_000, 0.3}, {1e-4, 4_000_000, 0.1}, {1e-4, 4_000_000, 0.3}} {
+		rng := rand.New(rand.NewPCG(6, uint64(c.n)+uint64(c.gamma*100)))
+		r := NewRisk(c.q)
+		alarms := 0
+		for range c.n {
+			if _, a := r.Decide(gpdStream(rng, c.gamma)); a {
+				alarms++
+			}
+		}
+		rate := float64(alarms) / float64(c.n-r.WarmUp)
+		t.Logf("q=%g γ=%.1f: false-alarm rate %.3g (%d alarms), threshold %.2f", c.q, c.gamma, rate, alarms, r.Threshold())
+		if rate > 1.5*c.q || rate < c.q/1.5 {
+			t.Errorf("q=%g γ=%.1f: false-alarm rate %.3g, outside a factor 1.5 of q", c.q, c.gamma, rate)
+		}
+	}
+}
