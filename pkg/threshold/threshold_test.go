@@ -163,3 +163,71 @@ func TestRiskFalseAlarmRate(t *testing.T) {
 		}
 	}
 }
+
+// TestSegmentsMeetTheirBudgets: three segments with different score scales
+// each alert at about the budget; a rare segment backs off to its parent.
+func TestSegmentsMeetTheirBudgets(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	s := NewSegmented(0.005, 20000, WindowConfig{})
+	scale := map[string]float64{"grocery|FR": 1, "travel|FR": 4, "online|DE": 0.5}
+	keys := []string{"grocery|FR", "travel|FR", "online|DE"}
+	seen, alerts := map[string]int{}, map[string]int{}
+	rareUsed := map[string]int{}
+	for i := range 900_000 {
+		k := keys[i%3]
+		if i%1000 == 0 {
+			// A rare segment under travel: too few scores to decide alone.
+			_, _, used := s.Decide("travel|FR|atm", 4*lognormal(rng))
+			rareUsed[used]++
+			continue
+		}
+		_, a, _ := s.Decide(k, scale[k]*lognormal(rng))
+		if i > 300_000 {
+			seen[k]++
+			if a {
+				alerts[k]++
+			}
+		}
+	}
+	for _, k := range keys {
+		rate := float64(alerts[k]) / float64(seen[k])
+		if math.Abs(rate-0.005)/0.005 > 0.15 {
+			t.Errorf("%s: alert rate %.4f%%", k, 100*rate)
+		}
+	}
+	if rareUsed["travel|FR|atm"] > 0 || rareUsed["travel|FR"] == 0 {
+		t.Errorf("rare segment decided with %v", rareUsed)
+	}
+}
+
+// TestSeedAtModelSwap: a new model's scores are on another scale; seeding
+// the budget with its calibration keeps the alert rate right from the first
+// transaction after the swap.
+func TestSeedAtModelSwap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 8))
+	b := NewBudget(0.005, WindowConfig{})
+	for range 200_000 {
+		b.Decide(lognormal(rng)) // the old model's scale
+	}
+	// The new model scores 3× higher; its calibration summary:
+	cal := make([]float64, 0, 20000)
+	for range 20000 {
+		cal = append(cal, 3*lognormal(rng))
+	}
+	slices.Sort(cal)
+	var probs, values []float64
+	for _, p := range []float64{0, 0.5, 0.9, 0.95, 0.99, 0.991, 0.992, 0.993, 0.994, 0.995, 0.996, 0.997, 0.998, 0.999, 0.9995, 0.9999, 1} {
+		probs = append(probs, p)
+		values = append(values, cal[int(p*float64(len(cal)-1))])
+	}
+	b.Seed(probs, values, 20000)
+	alerts := 0
+	for range 10000 {
+		if _, a := b.Decide(3 * lognormal(rng)); a {
+			alerts++
+		}
+	}
+	if rate := float64(alerts) / 10000; math.Abs(rate-0.005)/0.005 > 0.20 {
+		t.Fatalf("alert rate in the 10,000 events after the swap: %.3f%%", 100*rate)
+	}
+}
