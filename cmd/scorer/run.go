@@ -41,6 +41,8 @@ type runConfig struct {
 	Batch       int
 	Linger      time.Duration
 	Quantile    float64
+	Policy      string
+	Budget      float64
 	Poll        time.Duration
 }
 
@@ -57,7 +59,9 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":9101", "listen address for /metrics, /healthz and /readyz (empty: off)")
 	fs.IntVar(&c.Batch, "batch", 1024, "largest batch of transactions")
 	fs.DurationVar(&c.Linger, "linger", 5*time.Millisecond, "how long a batch waits to fill after its first transaction")
-	fs.Float64Var(&c.Quantile, "threshold-quantile", 0.995, "alert above this quantile of the model's validation scores")
+	fs.StringVar(&c.Policy, "policy", "budget", "alert policy: budget (the top --budget of recent traffic, warm-started from each model's calibration) or calibrated (above --threshold-quantile of validation scores)")
+	fs.Float64Var(&c.Budget, "budget", 0.005, "budget policy: share of transactions to alert on (0.005 = 50 per 10,000)")
+	fs.Float64Var(&c.Quantile, "threshold-quantile", 0.995, "calibrated policy: alert above this quantile of the model's validation scores")
 	fs.DurationVar(&c.Poll, "model-poll", 10*time.Second, "how often to check the registry in case a notice was missed")
 }
 
@@ -65,6 +69,12 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 // goroutine it started has stopped and the last batch is committed.
 func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	if c.Policy != "budget" && c.Policy != "calibrated" {
+		return fmt.Errorf("unknown --policy %q (budget or calibrated)", c.Policy)
+	}
+	if !(c.Budget > 0 && c.Budget < 1) {
+		return fmt.Errorf("--budget %v must be between 0 and 1", c.Budget)
+	}
 	sc := stream.Config{Brokers: strings.Split(c.Brokers, ","), ClientID: "fraudstream-scorer"}
 	if err := stream.EnsureTopics(ctx, sc,
 		stream.Topic{Name: c.Tx, Partitions: c.Partitions}, stream.Topic{Name: c.Alerts, Partitions: c.Partitions},
@@ -104,7 +114,12 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	var ready atomic.Bool
 	models := &pipeline.Current{}
 	loader, err := pipeline.NewLoader(pipeline.LoaderConfig{Registry: reg, Models: models, Logger: log, Poll: c.Poll,
-		NewDecider: func(b *model.Bundle) pipeline.Decider { return pipeline.NewCalibrated(b, c.Quantile) },
+		NewDecider: func(b *model.Bundle) pipeline.Decider {
+			if c.Policy == "calibrated" {
+				return pipeline.NewCalibrated(b, c.Quantile)
+			}
+			return pipeline.NewBudgeted(b, c.Budget)
+		},
 		OnLoad: func(v int64, b *model.Bundle) {
 			version.Set(float64(v))
 			trainedAt.Set(float64(b.Meta.TrainedAt.Unix()))

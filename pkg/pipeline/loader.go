@@ -24,7 +24,7 @@ type LoaderConfig struct {
 	Registry Registry // required
 	Models   *Current // required
 	// NewDecider makes the decider for a freshly loaded bundle. Default:
-	// the 99.5th percentile of its validation scores.
+	// a 0.5% alert budget warm-started from its calibration.
 	NewDecider func(*model.Bundle) Decider
 	// Poll is how often the current pointer is checked in case a notice
 	// was missed. Default 10s.
@@ -50,7 +50,7 @@ func NewLoader(cfg LoaderConfig) (*Loader, error) {
 		return nil, errors.New("pipeline: the loader needs a registry and a model holder")
 	}
 	if cfg.NewDecider == nil {
-		cfg.NewDecider = func(b *model.Bundle) Decider { return NewCalibrated(b, 0.995) }
+		cfg.NewDecider = func(b *model.Bundle) Decider { return NewBudgeted(b, 0.005) }
 	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = 10 * time.Second

@@ -24,6 +24,7 @@ import (
 
 	"github.com/fraudstream/fraudstream/pkg/model"
 	"github.com/fraudstream/fraudstream/pkg/stream"
+	"github.com/fraudstream/fraudstream/pkg/threshold"
 )
 
 // Decider turns a score into a decision. The adaptive thresholds implement
@@ -328,4 +329,29 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// Budgeted alerts the top Rate of recent traffic (threshold.Budget),
+// warm-started from the model's calibration so that a model swap does not
+// jump the alert rate.
+type Budgeted struct {
+	b *threshold.Budget
+}
+
+// NewBudgeted returns a budget decider for bundle b.
+func NewBudgeted(b *model.Bundle, rate float64) *Budgeted {
+	bd := threshold.NewBudget(rate, threshold.WindowConfig{})
+	bd.Seed(b.Calibration.Probs, b.Calibration.Values, 20000)
+	return &Budgeted{b: bd}
+}
+
+// Decide implements Decider.
+func (d *Budgeted) Decide(score float32, _ string) (float32, bool) {
+	t, a := d.b.Decide(float64(score))
+	return float32(t), a
+}
+
+// Policy implements Decider.
+func (d *Budgeted) Policy() string {
+	return "budget-" + strconv.FormatFloat(d.b.Rate*100, 'g', 4, 64) + "%"
 }

@@ -293,3 +293,41 @@ func TestConfigErrors(t *testing.T) {
 		t.Fatal("accepted an empty config")
 	}
 }
+
+// TestBudgetedHoldsTheRateFromTheStart: warm-started from the model's
+// calibration, the budget decider alerts on about its budget from the first
+// records of a new model.
+func TestBudgetedHoldsTheRateFromTheStart(t *testing.T) {
+	// Enough validation rows (2,000) for a calibration summary of the tail.
+	rng0 := rand.New(rand.NewPCG(4, 4))
+	var rows [][]string
+	for i := range 20000 {
+		r := txn(rng0, fmt.Sprint(i), false)
+		rows = append(rows, []string{r["tx_id"].(string), r["card_id"].(string), fmt.Sprint(r["amount"]), r["merchant"].(string), r["ts"].(string)})
+	}
+	b, err := model.Fit(schema, rows, model.FitOptions{AE: ae.Config{Seed: 1, Epochs: 4, Hidden: 16, Bottleneck: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := NewBudgeted(b, 0.01)
+	sc := b.NewScorer(1000)
+	rng := rand.New(rand.NewPCG(9, 9))
+	alerts := 0
+	for batch := range 5 {
+		for i := range 1000 {
+			r := txn(rng, fmt.Sprint(batch*1000+i), false)
+			sc.SetRow(i, []string{r["tx_id"].(string), r["card_id"].(string), fmt.Sprint(r["amount"]), r["merchant"].(string), r["ts"].(string)})
+		}
+		for _, s := range sc.Score(1000) {
+			if _, a := d.Decide(s, ""); a {
+				alerts++
+			}
+		}
+	}
+	if alerts < 25 || alerts > 85 {
+		t.Fatalf("%d alerts in 5,000 records for a 1%% budget", alerts)
+	}
+	if d.Policy() != "budget-1%" {
+		t.Fatalf("policy %q", d.Policy())
+	}
+}
