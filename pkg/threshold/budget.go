@@ -79,6 +79,9 @@ type Budget struct {
 	w       *Window
 	thr     float64
 	since   int
+	// Fleet mode: the other workers' windows, merged; combo is scratch.
+	peers *Sketch
+	combo *Sketch
 }
 
 // NewBudget returns a budget policy over a window.
@@ -95,11 +98,36 @@ func (b *Budget) Decide(score float64) (threshold float64, alert bool) {
 	b.since++
 	if rotated || b.since >= b.Refresh {
 		b.since = 0
-		if float64(b.w.merged.Count())*b.Rate >= 1 {
-			b.thr = b.w.merged.Quantile(1 - b.Rate)
-		}
+		b.recompute()
 	}
 	return thr, score > thr
+}
+
+// recompute places the threshold on the worker's own window, or, in fleet
+// mode, on its own window merged with its peers' (so that the fleet, not
+// each worker, meets the budget).
+func (b *Budget) recompute() {
+	s := b.w.merged
+	if b.peers != nil && b.peers.Count() > 0 {
+		if b.combo == nil {
+			b.combo = NewSketch(s.Alpha())
+		}
+		b.combo.Reset()
+		b.combo.Merge(s)
+		b.combo.Merge(b.peers)
+		s = b.combo
+	}
+	if float64(s.Count())*b.Rate >= 1 {
+		b.thr = s.Quantile(1 - b.Rate)
+	}
+}
+
+// SetPeers installs the merged windows of the other workers (nil leaves
+// fleet mode). A worker that can no longer reach its peers keeps the last
+// view it had, plus its own fresh observations.
+func (b *Budget) SetPeers(peers *Sketch) {
+	b.peers = peers
+	b.recompute()
 }
 
 // Window returns the policy's window (for merging across workers).

@@ -1,0 +1,94 @@
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/fraudstream/fraudstream/pkg/threshold"
+)
+
+func clients(t *testing.T) map[string]func() (redis.UniversalClient, func()) {
+	out := map[string]func() (redis.UniversalClient, func()){
+		"miniredis": func() (redis.UniversalClient, func()) {
+			mr := miniredis.RunT(t)
+			return redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1, DialTimeout: 100 * time.Millisecond}), mr.Close
+		},
+	}
+	if addr := os.Getenv("REDIS_ADDR"); addr != "" {
+		out["redis-server"] = func() (redis.UniversalClient, func()) {
+			c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+			return c, func() { c.Close() }
+		}
+	}
+	return out
+}
+
+// TestFleetMeetsOneBudget: four workers each see a random quarter of the
+// stream, one of them the riskier quarter (scores ×2). Sharing windows
+// through Redis, the fleet alerts on 0.5% of all traffic, and the riskier
+// worker raises most of the alerts, as a single global threshold would.
+// Halfway, Redis disappears: the workers keep deciding with their last view.
+func TestFleetMeetsOneBudget(t *testing.T) {
+	for name, mk := range clients(t) {
+		t.Run(name, func(t *testing.T) {
+			c, stop := mk()
+			ctx := context.Background()
+			prefix := fmt.Sprintf("test:fleet:%d:", time.Now().UnixNano())
+			var ws []*Exchange
+			for i := range 4 {
+				e, err := New(Config{Client: c, Prefix: prefix, ID: fmt.Sprint("w", i)}, threshold.NewBudget(0.005, threshold.WindowConfig{}))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ws = append(ws, e)
+			}
+			rng := rand.New(rand.NewPCG(10, 10))
+			alerts, byWorker, seen := 0, make([]int, 4), 0
+			var windowRates []float64
+			winAlerts := 0
+			for i := range 1_200_000 {
+				w := rng.IntN(4)
+				x := math.Exp(rng.NormFloat64())
+				if w == 0 {
+					x *= 2
+				}
+				if _, a := ws[w].Decide(x); a && i >= 200_000 {
+					alerts++
+					byWorker[w]++
+					winAlerts++
+				}
+				if i >= 200_000 {
+					seen++
+					if seen%100_000 == 0 {
+						windowRates = append(windowRates, float64(winAlerts)/100_000)
+						winAlerts = 0
+					}
+				}
+				if i%5000 == 4999 {
+					if i == 700_000-1 {
+						stop() // Redis is gone from here on
+					}
+					for _, e := range ws {
+						e.Sync(ctx)
+					}
+				}
+			}
+			for k, r := range windowRates {
+				if math.Abs(r-0.005)/0.005 > 0.10 {
+					t.Errorf("window %d: fleet alert rate %.4f%%", k, 100*r)
+				}
+			}
+			if share := float64(byWorker[0]) / float64(alerts); share < 0.6 {
+				t.Errorf("the riskier worker raised %.0f%% of the alerts: the threshold is not the fleet's", 100*share)
+			}
+		})
+	}
+}
