@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,10 +21,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/fraudstream/fraudstream/pkg/fleet"
 	"github.com/fraudstream/fraudstream/pkg/model"
 	"github.com/fraudstream/fraudstream/pkg/pipeline"
 	"github.com/fraudstream/fraudstream/pkg/registry"
 	"github.com/fraudstream/fraudstream/pkg/stream"
+	"github.com/fraudstream/fraudstream/pkg/threshold"
 )
 
 // runConfig is the streaming scorer's configuration (`scorer run`).
@@ -111,6 +114,12 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 		func() float64 { return float64(src.Stats().Lag) })
 	metrics.MustRegister(version, trainedAt, lag, &groupLag{cfg: sc, group: c.Group, topic: c.Tx, log: log})
 
+	host, _ := os.Hostname()
+	exchange, err := fleet.New(fleet.Config{Client: rc, Prefix: c.Prefix + "fleet:" + c.Group + ":", ID: fmt.Sprintf("%s-%d", host, os.Getpid())},
+		threshold.NewBudget(c.Budget, threshold.WindowConfig{}))
+	if err != nil {
+		return err
+	}
 	var ready atomic.Bool
 	models := &pipeline.Current{}
 	loader, err := pipeline.NewLoader(pipeline.LoaderConfig{Registry: reg, Models: models, Logger: log, Poll: c.Poll,
@@ -118,7 +127,8 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 			if c.Policy == "calibrated" {
 				return pipeline.NewCalibrated(b, c.Quantile)
 			}
-			return pipeline.NewBudgeted(b, c.Budget)
+			// The budget is the fleet's: workers share their windows through Redis.
+			return pipeline.NewFleetBudgeted(exchange, b, c.Budget)
 		},
 		OnLoad: func(v int64, b *model.Bundle) {
 			version.Set(float64(v))
@@ -139,6 +149,9 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, 3)
 	wg.Go(func() { errc <- loader.Run(ctx) })
+	if c.Policy == "budget" {
+		wg.Go(func() { exchange.Run(ctx, time.Second) })
+	}
 	wg.Go(func() {
 		err := p.Run(ctx)
 		cancel() // a pipeline that stops takes the worker down

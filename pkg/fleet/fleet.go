@@ -125,3 +125,18 @@ func (e *Exchange) Run(ctx context.Context, every time.Duration) {
 		}
 	}
 }
+
+// Replace swaps in a new budget (a new model's, warm-started from its
+// calibration); the peers' view is kept until the next Sync refreshes it.
+func (e *Exchange) Replace(b *threshold.Budget) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.b = b
+}
+
+// Rate returns the budget's alert rate.
+func (e *Exchange) Rate() float64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.b.Rate
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/fraudstream/fraudstream/pkg/fleet"
 	"github.com/fraudstream/fraudstream/pkg/model"
 	"github.com/fraudstream/fraudstream/pkg/stream"
 	"github.com/fraudstream/fraudstream/pkg/threshold"
@@ -354,4 +355,30 @@ func (d *Budgeted) Decide(score float32, _ string) (float32, bool) {
 // Policy implements Decider.
 func (d *Budgeted) Policy() string {
 	return "budget-" + strconv.FormatFloat(d.b.Rate*100, 'g', 4, 64) + "%"
+}
+
+// FleetBudgeted decides with an alert budget shared by every scorer worker
+// through a fleet.Exchange.
+type FleetBudgeted struct {
+	x *fleet.Exchange
+}
+
+// NewFleetBudgeted installs a budget for bundle b, warm-started from its
+// calibration, in the exchange and returns a decider that uses it.
+func NewFleetBudgeted(x *fleet.Exchange, b *model.Bundle, rate float64) *FleetBudgeted {
+	bd := threshold.NewBudget(rate, threshold.WindowConfig{})
+	bd.Seed(b.Calibration.Probs, b.Calibration.Values, 20000)
+	x.Replace(bd)
+	return &FleetBudgeted{x: x}
+}
+
+// Decide implements Decider.
+func (d *FleetBudgeted) Decide(score float32, _ string) (float32, bool) {
+	t, a := d.x.Decide(float64(score))
+	return float32(t), a
+}
+
+// Policy implements Decider.
+func (d *FleetBudgeted) Policy() string {
+	return "fleet-budget-" + strconv.FormatFloat(d.x.Rate()*100, 'g', 4, 64) + "%"
 }
