@@ -46,6 +46,7 @@ type runConfig struct {
 	Quantile    float64
 	Policy      string
 	Budget      float64
+	RiskQ       float64
 	Poll        time.Duration
 }
 
@@ -62,7 +63,8 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":9101", "listen address for /metrics, /healthz and /readyz (empty: off)")
 	fs.IntVar(&c.Batch, "batch", 1024, "largest batch of transactions")
 	fs.DurationVar(&c.Linger, "linger", 5*time.Millisecond, "how long a batch waits to fill after its first transaction")
-	fs.StringVar(&c.Policy, "policy", "budget", "alert policy: budget (the top --budget of recent traffic, warm-started from each model's calibration) or calibrated (above --threshold-quantile of validation scores)")
+	fs.StringVar(&c.Policy, "policy", "budget", "alert policy: budget (the top --budget of the fleet's recent traffic, warm-started from each model's calibration), risk (exceedance probability below --risk-q, Peaks-Over-Threshold) or calibrated (above --threshold-quantile of validation scores)")
+	fs.Float64Var(&c.RiskQ, "risk-q", 1e-4, "risk policy: false-alarm probability per transaction")
 	fs.Float64Var(&c.Budget, "budget", 0.005, "budget policy: share of transactions to alert on (0.005 = 50 per 10,000)")
 	fs.Float64Var(&c.Quantile, "threshold-quantile", 0.995, "calibrated policy: alert above this quantile of the model's validation scores")
 	fs.DurationVar(&c.Poll, "model-poll", 10*time.Second, "how often to check the registry in case a notice was missed")
@@ -72,8 +74,8 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 // goroutine it started has stopped and the last batch is committed.
 func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	if c.Policy != "budget" && c.Policy != "calibrated" {
-		return fmt.Errorf("unknown --policy %q (budget or calibrated)", c.Policy)
+	if c.Policy != "budget" && c.Policy != "calibrated" && c.Policy != "risk" {
+		return fmt.Errorf("unknown --policy %q (budget, risk or calibrated)", c.Policy)
 	}
 	if !(c.Budget > 0 && c.Budget < 1) {
 		return fmt.Errorf("--budget %v must be between 0 and 1", c.Budget)
@@ -124,8 +126,11 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	models := &pipeline.Current{}
 	loader, err := pipeline.NewLoader(pipeline.LoaderConfig{Registry: reg, Models: models, Logger: log, Poll: c.Poll,
 		NewDecider: func(b *model.Bundle) pipeline.Decider {
-			if c.Policy == "calibrated" {
+			switch c.Policy {
+			case "calibrated":
 				return pipeline.NewCalibrated(b, c.Quantile)
+			case "risk":
+				return pipeline.NewRisky(c.RiskQ)
 			}
 			// The budget is the fleet's: workers share their windows through Redis.
 			return pipeline.NewFleetBudgeted(exchange, b, c.Budget)

@@ -92,3 +92,29 @@ func TestFleetMeetsOneBudget(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkSync: one worker's exchange with three peers (publish its window,
+// read and merge theirs) on miniredis; it runs once a second.
+func BenchmarkSync(b *testing.B) {
+	mr := miniredis.RunT(b)
+	c := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	rng := rand.New(rand.NewPCG(1, 1))
+	var ws []*Exchange
+	for i := range 4 {
+		e, _ := New(Config{Client: c, ID: fmt.Sprint(i)}, threshold.NewBudget(0.005, threshold.WindowConfig{}))
+		for range 50_000 {
+			e.Decide(math.Exp(rng.NormFloat64()))
+		}
+		ws = append(ws, e)
+	}
+	ctx := context.Background()
+	for _, e := range ws {
+		e.Sync(ctx)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := ws[0].Sync(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -382,3 +382,23 @@ func (d *FleetBudgeted) Decide(score float32, _ string) (float32, bool) {
 func (d *FleetBudgeted) Policy() string {
 	return "fleet-budget-" + strconv.FormatFloat(d.x.Rate()*100, 'g', 4, 64) + "%"
 }
+
+// Risky alerts when a score's estimated exceedance probability under
+// normal traffic is below Q (threshold.Risk, Peaks-Over-Threshold). It
+// learns its tail from the first scores of each model; until then nothing
+// alerts.
+type Risky struct {
+	r *threshold.Risk
+}
+
+// NewRisky returns a risk decider with false-alarm probability q.
+func NewRisky(q float64) *Risky { return &Risky{r: threshold.NewRisk(q)} }
+
+// Decide implements Decider.
+func (d *Risky) Decide(score float32, _ string) (float32, bool) {
+	t, a := d.r.Decide(float64(score))
+	return float32(t), a
+}
+
+// Policy implements Decider.
+func (d *Risky) Policy() string { return "risk-q" + strconv.FormatFloat(d.r.Q, 'g', 3, 64) }
