@@ -47,6 +47,8 @@ type runConfig struct {
 	Policy      string
 	Budget      float64
 	RiskQ       float64
+	Segments    string
+	SegmentMin  int
 	Poll        time.Duration
 }
 
@@ -65,6 +67,8 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.DurationVar(&c.Linger, "linger", 5*time.Millisecond, "how long a batch waits to fill after its first transaction")
 	fs.StringVar(&c.Policy, "policy", "budget", "alert policy: budget (the top --budget of the fleet's recent traffic, warm-started from each model's calibration), risk (exceedance probability below --risk-q, Peaks-Over-Threshold) or calibrated (above --threshold-quantile of validation scores)")
 	fs.Float64Var(&c.RiskQ, "risk-q", 1e-4, "risk policy: false-alarm probability per transaction")
+	fs.StringVar(&c.Segments, "segment-fields", "", "budget policy: comma-separated fields whose values make a segment with its own budget (e.g. mcc,country,channel); empty: one fleet-wide budget")
+	fs.IntVar(&c.SegmentMin, "segment-min", 20000, "scores a segment needs before it decides with its own threshold (it backs off to its parent, then the global budget)")
 	fs.Float64Var(&c.Budget, "budget", 0.005, "budget policy: share of transactions to alert on (0.005 = 50 per 10,000)")
 	fs.Float64Var(&c.Quantile, "threshold-quantile", 0.995, "calibrated policy: alert above this quantile of the model's validation scores")
 	fs.DurationVar(&c.Poll, "model-poll", 10*time.Second, "how often to check the registry in case a notice was missed")
@@ -132,6 +136,9 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 			case "risk":
 				return pipeline.NewRisky(c.RiskQ)
 			}
+			if c.Segments != "" {
+				return pipeline.NewSegmented(b, c.Budget, uint64(c.SegmentMin))
+			}
 			// The budget is the fleet's: workers share their windows through Redis.
 			return pipeline.NewFleetBudgeted(exchange, b, c.Budget)
 		},
@@ -144,7 +151,7 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 		return err
 	}
 	p, err := pipeline.New(pipeline.Config{Source: src, Sink: prod, Models: models, Alerts: c.Alerts, Scores: c.Scores, Dead: c.Dead,
-		Logger: log, Metrics: metrics, BatchSize: c.Batch, Linger: c.Linger})
+		Logger: log, Metrics: metrics, BatchSize: c.Batch, Linger: c.Linger, SegmentFields: splitFields(c.Segments)})
 	if err != nil {
 		return err
 	}
@@ -154,7 +161,7 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, 3)
 	wg.Go(func() { errc <- loader.Run(ctx) })
-	if c.Policy == "budget" {
+	if c.Policy == "budget" && c.Segments == "" {
 		wg.Go(func() { exchange.Run(ctx, time.Second) })
 	}
 	wg.Go(func() {
@@ -229,4 +236,14 @@ func (g *groupLag) Collect(ch chan<- prometheus.Metric) {
 	for p, n := range lag {
 		ch <- prometheus.MustNewConstMetric(groupLagDesc, prometheus.GaugeValue, float64(n), strconv.Itoa(p))
 	}
+}
+
+func splitFields(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -32,7 +33,9 @@ import (
 // it; Calibrated is the stand-in until then. Implementations used by one
 // pipeline are called from its goroutine only.
 type Decider interface {
-	Decide(score float32, segment string) (threshold float32, alert bool)
+	// Decide decides score for a record of segment ("" when segments are
+	// off) and names the segment whose threshold was used.
+	Decide(score float32, segment string) (threshold float32, alert bool, used string)
 	// Policy names the rule, for outputs ("calibrated-p99.5", "budget", …).
 	Policy() string
 }
@@ -49,8 +52,8 @@ func NewCalibrated(b *model.Bundle, quantile float64) *Calibrated {
 }
 
 // Decide implements Decider.
-func (c *Calibrated) Decide(score float32, _ string) (float32, bool) {
-	return c.Threshold, score >= c.Threshold
+func (c *Calibrated) Decide(score float32, _ string) (float32, bool, string) {
+	return c.Threshold, score >= c.Threshold, globalSegment
 }
 
 // Policy implements Decider.
@@ -103,6 +106,9 @@ type Config struct {
 	Linger time.Duration
 	// Reasons per alert. Default 3.
 	Reasons int
+	// SegmentFields build each record's segment key ("grocery|FR|online"),
+	// in order; empty: one global segment.
+	SegmentFields []string
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -116,6 +122,7 @@ type Pipeline struct {
 	msgs    []kafka.Message
 	out     []kafka.Message
 	reasons []model.Reason
+	seg     []byte
 }
 
 // New checks cfg and returns a pipeline.
@@ -207,6 +214,8 @@ type Decision struct {
 	Score         float32 `json:"score"`
 	Threshold     float32 `json:"threshold"`
 	Alert         bool    `json:"alert"`
+	Policy        string  `json:"policy"`
+	Segment       string  `json:"segment"`
 	ModelVersion  string  `json:"model_version"`
 }
 
@@ -218,7 +227,11 @@ func (p *Pipeline) Process(ctx context.Context, msgs []kafka.Message) error {
 	cur := p.cfg.Models.Load()
 	schema := &cur.Bundle.Encoder.Schema
 	idCol, keyCol, timeCol := schema.Index(schema.IDField), schema.Index(schema.KeyField), schema.Index(schema.TimeField)
-	sc := p.scorer(cur.Bundle, len(msgs), idCol, keyCol, timeCol)
+	segCols := make([]int, 0, len(p.cfg.SegmentFields))
+	for _, f := range p.cfg.SegmentFields {
+		segCols = append(segCols, schema.Index(f))
+	}
+	sc := p.scorer(cur.Bundle, len(msgs), append([]int{idCol, keyCol, timeCol}, segCols...)...)
 	out := p.out[:0]
 	// Decode and encode; bad messages go to the dead-letter topic.
 	slots := make([]int, len(msgs))
@@ -240,14 +253,32 @@ func (p *Pipeline) Process(ctx context.Context, msgs []kafka.Message) error {
 			continue
 		}
 		score := scores[s]
-		thr, alert := cur.Decider.Decide(score, globalSegment)
+		segment := ""
+		if len(segCols) > 0 {
+			p.seg = p.seg[:0]
+			for k, c := range segCols {
+				if k > 0 {
+					p.seg = append(p.seg, '|')
+				}
+				p.seg = append(p.seg, sc.Raw(s, c)...)
+			}
+			segment = string(p.seg)
+		}
+		thr, alert, used := cur.Decider.Decide(score, segment)
+		if math.IsInf(float64(thr), 1) {
+			thr = math.MaxFloat32 // no threshold yet (warming up); JSON has no infinity
+		}
+		p.m.observeSegment(used, alert)
 		id := sc.Raw(s, idCol)
 		if id == "" {
 			id = fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.Offset)
 		}
 		p.m.score.Observe(float64(score))
 		if p.cfg.Scores != "" {
-			d, _ := json.Marshal(Decision{TransactionID: id, Score: score, Threshold: thr, Alert: alert, ModelVersion: cur.Version})
+			d, err := json.Marshal(Decision{TransactionID: id, Score: score, Threshold: thr, Alert: alert, Policy: cur.Decider.Policy(), Segment: used, ModelVersion: cur.Version})
+			if err != nil {
+				return fmt.Errorf("pipeline: encode decision: %w", err)
+			}
 			out = append(out, kafka.Message{Topic: p.cfg.Scores, Key: m.Key, Value: d})
 		}
 		if !alert {
@@ -262,7 +293,7 @@ func (p *Pipeline) Process(ctx context.Context, msgs []kafka.Message) error {
 			}
 		}
 		a := Alert{TransactionID: id, EntityKey: key, EventTime: sc.Raw(s, timeCol), Score: score, Threshold: thr,
-			Policy: cur.Decider.Policy(), Segment: globalSegment, ModelVersion: cur.Version, Transaction: json.RawMessage(m.Value)}
+			Policy: cur.Decider.Policy(), Segment: used, ModelVersion: cur.Version, Transaction: json.RawMessage(m.Value)}
 		p.reasons = sc.Reasons(s, p.cfg.Reasons, p.reasons)
 		for _, r := range p.reasons {
 			a.Reasons = append(a.Reasons, AlertReason{Field: r.Name, Contribution: r.Contribution, Observed: sc.Observed(s, r.Field), Expected: sc.Expected(s, r.Field)})
@@ -305,7 +336,23 @@ func (p *Pipeline) scorer(b *model.Bundle, n int, remember ...int) *model.Scorer
 	return sc
 }
 
+// maxSegmentLabels bounds the label cardinality of per-segment metrics.
+const maxSegmentLabels = 50
+
+func (m *metrics) observeSegment(segment string, alert bool) {
+	if !m.segments[segment] {
+		if len(m.segments) >= maxSegmentLabels {
+			segment = "other"
+		} else {
+			m.segments[segment] = true
+		}
+	}
+	m.decided.WithLabelValues(segment, strconv.FormatBool(alert)).Inc()
+}
+
 type metrics struct {
+	segments map[string]bool
+	decided  *prometheus.CounterVec
 	records  *prometheus.CounterVec
 	score    prometheus.Histogram
 	batch    prometheus.Histogram
@@ -315,6 +362,9 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
+		segments: map[string]bool{},
+		decided: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fraudstream_decisions_total",
+			Help: "Decisions by the segment whose threshold decided them and by alert (the first 50 segments; later ones count as \"other\")."}, []string{"segment", "alert"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fraudstream_records_total", Help: "Records processed, by outcome (scored, alert, dead_letter)."}, []string{"outcome"}),
 		score:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fraudstream_score", Help: "Anomaly scores.", Buckets: prometheus.ExponentialBuckets(1, 1.5, 20)}),
 		batch:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fraudstream_batch_seconds", Help: "Time from a batch's start to its commit.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
@@ -323,7 +373,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "fraudstream_batch_failures_total", Help: "Batches whose outputs or commit failed."}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.records, m.score, m.batch, m.e2e, m.failures} {
+		for _, c := range []prometheus.Collector{m.decided, m.records, m.score, m.batch, m.e2e, m.failures} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("pipeline: metrics: %w", err)
 			}
@@ -347,9 +397,9 @@ func NewBudgeted(b *model.Bundle, rate float64) *Budgeted {
 }
 
 // Decide implements Decider.
-func (d *Budgeted) Decide(score float32, _ string) (float32, bool) {
+func (d *Budgeted) Decide(score float32, _ string) (float32, bool, string) {
 	t, a := d.b.Decide(float64(score))
-	return float32(t), a
+	return float32(t), a, globalSegment
 }
 
 // Policy implements Decider.
@@ -373,9 +423,9 @@ func NewFleetBudgeted(x *fleet.Exchange, b *model.Bundle, rate float64) *FleetBu
 }
 
 // Decide implements Decider.
-func (d *FleetBudgeted) Decide(score float32, _ string) (float32, bool) {
+func (d *FleetBudgeted) Decide(score float32, _ string) (float32, bool, string) {
 	t, a := d.x.Decide(float64(score))
-	return float32(t), a
+	return float32(t), a, globalSegment
 }
 
 // Policy implements Decider.
@@ -395,10 +445,39 @@ type Risky struct {
 func NewRisky(q float64) *Risky { return &Risky{r: threshold.NewRisk(q)} }
 
 // Decide implements Decider.
-func (d *Risky) Decide(score float32, _ string) (float32, bool) {
+func (d *Risky) Decide(score float32, _ string) (float32, bool, string) {
 	t, a := d.r.Decide(float64(score))
-	return float32(t), a
+	return float32(t), a, globalSegment
 }
 
 // Policy implements Decider.
 func (d *Risky) Policy() string { return "risk-q" + strconv.FormatFloat(d.r.Q, 'g', 3, 64) }
+
+// Segmented keeps a budget per segment (threshold.Segmented): a segment with
+// too little history backs off to its parent and then to the global budget,
+// which is warm-started from the model's calibration. Segment budgets are
+// per worker; only a global budget is shared by the fleet.
+type Segmented struct {
+	s *threshold.Segmented
+}
+
+// NewSegmented returns a segmented budget decider for bundle b.
+func NewSegmented(b *model.Bundle, rate float64, minCount uint64) *Segmented {
+	s := threshold.NewSegmented(rate, minCount, threshold.WindowConfig{})
+	s.Global().Seed(b.Calibration.Probs, b.Calibration.Values, 20000)
+	return &Segmented{s: s}
+}
+
+// Decide implements Decider.
+func (d *Segmented) Decide(score float32, segment string) (float32, bool, string) {
+	t, a, used := d.s.Decide(segment, float64(score))
+	if used == "" {
+		used = globalSegment
+	}
+	return float32(t), a, used
+}
+
+// Policy implements Decider.
+func (d *Segmented) Policy() string {
+	return "segmented-budget-" + strconv.FormatFloat(d.s.Rate*100, 'g', 4, 64) + "%"
+}

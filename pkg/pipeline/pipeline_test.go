@@ -319,7 +319,7 @@ func TestBudgetedHoldsTheRateFromTheStart(t *testing.T) {
 			sc.SetRow(i, []string{r["tx_id"].(string), r["card_id"].(string), fmt.Sprint(r["amount"]), r["merchant"].(string), r["ts"].(string)})
 		}
 		for _, s := range sc.Score(1000) {
-			if _, a := d.Decide(s, ""); a {
+			if _, a, _ := d.Decide(s, ""); a {
 				alerts++
 			}
 		}
@@ -329,5 +329,56 @@ func TestBudgetedHoldsTheRateFromTheStart(t *testing.T) {
 	}
 	if d.Policy() != "budget-1%" {
 		t.Fatalf("policy %q", d.Policy())
+	}
+}
+
+type captureSink struct{ msgs []kafka.Message }
+
+func (c *captureSink) Write(_ context.Context, msgs ...kafka.Message) error {
+	c.msgs = append(c.msgs, msgs...)
+	return nil
+}
+
+// TestSegmentsInDecisions: with segment fields, each decision names the
+// segment whose threshold decided it: the merchant once it has history,
+// the global budget before.
+func TestSegmentsInDecisions(t *testing.T) {
+	b := bundle(t)
+	cur := &Current{}
+	cur.Swap(&Model{Bundle: b, Version: "1", Decider: NewSegmented(b, 0.01, 300)})
+	sink := &captureSink{}
+	reg := prometheus.NewPedanticRegistry()
+	p, err := New(Config{Source: &memSource{}, Sink: sink, Models: cur, Alerts: "a", Scores: "s", Dead: "d", SegmentFields: []string{"merchant"}, Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(12, 12))
+	for batch := range 6 {
+		var msgs []kafka.Message
+		for i := range 500 {
+			v, _ := json.Marshal(txn(rng, fmt.Sprintf("s%d-%d", batch, i), false))
+			msgs = append(msgs, kafka.Message{Topic: "tx", Value: v})
+		}
+		if err := p.Process(context.Background(), msgs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	used := map[string]int{}
+	for _, m := range sink.msgs {
+		if m.Topic != "s" {
+			continue
+		}
+		var d Decision
+		json.Unmarshal(m.Value, &d)
+		used[d.Segment]++
+		if !strings.HasPrefix(d.Policy, "segmented-budget") {
+			t.Fatalf("policy %q", d.Policy)
+		}
+	}
+	if used["global"] == 0 || used["m1"] == 0 || used["m3"] == 0 {
+		t.Fatalf("segments used: %v", used)
+	}
+	if n, err := testutil.GatherAndCount(reg, "fraudstream_decisions_total"); err != nil || n < 4 {
+		t.Fatalf("per-segment series: %d %v", n, err)
 	}
 }

@@ -96,7 +96,8 @@ func (b *Budget) Decide(score float64) (threshold float64, alert bool) {
 	thr := b.thr
 	rotated := b.w.Add(score)
 	b.since++
-	if rotated || b.since >= b.Refresh {
+	if rotated || b.since >= b.Refresh || (math.IsInf(b.thr, 1) && float64(b.w.merged.Count())*b.Rate >= 1) {
+		// (The last case: the first threshold as soon as the window can place it.)
 		b.since = 0
 		b.recompute()
 	}

@@ -74,12 +74,15 @@ func (s *Segmented) Decide(segment string, score float64) (threshold float64, al
 			s.segs[key] = b
 		}
 		t, a := b.Decide(score)
-		if d := strings.Count(key, "|"); d > depth && b.w.merged.Count() >= s.MinCount {
+		if d := strings.Count(key, "|"); d > depth && b.w.merged.Count() >= s.MinCount && !math.IsInf(t, 0) {
 			thr, alert, used, depth = t, a, key, d
 		}
 	}
 	return thr, alert, used
 }
+
+// Global returns the budget every segment backs off to.
+func (s *Segmented) Global() *Budget { return s.global }
 
 func parent(key string) string {
 	if i := strings.LastIndexByte(key, '|'); i >= 0 {
