@@ -382,3 +382,54 @@ func TestSegmentsInDecisions(t *testing.T) {
 		t.Fatalf("per-segment series: %d %v", n, err)
 	}
 }
+
+// TestModelSwapKeepsTheAlertRate replays a stream through the pipeline and
+// swaps in a model with another score scale halfway: warm-started from the
+// new model's calibration, the budget keeps the alert rate of the 10,000
+// records after the swap within ±20% of the budget.
+func TestModelSwapKeepsTheAlertRate(t *testing.T) {
+	fit := func(seed uint64, hidden int, linear bool) *model.Bundle {
+		rng := rand.New(rand.NewPCG(seed, seed))
+		var rows [][]string
+		for i := range 20000 {
+			r := txn(rng, fmt.Sprint(i), false)
+			rows = append(rows, []string{r["tx_id"].(string), r["card_id"].(string), fmt.Sprint(r["amount"]), r["merchant"].(string), r["ts"].(string)})
+		}
+		b, err := model.Fit(schema, rows, model.FitOptions{AE: ae.Config{Seed: seed, Epochs: 4, Hidden: hidden, Bottleneck: 4, Linear: linear}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	// The second model scores on a linear scale: its p99.5 is several times the first's.
+	b1, b2 := fit(1, 16, false), fit(2, 32, true)
+	t.Logf("p99.5 of validation scores: old model %.2f, new model %.2f", b1.Calibration.Quantile(0.995), b2.Calibration.Quantile(0.995))
+	const budget = 0.02
+	cur := &Current{}
+	cur.Swap(&Model{Bundle: b1, Version: "1", Decider: NewBudgeted(b1, budget)})
+	sink := &captureSink{}
+	p, _ := New(Config{Source: &memSource{}, Sink: sink, Models: cur, Alerts: "a", Dead: "d"})
+	rng := rand.New(rand.NewPCG(13, 13))
+	send := func(n int) int {
+		sink.msgs = sink.msgs[:0]
+		for k := 0; k < n; k += 500 {
+			var msgs []kafka.Message
+			for i := range 500 {
+				v, _ := json.Marshal(txn(rng, fmt.Sprintf("r%d", k+i), false))
+				msgs = append(msgs, kafka.Message{Topic: "tx", Value: v})
+			}
+			if err := p.Process(context.Background(), msgs); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return len(sink.msgs) // alerts only: no scores topic
+	}
+	before := send(20000)
+	cur.Swap(&Model{Bundle: b2, Version: "2", Decider: NewBudgeted(b2, budget)})
+	after := send(10000)
+	rate := float64(after) / 10000
+	t.Logf("alert rate: %.2f%% before the swap, %.2f%% in the 10,000 records after it", 100*float64(before)/20000, 100*rate)
+	if math.Abs(rate-budget)/budget > 0.20 {
+		t.Fatalf("alert rate after the swap %.2f%%, budget %.0f%%", 100*rate, 100*budget)
+	}
+}
