@@ -47,6 +47,7 @@ type runConfig struct {
 	Policy      string
 	Budget      float64
 	RiskQ       float64
+	Fixed       float64
 	Segments    string
 	SegmentMin  int
 	Poll        time.Duration
@@ -65,8 +66,9 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":9101", "listen address for /metrics, /healthz and /readyz (empty: off)")
 	fs.IntVar(&c.Batch, "batch", 1024, "largest batch of transactions")
 	fs.DurationVar(&c.Linger, "linger", 5*time.Millisecond, "how long a batch waits to fill after its first transaction")
-	fs.StringVar(&c.Policy, "policy", "budget", "alert policy: budget (the top --budget of the fleet's recent traffic, warm-started from each model's calibration), risk (exceedance probability below --risk-q, Peaks-Over-Threshold) or calibrated (above --threshold-quantile of validation scores)")
+	fs.StringVar(&c.Policy, "policy", "budget", "alert policy: budget (the top --budget of the fleet's recent traffic, warm-started from each model's calibration), risk (exceedance probability below --risk-q, Peaks-Over-Threshold), fixed (above --fixed-threshold) or calibrated (above --threshold-quantile of validation scores)")
 	fs.Float64Var(&c.RiskQ, "risk-q", 1e-4, "risk policy: false-alarm probability per transaction")
+	fs.Float64Var(&c.Fixed, "fixed-threshold", 0, "fixed policy: alert above this score")
 	fs.StringVar(&c.Segments, "segment-fields", "", "budget policy: comma-separated fields whose values make a segment with its own budget (e.g. mcc,country,channel); empty: one fleet-wide budget")
 	fs.IntVar(&c.SegmentMin, "segment-min", 20000, "scores a segment needs before it decides with its own threshold (it backs off to its parent, then the global budget)")
 	fs.Float64Var(&c.Budget, "budget", 0.005, "budget policy: share of transactions to alert on (0.005 = 50 per 10,000)")
@@ -78,8 +80,14 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 // goroutine it started has stopped and the last batch is committed.
 func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	if c.Policy != "budget" && c.Policy != "calibrated" && c.Policy != "risk" {
-		return fmt.Errorf("unknown --policy %q (budget, risk or calibrated)", c.Policy)
+	switch c.Policy {
+	case "budget", "calibrated", "risk":
+	case "fixed":
+		if !(c.Fixed > 0) {
+			return errors.New("--policy fixed needs --fixed-threshold above 0")
+		}
+	default:
+		return fmt.Errorf("unknown --policy %q (budget, risk, fixed or calibrated)", c.Policy)
 	}
 	if !(c.Budget > 0 && c.Budget < 1) {
 		return fmt.Errorf("--budget %v must be between 0 and 1", c.Budget)
@@ -135,6 +143,8 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 				return pipeline.NewCalibrated(b, c.Quantile)
 			case "risk":
 				return pipeline.NewRisky(c.RiskQ)
+			case "fixed":
+				return pipeline.NewFixed(c.Fixed)
 			}
 			if c.Segments != "" {
 				return pipeline.NewSegmented(b, c.Budget, uint64(c.SegmentMin))

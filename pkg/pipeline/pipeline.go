@@ -268,7 +268,7 @@ func (p *Pipeline) Process(ctx context.Context, msgs []kafka.Message) error {
 		if math.IsInf(float64(thr), 1) {
 			thr = math.MaxFloat32 // no threshold yet (warming up); JSON has no infinity
 		}
-		p.m.observeSegment(used, alert)
+		p.m.observeSegment(used, alert, thr)
 		id := sc.Raw(s, idCol)
 		if id == "" {
 			id = fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.Offset)
@@ -339,7 +339,7 @@ func (p *Pipeline) scorer(b *model.Bundle, n int, remember ...int) *model.Scorer
 // maxSegmentLabels bounds the label cardinality of per-segment metrics.
 const maxSegmentLabels = 50
 
-func (m *metrics) observeSegment(segment string, alert bool) {
+func (m *metrics) observeSegment(segment string, alert bool, threshold float32) {
 	if !m.segments[segment] {
 		if len(m.segments) >= maxSegmentLabels {
 			segment = "other"
@@ -348,21 +348,25 @@ func (m *metrics) observeSegment(segment string, alert bool) {
 		}
 	}
 	m.decided.WithLabelValues(segment, strconv.FormatBool(alert)).Inc()
+	m.threshold.WithLabelValues(segment).Set(float64(threshold))
 }
 
 type metrics struct {
-	segments map[string]bool
-	decided  *prometheus.CounterVec
-	records  *prometheus.CounterVec
-	score    prometheus.Histogram
-	batch    prometheus.Histogram
-	e2e      prometheus.Histogram
-	failures prometheus.Counter
+	threshold *prometheus.GaugeVec
+	segments  map[string]bool
+	decided   *prometheus.CounterVec
+	records   *prometheus.CounterVec
+	score     prometheus.Histogram
+	batch     prometheus.Histogram
+	e2e       prometheus.Histogram
+	failures  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		segments: map[string]bool{},
+		threshold: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fraudstream_threshold",
+			Help: "The latest threshold used, by segment (the first 50 segments; later ones are \"other\")."}, []string{"segment"}),
 		decided: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fraudstream_decisions_total",
 			Help: "Decisions by the segment whose threshold decided them and by alert (the first 50 segments; later ones count as \"other\")."}, []string{"segment", "alert"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fraudstream_records_total", Help: "Records processed, by outcome (scored, alert, dead_letter)."}, []string{"outcome"}),
@@ -373,7 +377,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "fraudstream_batch_failures_total", Help: "Batches whose outputs or commit failed."}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.decided, m.records, m.score, m.batch, m.e2e, m.failures} {
+		for _, c := range []prometheus.Collector{m.threshold, m.decided, m.records, m.score, m.batch, m.e2e, m.failures} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("pipeline: metrics: %w", err)
 			}
@@ -481,3 +485,19 @@ func (d *Segmented) Decide(score float32, segment string) (float32, bool, string
 func (d *Segmented) Policy() string {
 	return "segmented-budget-" + strconv.FormatFloat(d.s.Rate*100, 'g', 4, 64) + "%"
 }
+
+// FixedThreshold alerts above a static score (threshold.Fixed), for
+// operators who want one.
+type FixedThreshold struct{ f threshold.Fixed }
+
+// NewFixed returns a fixed-threshold decider.
+func NewFixed(score float64) *FixedThreshold { return &FixedThreshold{threshold.Fixed{Score: score}} }
+
+// Decide implements Decider.
+func (d *FixedThreshold) Decide(score float32, _ string) (float32, bool, string) {
+	t, a := d.f.Decide(float64(score))
+	return float32(t), a, globalSegment
+}
+
+// Policy implements Decider.
+func (d *FixedThreshold) Policy() string { return "fixed" }
