@@ -149,13 +149,17 @@ func (c *csvReader) Next() ([]string, int, error) {
 }
 
 type jsonlReader struct {
-	r     *bufio.Reader
-	names []string
-	dec   *RowDecoder
-	row   []string
-	line  int
-	buf   []byte
+	r       *bufio.Reader
+	names   []string
+	dec     *RowDecoder
+	row     []string
+	line    int
+	buf     []byte
+	present []int // records in which each name appeared
 }
+
+// Present returns, per name, how many records so far carried that key.
+func (j *jsonlReader) Present() []int { return j.present }
 
 func (j *jsonlReader) Names() []string { return j.names }
 
@@ -175,6 +179,14 @@ func (j *jsonlReader) Next() ([]string, int, error) {
 		}
 		if derr := j.dec.Decode(b, j.row); derr != nil {
 			return nil, j.line, &RowError{Line: j.line, Err: derr}
+		}
+		if j.present == nil {
+			j.present = make([]int, len(j.names))
+		}
+		for i := range j.names {
+			if j.dec.Present(i) {
+				j.present[i]++
+			}
 		}
 		return j.row, j.line, nil
 	}

@@ -217,6 +217,15 @@ func TestJSONLinesEverywhere(t *testing.T) {
 	if len(rows) != 2502 || rows[2501][0] != "NaN" {
 		t.Fatalf("%d rows; last %v", len(rows), rows[len(rows)-1])
 	}
+	// A key renamed in every record is flagged, not silently scored as missing.
+	renamed := strings.ReplaceAll(jl.String(), `"amount"`, `"amt"`)
+	log.Reset()
+	if err := ScoreFile(ctx, ScoreConfig{Model: modelPath, Input: "-"}, strings.NewReader(renamed), &bytes.Buffer{}, &log); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), `no record carried "amount"`) {
+		t.Fatalf("renamed key not reported:\n%s", log.String())
+	}
 	// Impute: blank amounts are filled with plausible values and flagged.
 	in := "tx_id,card_id,amount,category,country,event_time,label\n" +
 		"x1,1,,travel,FR,2024-05-01 10:00:00,0\n" +

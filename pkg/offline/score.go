@@ -112,7 +112,24 @@ func scoreStream(ctx context.Context, b *model.Bundle, path string, stdin io.Rea
 		return good, bad, err
 	}
 	br.summary("scored "+path, good)
+	warnAbsent(rr, b, good, log)
 	return good, bad, nil
+}
+
+// warnAbsent tells when a learned field never appeared in a JSON Lines
+// input: every record then scored it as missing, which is almost always a
+// renamed key rather than data.
+func warnAbsent(rr features.RowReader, b *model.Bundle, good int, log io.Writer) {
+	pr, ok := rr.(interface{ Present() []int })
+	if !ok || good == 0 {
+		return
+	}
+	counts := pr.Present()
+	for i, f := range b.Encoder.Schema.Fields {
+		if f.Kind.Learned() && i < len(counts) && counts[i] == 0 {
+			fmt.Fprintf(log, "warning: no record carried %q, which the model learned from: it was scored as missing everywhere (a renamed key?)\n", f.Name)
+		}
+	}
 }
 
 // ScoreConfig configures ScoreFile.
