@@ -16,13 +16,13 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"strings"
 	"syscall"
 
 	"github.com/fraudstream/fraudstream/pkg/ae"
 	"github.com/fraudstream/fraudstream/pkg/evaluate"
 	"github.com/fraudstream/fraudstream/pkg/features"
 	"github.com/fraudstream/fraudstream/pkg/model"
+	"github.com/fraudstream/fraudstream/pkg/offline"
 )
 
 func main() {
@@ -69,7 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if li < 0 {
 		return fmt.Errorf("no label column %q", *label)
 	}
-	hide := append([]string{*label}, splitList(*drop)...)
+	hide := append([]string{*label}, offline.SplitList(*drop)...)
 	labels := make([]bool, len(t.Rows))
 	for i, r := range t.Rows {
 		y, err := evaluate.ParseLabel(r[li])
@@ -80,7 +80,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "%s: %d rows (%d bad), %d positives\n", *input, len(t.Rows), len(bad), count(labels))
 	var aps, aucs []float64
-	for _, s := range splitList(*seeds) {
+	for _, s := range offline.SplitList(*seeds) {
 		var seed uint64
 		fmt.Sscan(s, &seed)
 		train, test := stratified(labels, seed)
@@ -177,14 +177,4 @@ func std(x []float64) float64 {
 		s += (v - m) * (v - m)
 	}
 	return math.Sqrt(s / float64(len(x)))
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -18,11 +16,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/fraudstream/fraudstream/pkg/fleet"
 	"github.com/fraudstream/fraudstream/pkg/model"
+	"github.com/fraudstream/fraudstream/pkg/offline"
+	"github.com/fraudstream/fraudstream/pkg/ops"
 	"github.com/fraudstream/fraudstream/pkg/pipeline"
 	"github.com/fraudstream/fraudstream/pkg/registry"
 	"github.com/fraudstream/fraudstream/pkg/stream"
@@ -161,7 +160,7 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 		return err
 	}
 	p, err := pipeline.New(pipeline.Config{Source: src, Sink: prod, Models: models, Alerts: c.Alerts, Scores: c.Scores, Dead: c.Dead,
-		Logger: log, Metrics: metrics, BatchSize: c.Batch, Linger: c.Linger, SegmentFields: splitFields(c.Segments)})
+		Logger: log, Metrics: metrics, BatchSize: c.Batch, Linger: c.Linger, SegmentFields: offline.SplitList(c.Segments)})
 	if err != nil {
 		return err
 	}
@@ -180,37 +179,19 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 		errc <- err
 	})
 	if c.MetricsAddr != "" {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		srv, err := ops.Listen(c.MetricsAddr, metrics, func() error {
 			if !ready.Load() {
-				http.Error(w, "no model loaded yet", http.StatusServiceUnavailable)
-				return
+				return errors.New("no model loaded yet")
 			}
-			fmt.Fprintln(w, "ready")
+			return nil
 		})
-		ln, err := net.Listen("tcp", c.MetricsAddr)
 		if err != nil {
 			cancel()
 			wg.Wait()
 			return err
 		}
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		wg.Go(func() {
-			err := srv.Serve(ln)
-			if errors.Is(err, http.ErrServerClosed) {
-				err = nil
-			}
-			errc <- err
-		})
-		wg.Go(func() {
-			<-ctx.Done()
-			sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer scancel()
-			srv.Shutdown(sctx)
-		})
-		log.Info("scorer started", "metrics", ln.Addr().String(), "group", c.Group, "transactions", c.Tx)
+		wg.Go(func() { errc <- srv.Run(ctx) })
+		log.Info("scorer started", "metrics", srv.Addr(), "group", c.Group, "transactions", c.Tx)
 	}
 	wg.Wait()
 	close(errc)
@@ -246,14 +227,4 @@ func (g *groupLag) Collect(ch chan<- prometheus.Metric) {
 	for p, n := range lag {
 		ch <- prometheus.MustNewConstMetric(groupLagDesc, prometheus.GaugeValue, float64(n), strconv.Itoa(p))
 	}
-}
-
-func splitFields(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -17,13 +15,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/fraudstream/fraudstream/pkg/ae"
 	"github.com/fraudstream/fraudstream/pkg/features"
 	"github.com/fraudstream/fraudstream/pkg/model"
 	"github.com/fraudstream/fraudstream/pkg/offline"
+	"github.com/fraudstream/fraudstream/pkg/ops"
 	"github.com/fraudstream/fraudstream/pkg/registry"
 	"github.com/fraudstream/fraudstream/pkg/stream"
 	"github.com/fraudstream/fraudstream/pkg/trainer"
@@ -102,7 +100,7 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 	dur := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fraudstream_trainer_duration_seconds", Help: "Duration of the last round."})
 	metrics.MustRegister(rounds, loss, rows, dur)
 	cfg := trainer.Config{Stream: stream.Config{Brokers: strings.Split(c.Brokers, ","), ClientID: "fraudstream-trainer"}, Topic: c.Topic, Registry: reg,
-		Every: c.Every, Window: c.Window, MaxRows: c.MaxRows, MinRows: c.MinRows, Schema: schema, Ignore: splitList(c.Ignore),
+		Every: c.Every, Window: c.Window, MaxRows: c.MaxRows, MinRows: c.MinRows, Schema: schema, Ignore: offline.SplitList(c.Ignore),
 		AE: c.AE, Gate: c.Gate, Logger: log,
 		OnRound: func(r trainer.Round) {
 			rounds.WithLabelValues(r.Outcome).Inc()
@@ -131,19 +129,11 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	if c.MetricsAddr != "" {
-		ln, err := net.Listen("tcp", c.MetricsAddr)
+		srv, err := ops.Listen(c.MetricsAddr, metrics, nil)
 		if err != nil {
 			return err
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		wg.Go(func() { srv.Serve(ln) })
-		wg.Go(func() {
-			<-ctx.Done()
-			srv.Shutdown(context.WithoutCancel(ctx))
-		})
+		wg.Go(func() { srv.Run(ctx) })
 	}
 	err = tr.Run(ctx)
 	cancel()
@@ -233,14 +223,4 @@ func models(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return nil
 	}
 	return fmt.Errorf("unknown models command %q (list, rollback, publish)", args[0])
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }

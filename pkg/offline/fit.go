@@ -23,7 +23,7 @@ func InferSchemaFile(ctx context.Context, cfg SchemaConfig, stdin io.Reader, std
 	if err != nil {
 		return err
 	}
-	s := features.InferSchema(t.Names, t.Rows, features.InferOptions{Ignore: splitList(cfg.Ignore)})
+	s := features.InferSchema(t.Names, t.Rows, features.InferOptions{Ignore: SplitList(cfg.Ignore)})
 	return s.WriteJSON(stdout)
 }
 
@@ -59,7 +59,7 @@ func FitFile(ctx context.Context, cfg FitConfig, stdin io.Reader, log io.Writer)
 			return nil, fmt.Errorf("%s: %w", cfg.Schema, err)
 		}
 	} else {
-		s = features.InferSchema(t.Names, t.Rows, features.InferOptions{Ignore: splitList(cfg.Ignore)})
+		s = features.InferSchema(t.Names, t.Rows, features.InferOptions{Ignore: SplitList(cfg.Ignore)})
 		if err := s.Validate(); err != nil {
 			return nil, fmt.Errorf("inferred schema: %w (write one with `trainer schema` and pass it with --schema)", err)
 		}

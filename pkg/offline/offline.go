@@ -112,7 +112,8 @@ func createOutput(path string, stdout io.Writer) (io.Writer, func() error, error
 	}, nil
 }
 
-func splitList(s string) []string {
+// SplitList splits a comma-separated flag value, dropping blanks.
+func SplitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
 		if p = strings.TrimSpace(p); p != "" {

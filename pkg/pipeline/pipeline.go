@@ -232,6 +232,7 @@ func (p *Pipeline) Process(ctx context.Context, msgs []kafka.Message) error {
 		segCols = append(segCols, schema.Index(f))
 	}
 	sc := p.scorer(cur.Bundle, len(msgs), append([]int{idCol, keyCol, timeCol}, segCols...)...)
+	policy := cur.Decider.Policy() // once per batch: it formats a string
 	out := p.out[:0]
 	// Decode and encode; bad messages go to the dead-letter topic.
 	slots := make([]int, len(msgs))
@@ -275,7 +276,7 @@ func (p *Pipeline) Process(ctx context.Context, msgs []kafka.Message) error {
 		}
 		p.m.score.Observe(float64(score))
 		if p.cfg.Scores != "" {
-			d, err := json.Marshal(Decision{TransactionID: id, Score: score, Threshold: thr, Alert: alert, Policy: cur.Decider.Policy(), Segment: used, ModelVersion: cur.Version})
+			d, err := json.Marshal(Decision{TransactionID: id, Score: score, Threshold: thr, Alert: alert, Policy: policy, Segment: used, ModelVersion: cur.Version})
 			if err != nil {
 				return fmt.Errorf("pipeline: encode decision: %w", err)
 			}
@@ -293,7 +294,7 @@ func (p *Pipeline) Process(ctx context.Context, msgs []kafka.Message) error {
 			}
 		}
 		a := Alert{TransactionID: id, EntityKey: key, EventTime: sc.Raw(s, timeCol), Score: score, Threshold: thr,
-			Policy: cur.Decider.Policy(), Segment: used, ModelVersion: cur.Version, Transaction: json.RawMessage(m.Value)}
+			Policy: policy, Segment: used, ModelVersion: cur.Version, Transaction: json.RawMessage(m.Value)}
 		p.reasons = sc.Reasons(s, p.cfg.Reasons, p.reasons)
 		for _, r := range p.reasons {
 			a.Reasons = append(a.Reasons, AlertReason{Field: r.Name, Contribution: r.Contribution, Observed: sc.Observed(s, r.Field), Expected: sc.Expected(s, r.Field)})

@@ -296,14 +296,9 @@ func ReadWindow(ctx context.Context, cfg Config, topic string, since time.Time, 
 		return nil, err
 	}
 	d := cfg.dialer()
-	conn, err := d.DialContext(ctx, "tcp", cfg.Brokers[0])
+	parts, err := partitions(ctx, d, cfg, topic)
 	if err != nil {
-		return nil, fmt.Errorf("stream: dial: %w", err)
-	}
-	parts, err := conn.ReadPartitions(topic)
-	conn.Close()
-	if err != nil {
-		return nil, fmt.Errorf("stream: partitions of %s: %w", topic, err)
+		return nil, err
 	}
 	rs := newReservoir(maxRows, seed)
 	for _, p := range parts {
@@ -312,6 +307,20 @@ func ReadWindow(ctx context.Context, cfg Config, topic string, since time.Time, 
 		}
 	}
 	return rs.rows, nil
+}
+
+// partitions lists topic's partitions as the first broker knows them.
+func partitions(ctx context.Context, d *kafka.Dialer, cfg Config, topic string) ([]kafka.Partition, error) {
+	conn, err := d.DialContext(ctx, "tcp", cfg.Brokers[0])
+	if err != nil {
+		return nil, fmt.Errorf("stream: dial: %w", err)
+	}
+	defer conn.Close()
+	parts, err := conn.ReadPartitions(topic)
+	if err != nil {
+		return nil, fmt.Errorf("stream: partitions of %s: %w", topic, err)
+	}
+	return parts, nil
 }
 
 func readPartition(ctx context.Context, cfg Config, d *kafka.Dialer, topic string, partition int, since time.Time, rs *reservoir) error {
@@ -377,14 +386,9 @@ func GroupLag(ctx context.Context, cfg Config, group, topic string) (map[int]int
 		return nil, err
 	}
 	d := cfg.dialer()
-	conn, err := d.DialContext(ctx, "tcp", cfg.Brokers[0])
+	parts, err := partitions(ctx, d, cfg, topic)
 	if err != nil {
-		return nil, fmt.Errorf("stream: dial: %w", err)
-	}
-	parts, err := conn.ReadPartitions(topic)
-	conn.Close()
-	if err != nil {
-		return nil, fmt.Errorf("stream: partitions of %s: %w", topic, err)
+		return nil, err
 	}
 	ids := make([]int, len(parts))
 	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}

@@ -29,16 +29,15 @@ type Risk struct {
 	// Default 10,000.
 	MaxPeaks int
 
-	warm   []float64
-	t      float64
-	n      int
-	peaks  []float64
-	next   int
-	nt     int
-	gamma  float64
-	sigma  float64
-	z      float64
-	refits int
+	warm  []float64
+	t     float64
+	n     int
+	peaks []float64
+	next  int
+	nt    int
+	gamma float64
+	sigma float64
+	z     float64
 }
 
 // NewRisk returns a risk policy with false-alarm probability q.
@@ -128,7 +127,6 @@ func (r *Risk) fit() {
 	} else {
 		r.z = r.t + r.sigma/r.gamma*(math.Pow(ratio, -r.gamma)-1)
 	}
-	r.refits++
 }
 
 // Threshold returns the current z_q (+Inf during warm-up).

@@ -23,14 +23,13 @@ import (
 // Sketch counts scores in logarithmic buckets. The zero value is not
 // usable; call NewSketch. A Sketch is not safe for concurrent use.
 type Sketch struct {
-	alpha    float64
-	gamma    float64
-	invLogG  float64
-	offset   int      // bucket index of counts[0]
-	counts   []uint64 // dense buckets from offset
-	zeros    uint64   // values ≤ minPositive (scores are ≥ 0)
-	total    uint64
-	maxIndex int
+	alpha   float64
+	gamma   float64
+	invLogG float64
+	offset  int      // bucket index of counts[0]
+	counts  []uint64 // dense buckets from offset
+	zeros   uint64   // values ≤ minPositive (scores are ≥ 0)
+	total   uint64
 }
 
 // Scores below this count as zero: far below any alert threshold.
@@ -83,7 +82,6 @@ func (s *Sketch) grow(i int) int {
 	if len(s.counts) == 0 {
 		s.offset = i
 		s.counts = append(s.counts[:0], 0)
-		s.maxIndex = i
 		return i
 	}
 	if i < s.offset {
@@ -117,7 +115,6 @@ func (s *Sketch) grow(i int) int {
 		}
 		s.counts = s.counts[:need]
 	}
-	s.maxIndex = max(s.maxIndex, i)
 	return i
 }
 
@@ -167,9 +164,11 @@ func (s *Sketch) Merge(o *Sketch) error {
 	}
 	s.zeros += o.zeros
 	s.total += o.zeros
+	// Same alpha, same bucket boundaries: counts add index to index.
 	for k, c := range o.counts {
 		if c > 0 {
-			s.AddN(s.value(o.offset+k), c)
+			s.counts[s.grow(o.offset+k)-s.offset] += c
+			s.total += c
 		}
 	}
 	return nil
@@ -236,7 +235,7 @@ func UnmarshalSketch(b []byte) (*Sketch, error) {
 	b = b[28:]
 	s.total = s.zeros
 	if n > 0 {
-		s.offset, s.counts, s.maxIndex = off, make([]uint64, n), off+n-1
+		s.offset, s.counts = off, make([]uint64, n)
 	}
 	for k := range n {
 		c, w := binary.Uvarint(b)
