@@ -117,7 +117,7 @@ func (l *Loader) sync(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("version %d: %w", v, err)
 	}
-	l.cfg.Models.Swap(&Model{Bundle: b, Version: strconv.FormatInt(v, 10), Decider: l.cfg.NewDecider(b)})
+	l.cfg.Models.Swap(&Model{Bundle: b, Version: strconv.FormatInt(v, 10), Digest: model.Digest(blob), Decider: l.cfg.NewDecider(b)})
 	l.log.Info("model loaded", "version", v, "digest", model.Digest(blob)[:12], "model", b.Describe())
 	l.loaded = v
 	if l.cfg.OnLoad != nil {

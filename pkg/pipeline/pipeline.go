@@ -65,6 +65,9 @@ func (c *Calibrated) Policy() string {
 type Model struct {
 	Bundle  *model.Bundle
 	Version string
+	// Digest is the bundle's SHA-256 (model.Digest): the model's identity,
+	// which a version number is not once Redis has lost its data.
+	Digest  string
 	Decider Decider
 }
 
