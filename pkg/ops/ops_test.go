@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -58,5 +60,13 @@ func TestEndpointsAndShutdown(t *testing.T) {
 	}
 	if _, err := http.Get("http://" + s.Addr() + "/healthz"); err == nil {
 		t.Fatal("still serving after shutdown")
+	}
+}
+
+func TestLoggerWritesReadableDurations(t *testing.T) {
+	var buf bytes.Buffer
+	NewLogger(&buf).Info("waiting", "retry_in", 1500*time.Millisecond)
+	if !strings.Contains(buf.String(), `"retry_in":"1.5s"`) {
+		t.Fatalf("duration not written as text: %s", buf.String())
 	}
 }
