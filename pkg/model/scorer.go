@@ -24,7 +24,10 @@ type Scorer struct {
 	d       *ae.Data
 	scores  []float32
 	contrib []float32
-	invalid []int
+	// Per slot: learned fields missing and invalid, and each field's state.
+	missing []int32
+	invalid []int32
+	states  []FieldState
 	rows    [][]string // slot inputs, aliasing the caller's data
 	msgs    [][]byte
 	dec     *features.RowDecoder
@@ -76,7 +79,7 @@ func (b *Bundle) NewScorer(batch int) *Scorer {
 	names := b.Encoder.Schema.Names()
 	s := &Scorer{
 		b: b, s: ae.NewScorer(b.Model, batch), d: ae.NewData(b.Model, batch),
-		scores: make([]float32, batch), contrib: make([]float32, batch*nf), invalid: make([]int, batch),
+		scores: make([]float32, batch), contrib: make([]float32, batch*nf), missing: make([]int32, batch), invalid: make([]int32, batch), states: make([]FieldState, batch*nf),
 		rows: make([][]string, batch), msgs: make([][]byte, batch),
 		dec: features.NewRowDecoder(names), jsonRow: make([][]string, batch),
 		nc: nc, cf: cf, nf: nf,
@@ -95,12 +98,14 @@ func (s *Scorer) Cap() int { return len(s.scores) }
 
 // SetRow encodes a record (values in schema order) into slot i. The row
 // must stay unchanged until the slot is reused if Observed is called. It
-// returns the number of values that did not parse (encoded as missing).
+// returns the number of learned fields whose values were invalid (see
+// FieldState; numeric and timestamp ones are encoded as missing).
 func (s *Scorer) SetRow(i int, row []string) int {
 	s.rows[i], s.msgs[i] = row, nil
 	s.remember(i, row)
-	s.invalid[i] = s.b.Encoder.Encode(row, s.d.Num[i*s.nc:(i+1)*s.nc], s.d.Cat[i*s.cf:(i+1)*s.cf], s.d.Miss[i*s.nf:(i+1)*s.nf])
-	return s.invalid[i]
+	s.b.Encoder.Encode(row, s.d.Num[i*s.nc:(i+1)*s.nc], s.d.Cat[i*s.cf:(i+1)*s.cf], s.d.Miss[i*s.nf:(i+1)*s.nf])
+	s.classify(i, row)
+	return int(s.invalid[i])
 }
 
 // SetJSON decodes a JSON object (a Kafka message value) and encodes it into
@@ -115,7 +120,7 @@ func (s *Scorer) SetJSON(i int, msg []byte) (invalid int, err error) {
 	// Decoded strings may live in the decoder's scratch: keep the message
 	// and decode again on demand instead.
 	s.rows[i], s.msgs[i] = nil, msg
-	return s.invalid[i], nil
+	return int(s.invalid[i]), nil
 }
 
 // Score scores slots [0, n) and returns their scores (valid until the next call).
@@ -124,8 +129,8 @@ func (s *Scorer) Score(n int) []float32 {
 	return s.scores[:n]
 }
 
-// Invalid returns the number of unparseable values in slot i.
-func (s *Scorer) Invalid(i int) int { return s.invalid[i] }
+// Invalid returns the number of invalid learned fields in slot i.
+func (s *Scorer) Invalid(i int) int { return int(s.invalid[i]) }
 
 // Contributions returns slot i's per-field shares of its score.
 func (s *Scorer) Contributions(i int) []float32 { return s.contrib[i*s.nf : (i+1)*s.nf] }

@@ -1,0 +1,60 @@
+package model
+
+import "github.com/fraudstream/fraudstream/pkg/features"
+
+// FieldState says whether a learned field of a record could be used.
+type FieldState uint8
+
+const (
+	// Valid: the value was encoded as given.
+	Valid FieldState = iota
+	// Missing: the field was absent, null or a null token ("", "N/A", …).
+	Missing
+	// Invalid: a value was present but does not fit the field's kind (text
+	// in a numeric field, an unparseable time, an array or object where a
+	// category was learned). It is encoded as missing (numeric, timestamp)
+	// or as a category not seen in training.
+	Invalid
+)
+
+// classify records slot i's field states from the row just encoded into it.
+func (s *Scorer) classify(i int, row []string) {
+	st := s.states[i*s.nf : (i+1)*s.nf]
+	miss := s.d.Miss[i*s.nf : (i+1)*s.nf]
+	var m, bad int32
+	for f := range s.b.Encoder.Fields {
+		fld := &s.b.Encoder.Fields[f]
+		var v string
+		if fld.Source < len(row) {
+			v = row[fld.Source]
+		}
+		switch {
+		case miss[f] && features.IsNull(v):
+			st[f] = Missing
+			m++
+		case miss[f]:
+			st[f] = Invalid
+			bad++
+		case fld.Kind == features.Categorical && len(v) > 0 && (v[0] == '[' || v[0] == '{'):
+			// The JSON decoder hands nested values over as their raw text.
+			st[f] = Invalid
+			bad++
+		default:
+			st[f] = Valid
+		}
+	}
+	s.missing[i], s.invalid[i] = m, bad
+}
+
+// Unusable returns how many of slot i's learned fields were missing and
+// how many were invalid.
+func (s *Scorer) Unusable(i int) (missing, invalid int) {
+	return int(s.missing[i]), int(s.invalid[i])
+}
+
+// FieldStates returns the state of each learned field of slot i, in the
+// encoder's field order (valid until the slot is reused).
+func (s *Scorer) FieldStates(i int) []FieldState { return s.states[i*s.nf : (i+1)*s.nf] }
+
+// Fields returns the number of learned fields.
+func (s *Scorer) Fields() int { return s.nf }
