@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/fraudstream/fraudstream/pkg/features"
@@ -93,23 +94,68 @@ func readTable(ctx context.Context, path string, stdin io.Reader, log io.Writer)
 	return t, len(bad), nil
 }
 
-// createOutput opens path for writing ("-" is standard output).
-func createOutput(path string, stdout io.Writer) (io.Writer, func() error, error) {
+// output is where a command writes its result. A file is written to a
+// temporary file in the same directory and renamed over path only by
+// commit, so an input that turns out missing, empty or unreadable leaves
+// an existing file untouched instead of replacing it with a header.
+type output struct {
+	io.Writer
+	path string
+	f    *os.File // nil for standard output
+	bw   *bufio.Writer
+	done bool
+}
+
+// createOutput prepares path for writing ("-" or "" is standard output,
+// written directly). Call commit on success; abort (deferred) otherwise.
+func createOutput(path string, stdout io.Writer) (*output, error) {
 	if path == "" || path == "-" {
-		return stdout, func() error { return nil }, nil
+		return &output{Writer: stdout}, nil
 	}
-	f, err := os.Create(path)
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	bw := bufio.NewWriterSize(f, 1<<20)
-	return bw, func() error {
-		if err := bw.Flush(); err != nil {
-			f.Close()
-			return err
+	return &output{Writer: bw, path: path, f: f, bw: bw}, nil
+}
+
+// commit flushes the output and moves it into place.
+func (o *output) commit() error {
+	if o.f == nil || o.done {
+		return nil
+	}
+	o.done = true
+	err := o.bw.Flush()
+	if err == nil {
+		// CreateTemp makes the file private; an output file is not.
+		mode := os.FileMode(0o644)
+		if st, serr := os.Stat(o.path); serr == nil {
+			mode = st.Mode().Perm()
 		}
-		return f.Close()
-	}, nil
+		err = o.f.Chmod(mode)
+	}
+	if cerr := o.f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(o.f.Name(), o.path)
+	}
+	if err != nil {
+		os.Remove(o.f.Name())
+		return fmt.Errorf("write %s: %w", o.path, err)
+	}
+	return nil
+}
+
+// abort drops an uncommitted output; after commit it does nothing.
+func (o *output) abort() {
+	if o.f == nil || o.done {
+		return
+	}
+	o.done = true
+	o.f.Close()
+	os.Remove(o.f.Name())
 }
 
 // SplitList splits a comma-separated flag value, dropping blanks.

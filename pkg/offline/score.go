@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -111,6 +110,9 @@ func scoreStream(ctx context.Context, b *model.Bundle, path string, stdin io.Rea
 	if err := flush(); err != nil {
 		return good, bad, err
 	}
+	if good+bad == 0 {
+		return 0, 0, fmt.Errorf("%s: no records (an empty input)", path)
+	}
 	br.summary("scored "+path, good)
 	warnAbsent(rr, b, good, log)
 	return good, bad, nil
@@ -155,10 +157,11 @@ func ScoreFile(ctx context.Context, cfg ScoreConfig, stdin io.Reader, stdout, lo
 	if cfg.TopK <= 0 {
 		cfg.TopK = 3
 	}
-	out, closeOut, err := createOutput(cfg.Out, stdout)
+	out, err := createOutput(cfg.Out, stdout)
 	if err != nil {
 		return err
 	}
+	defer out.abort()
 	w := csv.NewWriter(out)
 	idCol := b.Encoder.Schema.Index(b.Encoder.Schema.IDField)
 	header := []string{"score"}
@@ -216,14 +219,14 @@ func ScoreFile(ctx context.Context, cfg ScoreConfig, stdin io.Reader, stdout, lo
 		rec = append(rec, "")
 		return w.Write(rec)
 	})
+	if err != nil {
+		return err
+	}
 	w.Flush()
-	if err == nil {
-		err = w.Error()
+	if err := w.Error(); err != nil {
+		return err
 	}
-	if cerr := closeOut(); err == nil {
-		err = cerr
-	}
-	return err
+	return out.commit()
 }
 
 // checkColumns refuses a CSV whose header lacks a field the model learned
@@ -281,10 +284,11 @@ func ImputeFile(ctx context.Context, cfg ImputeConfig, stdin io.Reader, stdout, 
 	if err := checkColumns(rr, b); err != nil {
 		return fmt.Errorf("%s: %w", cfg.Input, err)
 	}
-	out, closeOut, err := createOutput(cfg.Out, stdout)
+	out, err := createOutput(cfg.Out, stdout)
 	if err != nil {
 		return err
 	}
+	defer out.abort()
 	w := csv.NewWriter(out)
 	header := slices.Clone(names)
 	for _, f := range b.Encoder.Fields {
@@ -351,13 +355,19 @@ func ImputeFile(ctx context.Context, cfg ImputeConfig, stdin io.Reader, stdout, 
 	if err := flush(); err != nil {
 		return err
 	}
+	if good == 0 {
+		return fmt.Errorf("%s: no usable records (%d bad)", cfg.Input, br.count)
+	}
 	w.Flush()
 	if err := w.Error(); err != nil {
 		return err
 	}
+	if err := out.commit(); err != nil {
+		return err
+	}
 	br.summary("imputed "+cfg.Input, good)
 	fmt.Fprintf(log, "filled %d missing values\n", filledCount)
-	return closeOut()
+	return nil
 }
 
 // EvalConfig configures EvalFile.
@@ -422,15 +432,15 @@ func EvalFile(ctx context.Context, cfg EvalConfig, stdin io.Reader, stdout, log 
 		return rep, err
 	}
 	if cfg.Plot != "" {
-		f, err := os.Create(cfg.Plot)
+		f, err := createOutput(cfg.Plot, stdout)
 		if err != nil {
 			return rep, err
 		}
+		defer f.abort()
 		if err := evaluate.PlotPNG(f, scores, labels, "model "+b.Meta.TrainedAt.Format("2006-01-02 15:04")+" on "+cfg.Input); err != nil {
-			f.Close()
 			return rep, err
 		}
-		if err := f.Close(); err != nil {
+		if err := f.commit(); err != nil {
 			return rep, err
 		}
 		fmt.Fprintf(log, "wrote %s\n", cfg.Plot)
