@@ -7,13 +7,18 @@ package offline
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/fraudstream/fraudstream/pkg/features"
 )
@@ -27,7 +32,11 @@ type input struct {
 	format features.Format
 	close  func() error
 	name   string
+	head   []byte // the first bytes, for messages about the header
 }
+
+// sniffLen is how much of an input is checked for binary content.
+const sniffLen = 16 << 10
 
 // openInput opens path ("-" is standard input) and detects its format.
 func openInput(path string, stdin io.Reader) (*input, error) {
@@ -46,8 +55,80 @@ func openInput(path string, stdin io.Reader) (*input, error) {
 		rc, closeFn = f, f.Close
 	}
 	br := bufio.NewReaderSize(rc, 1<<20)
-	head, _ := br.Peek(512)
-	return &input{r: br, format: features.FormatFor(path, head), close: closeFn, name: path}, nil
+	head, _ := br.Peek(sniffLen)
+	if err := checkText(head); err != nil {
+		closeFn()
+		return nil, fmt.Errorf("%s is not CSV or JSON Lines: %w (a binary or compressed file?)", path, err)
+	}
+	return &input{r: br, format: features.FormatFor(path, head), close: closeFn, name: path, head: head}, nil
+}
+
+// checkText refuses input that is not text: a NUL byte in the first
+// sniffLen bytes, or invalid UTF-8 or control characters in the first line
+// (the CSV header or first JSON record). Otherwise a gzip file or an image
+// is read as one garbled column and "scored". Later lines may hold other
+// encodings (Latin-1 values in a UTF-8 header are common): they are data.
+func checkText(head []byte) error {
+	if i := bytes.IndexByte(head, 0); i >= 0 {
+		return fmt.Errorf("a NUL byte at offset %d", i)
+	}
+	first := head
+	if i := bytes.IndexByte(head, '\n'); i >= 0 {
+		first = head[:i]
+	} else {
+		// The first line may go on past the sniffed bytes, cut mid-rune.
+		for k := 1; k < utf8.UTFMax && k <= len(first); k++ {
+			if tail := first[len(first)-k:]; utf8.RuneStart(tail[0]) {
+				if !utf8.FullRune(tail) {
+					first = first[:len(first)-k]
+				}
+				break
+			}
+		}
+	}
+	for i := 0; i < len(first); {
+		r, n := utf8.DecodeRune(first[i:])
+		if r == utf8.RuneError && n == 1 {
+			return fmt.Errorf("invalid UTF-8 at offset %d of the first line", i)
+		}
+		if r < 0x20 && r != '\t' && r != '\r' {
+			return fmt.Errorf("control character 0x%02x at offset %d of the first line", r, i)
+		}
+		i += n
+	}
+	return nil
+}
+
+// columns lists the input's columns for messages: the CSV header, or the
+// keys of the first JSON record.
+func (in *input) columns() []string {
+	line := in.head
+	if i := bytes.IndexByte(line, '\n'); i >= 0 {
+		line = line[:i]
+	}
+	line = bytes.TrimPrefix(bytes.TrimSpace(line), []byte("\ufeff"))
+	if in.format == features.JSONL {
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(line, &obj) != nil {
+			return nil
+		}
+		keys := make([]string, 0, len(obj))
+		for k := range obj {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		return keys
+	}
+	cr := csv.NewReader(bytes.NewReader(line))
+	cr.LazyQuotes = true
+	rec, err := cr.Read()
+	if err != nil {
+		return nil
+	}
+	for i := range rec {
+		rec[i] = strings.TrimSpace(rec[i])
+	}
+	return rec
 }
 
 // badRows reports skipped records on w: the first few with their lines, then a count.

@@ -43,6 +43,13 @@ func scoreStream(ctx context.Context, b *model.Bundle, path string, stdin io.Rea
 	if err := checkColumns(rr, b); err != nil {
 		return 0, 0, fmt.Errorf("%s: %w", path, err)
 	}
+	if ab, ok := rr.(interface{ Absent() []string }); ok {
+		for _, name := range ab.Absent() {
+			if slices.Contains(extra, name) {
+				return 0, 0, fmt.Errorf("%s: the header has no column %q; its columns are %s", path, name, strings.Join(in.columns(), ", "))
+			}
+		}
+	}
 	nSchema := len(b.Encoder.Schema.Fields)
 	sc := b.NewScorer(batch)
 	// Rows are copied: readers reuse their buffers.
@@ -115,6 +122,13 @@ func scoreStream(ctx context.Context, b *model.Bundle, path string, stdin io.Rea
 	}
 	br.summary("scored "+path, good)
 	warnAbsent(rr, b, good, log)
+	if pr, ok := rr.(interface{ Present() []int }); ok && good > 0 {
+		for i, name := range extra {
+			if counts := pr.Present(); nSchema+i < len(counts) && counts[nSchema+i] == 0 {
+				return good, bad, fmt.Errorf("%s: no record has the key %q; the first record's keys are %s", path, name, strings.Join(in.columns(), ", "))
+			}
+		}
+	}
 	return good, bad, nil
 }
 
@@ -266,6 +280,8 @@ type ImputeConfig struct {
 // ImputeFile writes the input's schema fields with missing learned fields
 // filled from the reconstruction, plus a column <field>_imputed (0/1) for
 // each learned field. CSV output; one row per good input record.
+// Timestamps are not imputed (an hour and weekday do not make a date): a
+// line on log names each timestamp field left empty and in how many records.
 func ImputeFile(ctx context.Context, cfg ImputeConfig, stdin io.Reader, stdout, log io.Writer) error {
 	b, err := model.ReadFile(cfg.Model)
 	if err != nil {
@@ -301,12 +317,18 @@ func ImputeFile(ctx context.Context, cfg ImputeConfig, stdin io.Reader, stdout, 
 	br := &badRows{w: log}
 	held := make([][]string, 0, batch)
 	filledCount := 0
+	unfilled := make([]int, len(b.Encoder.Fields)) // missing timestamps, per learned field
 	flush := func() error {
 		if len(held) == 0 {
 			return nil
 		}
 		for i, r := range held {
 			sc.SetRow(i, r)
+			for f, ef := range b.Encoder.Fields {
+				if ef.Kind == features.Timestamp && sc.Missing(i, f) {
+					unfilled[f]++
+				}
+			}
 		}
 		rows, filled := sc.Impute(len(held), cfg.Iters)
 		for i, r := range rows {
@@ -367,6 +389,11 @@ func ImputeFile(ctx context.Context, cfg ImputeConfig, stdin io.Reader, stdout, 
 	}
 	br.summary("imputed "+cfg.Input, good)
 	fmt.Fprintf(log, "filled %d missing values\n", filledCount)
+	for f, n := range unfilled {
+		if n > 0 {
+			fmt.Fprintf(log, "not filled: %s was missing or unreadable in %d records (timestamps are not imputed: an hour and weekday do not make a date)\n", b.Encoder.Fields[f].Name, n)
+		}
+	}
 	return nil
 }
 
@@ -398,9 +425,15 @@ func EvalFile(ctx context.Context, cfg EvalConfig, stdin io.Reader, stdout, log 
 	}
 	var scores []float64
 	var labels []bool
-	badLabels := 0
+	badLabels, noLabels := 0, 0
 	_, _, err = scoreStream(ctx, b, cfg.Input, stdin, []string{cfg.Label}, log, func(_ *model.Scorer, slot int, score float32, r *record) error {
 		if slot < 0 {
+			return nil
+		}
+		// An empty label is counted, not listed: a column that is blank
+		// throughout would otherwise print a line per record.
+		if strings.TrimSpace(r.extra[0]) == "" {
+			noLabels++
 			return nil
 		}
 		y, err := evaluate.ParseLabel(r.extra[0])
@@ -418,11 +451,27 @@ func EvalFile(ctx context.Context, cfg EvalConfig, stdin io.Reader, stdout, log 
 	if err != nil {
 		return evaluate.Report{}, err
 	}
+	if noLabels > 0 {
+		fmt.Fprintf(log, "%d records had an empty %q and were left out\n", noLabels, cfg.Label)
+	}
 	if badLabels > 0 {
-		fmt.Fprintf(log, "%d records had no usable label\n", badLabels)
+		fmt.Fprintf(log, "%d records had a label that is not 0/1 and were left out\n", badLabels)
 	}
 	if len(scores) == 0 {
-		return evaluate.Report{}, fmt.Errorf("%s: no labelled records", cfg.Input)
+		return evaluate.Report{}, fmt.Errorf("%s: no record has a usable label in %q", cfg.Input, cfg.Label)
+	}
+	pos := 0
+	for _, y := range labels {
+		if y {
+			pos++
+		}
+	}
+	// ROC-AUC, AUPRC and recall need both classes: refuse rather than print NaN.
+	switch pos {
+	case 0:
+		return evaluate.Report{}, fmt.Errorf("%s: all %d labelled records are negatives (%q is never 1): detection quality is undefined without positives", cfg.Input, len(labels), cfg.Label)
+	case len(labels):
+		return evaluate.Report{}, fmt.Errorf("%s: all %d labelled records are positives (%q is never 0): detection quality is undefined without negatives", cfg.Input, len(labels), cfg.Label)
 	}
 	rep, err := evaluate.Evaluate(scores, labels, cfg.Ks, []float64{0.001, 0.005, 0.01})
 	if err != nil {
