@@ -42,13 +42,15 @@ func TestFleetMeetsOneBudget(t *testing.T) {
 			c, stop := mk()
 			ctx := context.Background()
 			prefix := fmt.Sprintf("test:fleet:%d:", time.Now().UnixNano())
-			var ws []*Exchange
+			var xs []*Exchange
+			var ws []*Budget
 			for i := range 4 {
-				e, err := New(Config{Client: c, Prefix: prefix, ID: fmt.Sprint("w", i)}, threshold.NewBudget(0.005, threshold.WindowConfig{}))
+				e, err := New(Config{Client: c, Prefix: prefix, ID: fmt.Sprint("w", i)})
 				if err != nil {
 					t.Fatal(err)
 				}
-				ws = append(ws, e)
+				xs = append(xs, e)
+				ws = append(ws, e.Attach("m1", threshold.NewBudget(0.005, threshold.WindowConfig{})))
 			}
 			rng := rand.New(rand.NewPCG(10, 10))
 			alerts, byWorker, seen := 0, make([]int, 4), 0
@@ -76,7 +78,7 @@ func TestFleetMeetsOneBudget(t *testing.T) {
 					if i == 700_000-1 {
 						stop() // Redis is gone from here on
 					}
-					for _, e := range ws {
+					for _, e := range xs {
 						e.Sync(ctx)
 					}
 				}
@@ -93,6 +95,67 @@ func TestFleetMeetsOneBudget(t *testing.T) {
 	}
 }
 
+// TestPeersOnAnotherModelAreLeftOut: two workers have moved to a model
+// whose scores run 4x higher while two are still on the old one. Each pair
+// merges only its own model's windows, so each meets the budget on its
+// own scale; merging across models would put the old pair's threshold far
+// above its traffic (almost no alerts) and the new pair's far below.
+func TestPeersOnAnotherModelAreLeftOut(t *testing.T) {
+	for name, mk := range clients(t) {
+		t.Run(name, func(t *testing.T) {
+			c, stop := mk()
+			defer stop()
+			ctx := context.Background()
+			prefix := fmt.Sprintf("test:fleet:%d:", time.Now().UnixNano())
+			var xs []*Exchange
+			var ws []*Budget
+			for i := range 4 {
+				e, err := New(Config{Client: c, Prefix: prefix, ID: fmt.Sprint("w", i)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				model := "old"
+				if i >= 2 {
+					model = "new"
+				}
+				xs = append(xs, e)
+				ws = append(ws, e.Attach(model, threshold.NewBudget(0.01, threshold.WindowConfig{})))
+			}
+			rng := rand.New(rand.NewPCG(3, 3))
+			alerts, seen := [2]int{}, [2]int{}
+			for i := range 400_000 {
+				w := rng.IntN(4)
+				x := math.Exp(rng.NormFloat64())
+				if w >= 2 {
+					x *= 4
+				}
+				_, a := ws[w].Decide(x)
+				if i >= 100_000 {
+					seen[w/2]++
+					if a {
+						alerts[w/2]++
+					}
+				}
+				if i%5000 == 4999 {
+					for _, e := range xs {
+						if err := e.Sync(ctx); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+			}
+			for k, name := range []string{"old", "new"} {
+				if r := float64(alerts[k]) / float64(seen[k]); math.Abs(r-0.01)/0.01 > 0.15 {
+					t.Errorf("workers on the %s model alert on %.3f%%, want 1%% ±15%%", name, 100*r)
+				}
+			}
+			if n := xs[0].OtherModelPeers(); n != 2 {
+				t.Errorf("worker 0 left out %d peers on another model, want 2", n)
+			}
+		})
+	}
+}
+
 // BenchmarkSync: one worker's exchange with three peers (publish its window,
 // read and merge theirs) on miniredis; it runs once a second.
 func BenchmarkSync(b *testing.B) {
@@ -101,9 +164,10 @@ func BenchmarkSync(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	var ws []*Exchange
 	for i := range 4 {
-		e, _ := New(Config{Client: c, ID: fmt.Sprint(i)}, threshold.NewBudget(0.005, threshold.WindowConfig{}))
+		e, _ := New(Config{Client: c, ID: fmt.Sprint(i)})
+		fb := e.Attach("m1", threshold.NewBudget(0.005, threshold.WindowConfig{}))
 		for range 50_000 {
-			e.Decide(math.Exp(rng.NormFloat64()))
+			fb.Decide(math.Exp(rng.NormFloat64()))
 		}
 		ws = append(ws, e)
 	}
