@@ -1,0 +1,260 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// adminTimeout bounds every request an Admin sends.
+const adminTimeout = 15 * time.Second
+
+// Admin is a long-lived client for topic metadata, offsets, consumer-group
+// lag, topic creation and window reads. It holds one kafka-go transport
+// (its connections and a metadata-refresh goroutine) for its whole life, so
+// that callers such as a metrics collector do not build one per call; Close
+// releases it.
+//
+// Nothing an Admin does creates a topic implicitly: its metadata requests
+// have auto-creation off, so only EnsureTopics creates topics. Metadata comes
+// from any of the brokers given, refreshed every few seconds by kafka-go; a
+// topic created elsewhere may take that long to be seen.
+type Admin struct {
+	cfg Config
+	tr  *kafka.Transport
+	cl  *kafka.Client
+}
+
+// NewAdmin returns an Admin for the brokers in cfg. It connects lazily, on
+// the first request.
+func NewAdmin(cfg Config) (*Admin, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	tr := cfg.transport()
+	return &Admin{cfg: cfg, tr: tr, cl: &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: tr, Timeout: adminTimeout}}, nil
+}
+
+// Close releases the Admin's connections and goroutines. Requests in flight
+// finish first; the Admin must not be used afterwards.
+func (a *Admin) Close() error {
+	a.tr.CloseIdleConnections()
+	return nil
+}
+
+// MissingTopicsError says which topics do not exist and how to create them.
+type MissingTopicsError struct {
+	Topics  []string
+	Brokers []string
+}
+
+func (e *MissingTopicsError) Error() string {
+	what, it, topic := "topic "+e.Topics[0]+" does not exist", "it", e.Topics[0]
+	if len(e.Topics) > 1 {
+		what, it, topic = "topics "+strings.Join(e.Topics, ", ")+" do not exist", "each", "NAME"
+	}
+	return fmt.Sprintf("stream: %s; create %s (kafka-topics.sh --bootstrap-server %s --create --topic %s --partitions N --replication-factor N --config min.insync.replicas=N) or run with --create-topics",
+		what, it, strings.Join(e.Brokers, ","), topic)
+}
+
+// topicState asks for the metadata of names (auto-creation off) and returns
+// the partition ids of each existing topic and the names that do not exist.
+func (a *Admin) topicState(ctx context.Context, names []string) (map[string][]int, []string, error) {
+	md, err := a.cl.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+	if err != nil {
+		return nil, nil, fmt.Errorf("stream: metadata of %s: %w", strings.Join(names, ", "), err)
+	}
+	found := map[string][]int{}
+	for _, t := range md.Topics {
+		if !slices.Contains(names, t.Name) {
+			continue
+		}
+		switch {
+		case errors.Is(t.Error, kafka.UnknownTopicOrPartition):
+			continue
+		case t.Error != nil:
+			return nil, nil, fmt.Errorf("stream: metadata of topic %s: %w", t.Name, t.Error)
+		}
+		ids := make([]int, 0, len(t.Partitions))
+		for _, p := range t.Partitions {
+			ids = append(ids, p.ID)
+		}
+		slices.Sort(ids)
+		found[t.Name] = ids
+	}
+	var missing []string
+	for _, n := range names {
+		if _, ok := found[n]; !ok && !slices.Contains(missing, n) {
+			missing = append(missing, n)
+		}
+	}
+	return found, missing, nil
+}
+
+// Partitions returns the partition ids of topic in ascending order, or a
+// *MissingTopicsError when it does not exist. Asking never creates it.
+func (a *Admin) Partitions(ctx context.Context, topic string) ([]int, error) {
+	found, missing, err := a.topicState(ctx, []string{topic})
+	if err != nil {
+		return nil, err
+	}
+	if len(missing) > 0 {
+		return nil, &MissingTopicsError{Topics: missing, Brokers: a.cfg.Brokers}
+	}
+	return found[topic], nil
+}
+
+// CheckTopics returns a *MissingTopicsError naming every topic of names that
+// does not exist, or nil when all exist. It needs only permission to describe
+// the topics, not to create them.
+func (a *Admin) CheckTopics(ctx context.Context, names ...string) error {
+	_, missing, err := a.topicState(ctx, names)
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		return &MissingTopicsError{Topics: missing, Brokers: a.cfg.Brokers}
+	}
+	return nil
+}
+
+// Topic describes a topic to create.
+type Topic struct {
+	Name string
+	// Partitions; default 1.
+	Partitions int
+	// Replication factor; 0 leaves it to the broker (default.replication.factor).
+	Replication int
+	// MinISR sets min.insync.replicas, the replicas that must hold a write
+	// acknowledged to an acks=all producer; 0 leaves it to the broker.
+	MinISR int
+}
+
+// EnsureTopics creates those of topics that do not exist yet; existing
+// topics are left exactly as they are (their partition count included). It
+// first asks which exist, so a deployment whose topics exist needs no
+// permission to create topics.
+func EnsureTopics(ctx context.Context, cfg Config, topics ...Topic) error {
+	a, err := NewAdmin(cfg)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	return a.EnsureTopics(ctx, topics...)
+}
+
+// EnsureTopics creates those of topics that do not exist yet; see the
+// package-level EnsureTopics.
+func (a *Admin) EnsureTopics(ctx context.Context, topics ...Topic) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	names := make([]string, len(topics))
+	for i, t := range topics {
+		if t.Name == "" {
+			return errors.New("stream: a topic to create has no name")
+		}
+		if t.Replication > 0 && t.MinISR > t.Replication {
+			return fmt.Errorf("stream: topic %s: min.insync.replicas %d exceeds its replication factor %d: every acks=all write would fail",
+				t.Name, t.MinISR, t.Replication)
+		}
+		names[i] = t.Name
+	}
+	_, missing, err := a.topicState(ctx, names)
+	if err != nil {
+		return err
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	req := &kafka.CreateTopicsRequest{}
+	for _, t := range topics {
+		if !slices.Contains(missing, t.Name) {
+			continue
+		}
+		missing = slices.DeleteFunc(missing, func(n string) bool { return n == t.Name }) // a name given twice is created once
+		tc := kafka.TopicConfig{Topic: t.Name, NumPartitions: max(t.Partitions, 1), ReplicationFactor: -1}
+		if t.Replication > 0 {
+			tc.ReplicationFactor = t.Replication
+		}
+		if t.MinISR > 0 {
+			tc.ConfigEntries = []kafka.ConfigEntry{{ConfigName: "min.insync.replicas", ConfigValue: strconv.Itoa(t.MinISR)}}
+		}
+		req.Topics = append(req.Topics, tc)
+	}
+	res, err := a.cl.CreateTopics(ctx, req)
+	if err != nil {
+		return fmt.Errorf("stream: create topics: %w", err)
+	}
+	for _, tc := range req.Topics {
+		// Another process may have created it since we looked.
+		if e := res.Errors[tc.Topic]; e != nil && !errors.Is(e, kafka.TopicAlreadyExists) {
+			return fmt.Errorf("stream: create topic %s (partitions %d, replication %d): %w", tc.Topic, tc.NumPartitions, tc.ReplicationFactor, e)
+		}
+	}
+	return nil
+}
+
+// GroupLag returns, per partition of topic, how many messages the consumer
+// group has not committed yet; see (*Admin).GroupLag. It opens and closes
+// its own connections: a caller that asks repeatedly (a metrics collector)
+// should hold an Admin instead.
+func GroupLag(ctx context.Context, cfg Config, group, topic string) (map[int]int64, error) {
+	a, err := NewAdmin(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer a.Close()
+	return a.GroupLag(ctx, group, topic)
+}
+
+// GroupLag returns, per partition of topic, how many messages the consumer
+// group has not committed yet (end offset minus committed offset; the whole
+// partition when the group has committed nothing there).
+func (a *Admin) GroupLag(ctx context.Context, group, topic string) (map[int]int64, error) {
+	ids, err := a.Partitions(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for _, id := range ids {
+		req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(id), kafka.FirstOffsetOf(id))
+	}
+	ends, err := a.cl.ListOffsets(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("stream: end offsets of %s: %w", topic, err)
+	}
+	committed, err := a.cl.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ids}})
+	if err != nil {
+		return nil, fmt.Errorf("stream: offsets of group %s: %w", group, err)
+	}
+	done := map[int]int64{}
+	switch {
+	case errors.Is(committed.Error, kafka.GroupIdNotFound):
+		// A group that never committed: everything is lag.
+	case committed.Error != nil:
+		return nil, fmt.Errorf("stream: offsets of group %s: %w", group, committed.Error)
+	default:
+		for _, p := range committed.Topics[topic] {
+			done[p.Partition] = p.CommittedOffset
+		}
+	}
+	lag := map[int]int64{}
+	for _, p := range ends.Topics[topic] {
+		if p.Error != nil {
+			return nil, fmt.Errorf("stream: end offset of %s/%d: %w", topic, p.Partition, p.Error)
+		}
+		c, ok := done[p.Partition]
+		if !ok || c < 0 {
+			c = p.FirstOffset
+		}
+		lag[p.Partition] = max(0, p.LastOffset-c)
+	}
+	return lag, nil
+}
