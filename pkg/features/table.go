@@ -216,6 +216,9 @@ type Table struct {
 	Names []string
 	Rows  [][]string
 	Lines []int // the input line of each row
+	// DroppedKeys counts key occurrences left out because DecodeMessages
+	// reached MaxColumns while discovering the columns.
+	DroppedKeys int
 }
 
 // ReadTable reads a whole CSV or JSON Lines input. For JSON Lines the
