@@ -1,12 +1,19 @@
 // Package pipeline is the scoring path: a fetched batch of transaction
 // messages is decoded, encoded and scored with the current model, each
-// record is decided against a threshold, and alerts, per-record scores and
-// dead letters are written; the batch's offsets are committed only after
-// those writes are acknowledged, so a crash loses nothing (at-least-once).
+// record is decided against a threshold, and alerts, per-record decisions
+// and dead letters are written; the batch's offsets are committed only
+// after those writes are acknowledged, so a crash loses nothing (delivery
+// is at least once; see DecisionID for how consumers deduplicate).
 //
-// Model swaps are lock-free: a batch takes the current model when it
-// starts and finishes with it, and every output names the version that
-// produced it.
+// Faults do not stop it: a failed fetch, write or commit is retried with
+// backoff, and a record the broker refuses for itself goes to the
+// dead-letter topic, so a broker outage or one poisonous record never
+// makes a worker exit (which would only move the problem to the next
+// worker after a rebalance). Run returns only when its context ends.
+//
+// Model swaps are lock-free: a batch takes the current model (bundle and
+// decider) when it starts and finishes with it, and every output names the
+// model that produced it (TestBatchFinishesOnItsModel).
 package pipeline
 
 import (
@@ -14,52 +21,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
-	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/fraudstream/fraudstream/pkg/fleet"
 	"github.com/fraudstream/fraudstream/pkg/model"
-	"github.com/fraudstream/fraudstream/pkg/stream"
-	"github.com/fraudstream/fraudstream/pkg/threshold"
 )
-
-// Decider turns a score into a decision. The adaptive thresholds implement
-// it; Calibrated is the stand-in until then. Implementations used by one
-// pipeline are called from its goroutine only.
-type Decider interface {
-	// Decide decides score for a record of segment ("" when segments are
-	// off) and names the segment whose threshold was used.
-	Decide(score float32, segment string) (threshold float32, alert bool, used string)
-	// Policy names the rule, for outputs ("calibrated-p99.5", "budget", …).
-	Policy() string
-}
-
-// Calibrated alerts above a fixed quantile of the model's validation scores.
-type Calibrated struct {
-	Threshold float32
-	Quantile  float64
-}
-
-// NewCalibrated reads the threshold from a bundle's calibration summary.
-func NewCalibrated(b *model.Bundle, quantile float64) *Calibrated {
-	return &Calibrated{Threshold: float32(b.Calibration.Quantile(quantile)), Quantile: quantile}
-}
-
-// Decide implements Decider.
-func (c *Calibrated) Decide(score float32, _ string) (float32, bool, string) {
-	return c.Threshold, score >= c.Threshold, globalSegment
-}
-
-// Policy implements Decider.
-func (c *Calibrated) Policy() string {
-	return "calibrated-p" + strconv.FormatFloat(c.Quantile*100, 'g', 4, 64)
-}
 
 // Model is a loaded bundle with its registry version and its decider.
 type Model struct {
@@ -69,6 +43,14 @@ type Model struct {
 	// which a version number is not once Redis has lost its data.
 	Digest  string
 	Decider Decider
+}
+
+// id names the model in decision ids: its digest, or its version.
+func (m *Model) id() string {
+	if m.Digest != "" {
+		return m.Digest
+	}
+	return m.Version
 }
 
 // Current holds the model in use; Swap replaces it for the next batch.
@@ -97,7 +79,7 @@ type Config struct {
 	Sink   Sink         // required
 	Models *Current     // required; Run waits until it holds a model
 	Alerts string       // alerts topic; required
-	Scores string       // scores topic; empty disables per-record scores
+	Scores string       // scores topic; empty disables per-record decisions
 	Dead   string       // dead-letter topic; required
 	Logger *slog.Logger // nil: no logging
 	// Metrics registers the pipeline's metrics; nil: none.
@@ -110,22 +92,58 @@ type Config struct {
 	// Reasons per alert. Default 3.
 	Reasons int
 	// SegmentFields build each record's segment key ("grocery|FR|online"),
-	// in order; empty: one global segment.
+	// in order; empty: one global segment. A field the model lacks reads
+	// as empty.
 	SegmentFields []string
+	// MaxRecordBytes: a record larger than this goes to the dead-letter
+	// topic with its value cut to this size (headers say so), and no
+	// output is larger than about this plus its own fields, which keeps
+	// every write under a broker's message limit. Default 64 KiB.
+	MaxRecordBytes int
+	// MaxUnusable: a record whose learned fields are more than this share
+	// missing or invalid is sent to the dead-letter topic instead of being
+	// scored (an empty or wrong-typed object would otherwise be a top
+	// alert). Default 0.5.
+	MaxUnusable float64
+	// RetryMin and RetryMax bound the backoff between retries of a failed
+	// fetch, write or commit. Defaults 100ms and 5s.
+	RetryMin, RetryMax time.Duration
+	// DrainTimeout bounds how long, after ctx ends, the batch in flight may
+	// take to be written and committed; past it the batch is abandoned
+	// uncommitted (it is redelivered). Default 10s.
+	DrainTimeout time.Duration
+	// FieldWindow is the number of records over which each field's
+	// missing and invalid rates are compared with their history; a jump
+	// is logged. Default 10,000.
+	FieldWindow int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
 
 // Pipeline scores a stream. Run it on one goroutine.
 type Pipeline struct {
-	cfg     Config
-	log     *slog.Logger
-	m       *metrics
-	scorers map[*model.Bundle]*model.Scorer
+	cfg Config
+	log *slog.Logger
+	m   *metrics
+
+	// Per model: the scorer and the per-field counters and monitor.
+	bundle  *model.Bundle
+	sc      *model.Scorer
+	fields  *fieldStats
 	msgs    []kafka.Message
 	out     []kafka.Message
+	origin  []int32 // origin[i]: index in the batch of the record out[i] is for
+	slots   []int
 	reasons []model.Reason
 	seg     []byte
+
+	// Health, read by other goroutines.
+	started   atomic.Int64 // Unix ns when Run began deciding
+	lastBatch atomic.Int64 // Unix ns of the last committed batch
+	inFlight  atomic.Int64 // Unix ns when the batch in flight began; 0: none
+
+	warnMu   sync.Mutex
+	warnedAt map[string]time.Time
 }
 
 // New checks cfg and returns a pipeline.
@@ -135,15 +153,32 @@ func New(cfg Config) (*Pipeline, error) {
 		return nil, errors.New("pipeline: Source, Sink and Models are required")
 	case cfg.Alerts == "" || cfg.Dead == "":
 		return nil, errors.New("pipeline: the alerts and dead-letter topics are required")
+	case cfg.MaxUnusable < 0 || cfg.MaxUnusable > 1:
+		return nil, fmt.Errorf("pipeline: MaxUnusable %v is not a share between 0 and 1", cfg.MaxUnusable)
+	}
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
 	}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 1024
 	}
-	if cfg.Linger <= 0 {
-		cfg.Linger = 5 * time.Millisecond
-	}
+	def(&cfg.Linger, 5*time.Millisecond)
 	if cfg.Reasons <= 0 {
 		cfg.Reasons = 3
+	}
+	if cfg.MaxRecordBytes <= 0 {
+		cfg.MaxRecordBytes = 64 << 10
+	}
+	if cfg.MaxUnusable == 0 {
+		cfg.MaxUnusable = 0.5
+	}
+	def(&cfg.RetryMin, 100*time.Millisecond)
+	def(&cfg.RetryMax, 5*time.Second)
+	def(&cfg.DrainTimeout, 10*time.Second)
+	if cfg.FieldWindow <= 0 {
+		cfg.FieldWindow = 10_000
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -156,103 +191,176 @@ func New(cfg Config) (*Pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Pipeline{cfg: cfg, log: log, m: m, scorers: map[*model.Bundle]*model.Scorer{}}, nil
+	return &Pipeline{cfg: cfg, log: log, m: m, warnedAt: map[string]time.Time{}}, nil
 }
 
-// Run processes batches until ctx ends. It returns nil on cancellation
-// after the batch in flight has been written and committed, or the first
-// error that would otherwise lose data (a failed write or commit).
+// Run processes batches until ctx ends, then finishes the batch in flight
+// (within DrainTimeout) and returns nil. Faults are retried, not returned;
+// the only error is a consumer that was closed under it.
 func (p *Pipeline) Run(ctx context.Context) error {
-	for p.cfg.Models.Load() == nil {
-		p.log.Info("waiting for a model")
-		select {
-		case <-ctx.Done():
+	for waited := 0; p.cfg.Models.Load() == nil; waited++ {
+		if waited%30 == 0 {
+			p.log.Info("waiting for a model")
+		}
+		if !sleep(ctx, time.Second) {
 			return nil
-		case <-time.After(time.Second):
 		}
 	}
+	p.started.Store(p.cfg.Now().UnixNano())
+	backoff := p.cfg.RetryMin
 	for {
 		msgs, err := p.cfg.Source.FetchBatch(ctx, p.msgs[:0], p.cfg.BatchSize, p.cfg.Linger)
 		p.msgs = msgs
 		if len(msgs) > 0 {
 			// Finish what was fetched even when ctx just ended.
-			if perr := p.Process(context.WithoutCancel(ctx), msgs); perr != nil {
+			if perr := p.Process(ctx, msgs); perr != nil {
+				if errors.Is(perr, errShutdown) {
+					p.log.Warn("stopping with a batch not committed", "records", len(msgs), "err", perr)
+					return nil
+				}
 				return perr
 			}
 		}
-		if err != nil {
-			if ctx.Err() != nil {
+		switch {
+		case err == nil:
+			backoff = p.cfg.RetryMin
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, io.ErrClosedPipe) || errors.Is(err, io.EOF):
+			return fmt.Errorf("pipeline: the consumer was closed: %w", err)
+		default:
+			// kafka-go's reader heals itself (it rejoins the group and
+			// reconnects); exiting would only start a rebalance.
+			p.m.fetchErrors.Inc()
+			p.warnEvery("fetch", "fetching transactions failed; retrying", "retry_in", backoff, "err", err)
+			if !sleep(ctx, backoff) {
 				return nil
 			}
-			return fmt.Errorf("pipeline: fetch: %w", err)
+			backoff = min(2*backoff, p.cfg.RetryMax)
 		}
 	}
 }
 
-// Alert is the JSON written to the alerts topic.
-type Alert struct {
-	TransactionID string          `json:"transaction_id"`
-	EntityKey     string          `json:"entity_key"`
-	EventTime     string          `json:"event_time,omitempty"`
-	Score         float32         `json:"score"`
-	Threshold     float32         `json:"threshold"`
-	Policy        string          `json:"policy"`
-	Segment       string          `json:"segment"`
-	ModelVersion  string          `json:"model_version"`
-	Reasons       []AlertReason   `json:"reasons"`
-	Transaction   json.RawMessage `json:"transaction"`
+// warnEvery logs a warning at most once per 10 seconds per kind, so an
+// outage is visible without flooding the log.
+func (p *Pipeline) warnEvery(kind, msg string, args ...any) {
+	now := p.cfg.Now()
+	p.warnMu.Lock()
+	last, seen := p.warnedAt[kind]
+	if seen && now.Sub(last) < 10*time.Second {
+		p.warnMu.Unlock()
+		return
+	}
+	p.warnedAt[kind] = now
+	p.warnMu.Unlock()
+	p.log.Warn(msg, args...)
 }
 
-// AlertReason is one field's part in an alert.
-type AlertReason struct {
-	Field        string  `json:"field"`
-	Contribution float32 `json:"contribution"`
-	Observed     string  `json:"observed"`
-	Expected     string  `json:"expected"`
-}
-
-// Decision is the compact JSON written to the scores topic for every record.
-type Decision struct {
-	TransactionID string  `json:"id"`
-	Score         float32 `json:"score"`
-	Threshold     float32 `json:"threshold"`
-	Alert         bool    `json:"alert"`
-	Policy        string  `json:"policy"`
-	Segment       string  `json:"segment"`
-	ModelVersion  string  `json:"model_version"`
-}
-
-const globalSegment = "global"
-
-// Process scores one batch, writes its outputs and commits it.
+// Process decides one batch, writes its outputs and commits it. Writes and
+// the commit are retried until acknowledged; once ctx ends they have
+// DrainTimeout left, after which Process returns an error wrapping
+// errShutdown and the batch stays uncommitted.
 func (p *Pipeline) Process(ctx context.Context, msgs []kafka.Message) error {
 	start := p.cfg.Now()
+	p.inFlight.Store(start.UnixNano())
+	defer p.inFlight.Store(0)
 	cur := p.cfg.Models.Load()
+	p.prepare(cur.Bundle, len(msgs))
+	p.out, p.origin = p.out[:0], p.origin[:0]
+	n := p.decode(msgs)
+	scores := p.sc.Score(n)
+	if err := p.decide(cur, msgs, scores); err != nil {
+		return err
+	}
+	pctx, cancel := p.drainContext(ctx)
+	defer cancel()
+	if err := p.deliver(pctx, msgs); err != nil {
+		return err
+	}
+	if err := p.commit(pctx, msgs); err != nil {
+		return err
+	}
+	done := p.cfg.Now()
+	p.lastBatch.Store(done.UnixNano())
+	p.m.lastBatch.Set(float64(done.UnixNano()) / 1e9)
+	p.m.batch.Observe(done.Sub(start).Seconds())
+	for _, m := range msgs {
+		if !m.Time.IsZero() {
+			p.m.e2e.Observe(done.Sub(m.Time).Seconds())
+		}
+	}
+	return nil
+}
+
+// prepare makes the scorer and field counters fit bundle b and n records.
+func (p *Pipeline) prepare(b *model.Bundle, n int) {
+	if p.bundle == b && p.sc.Cap() >= n {
+		return
+	}
+	if p.bundle != b {
+		p.fields = newFieldStats(b, p.m, p.cfg.FieldWindow)
+	}
+	schema := &b.Encoder.Schema
+	cols := []int{schema.Index(schema.IDField), schema.Index(schema.KeyField), schema.Index(schema.TimeField)}
+	for _, f := range p.cfg.SegmentFields {
+		cols = append(cols, schema.Index(f))
+	}
+	p.bundle = b
+	p.sc = b.NewScorer(max(n, p.cfg.BatchSize))
+	p.sc.Remember(cols...)
+}
+
+// decode encodes msgs into scorer slots; records that cannot be scored go
+// to the dead-letter topic with the reason. It returns the slots filled.
+func (p *Pipeline) decode(msgs []kafka.Message) int {
+	if cap(p.slots) < len(msgs) {
+		p.slots = make([]int, len(msgs))
+	}
+	p.slots = p.slots[:len(msgs)]
+	nf := p.sc.Fields()
+	n := 0
+	for i, m := range msgs {
+		p.slots[i] = -1
+		if len(m.Value) > p.cfg.MaxRecordBytes {
+			p.dead(i, m, fmt.Errorf("record of %d bytes is larger than the limit of %d bytes", len(m.Value), p.cfg.MaxRecordBytes))
+			continue
+		}
+		if _, err := p.sc.SetJSON(n, m.Value); err != nil {
+			p.dead(i, m, fmt.Errorf("undecodable transaction: %w", err))
+			continue
+		}
+		missing, invalid := p.sc.Unusable(n)
+		p.fields.observe(p.sc.FieldStates(n), missing+invalid > 0)
+		if float64(missing+invalid) > p.cfg.MaxUnusable*float64(nf) {
+			p.dead(i, m, fmt.Errorf("unusable transaction: %s", p.fields.describe(p.sc.FieldStates(n), missing, invalid)))
+			continue
+		}
+		p.slots[i] = n
+		n++
+	}
+	p.fields.flush(p.log)
+	return n
+}
+
+func (p *Pipeline) dead(i int, m kafka.Message, reason error) {
+	p.out = append(p.out, p.deadLetter(m, reason))
+	p.origin = append(p.origin, int32(i))
+	p.m.records.WithLabelValues("dead_letter").Inc()
+}
+
+// decide decides every scored record of the batch with cur's decider and
+// queues its decision and, for alerts, the alert.
+func (p *Pipeline) decide(cur *Model, msgs []kafka.Message, scores []float32) error {
 	schema := &cur.Bundle.Encoder.Schema
 	idCol, keyCol, timeCol := schema.Index(schema.IDField), schema.Index(schema.KeyField), schema.Index(schema.TimeField)
 	segCols := make([]int, 0, len(p.cfg.SegmentFields))
 	for _, f := range p.cfg.SegmentFields {
 		segCols = append(segCols, schema.Index(f))
 	}
-	sc := p.scorer(cur.Bundle, len(msgs), append([]int{idCol, keyCol, timeCol}, segCols...)...)
 	policy := cur.Decider.Policy() // once per batch: it formats a string
-	out := p.out[:0]
-	// Decode and encode; bad messages go to the dead-letter topic.
-	slots := make([]int, len(msgs))
-	n := 0
+	modelID := cur.id()
 	for i, m := range msgs {
-		if _, err := sc.SetJSON(n, m.Value); err != nil {
-			slots[i] = -1
-			out = append(out, stream.DeadLetter(p.cfg.Dead, m, fmt.Errorf("undecodable transaction: %w", err)))
-			p.m.records.WithLabelValues("dead_letter").Inc()
-			continue
-		}
-		slots[i] = n
-		n++
-	}
-	scores := sc.Score(n)
-	for i, m := range msgs {
-		s := slots[i]
+		s := p.slots[i]
 		if s < 0 {
 			continue
 		}
@@ -264,7 +372,7 @@ func (p *Pipeline) Process(ctx context.Context, msgs []kafka.Message) error {
 				if k > 0 {
 					p.seg = append(p.seg, '|')
 				}
-				p.seg = append(p.seg, sc.Raw(s, c)...)
+				p.seg = append(p.seg, p.sc.Raw(s, c)...)
 			}
 			segment = string(p.seg)
 		}
@@ -273,17 +381,20 @@ func (p *Pipeline) Process(ctx context.Context, msgs []kafka.Message) error {
 			thr = math.MaxFloat32 // no threshold yet (warming up); JSON has no infinity
 		}
 		p.m.observeSegment(used, alert, thr)
-		id := sc.Raw(s, idCol)
+		p.m.score.Observe(float64(score))
+		id := p.sc.Raw(s, idCol)
 		if id == "" {
 			id = fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.Offset)
 		}
-		p.m.score.Observe(float64(score))
+		did := DecisionID(m, modelID)
 		if p.cfg.Scores != "" {
-			d, err := json.Marshal(Decision{TransactionID: id, Score: score, Threshold: thr, Alert: alert, Policy: policy, Segment: used, ModelVersion: cur.Version})
+			d, err := json.Marshal(Decision{DecisionID: did, TransactionID: id, Score: score, Threshold: thr, Alert: alert, Policy: policy,
+				Segment: used, ModelVersion: cur.Version, ModelDigest: cur.Digest, Source: sourceOf(m)})
 			if err != nil {
 				return fmt.Errorf("pipeline: encode decision: %w", err)
 			}
-			out = append(out, kafka.Message{Topic: p.cfg.Scores, Key: m.Key, Value: d})
+			p.out = append(p.out, kafka.Message{Topic: p.cfg.Scores, Key: m.Key, Value: d})
+			p.origin = append(p.origin, int32(i))
 		}
 		if !alert {
 			p.m.records.WithLabelValues("scored").Inc()
@@ -292,216 +403,80 @@ func (p *Pipeline) Process(ctx context.Context, msgs []kafka.Message) error {
 		p.m.records.WithLabelValues("alert").Inc()
 		key := string(m.Key)
 		if keyCol >= 0 {
-			if k := sc.Raw(s, keyCol); k != "" {
+			if k := p.sc.Raw(s, keyCol); k != "" {
 				key = k
 			}
 		}
-		a := Alert{TransactionID: id, EntityKey: key, EventTime: sc.Raw(s, timeCol), Score: score, Threshold: thr,
-			Policy: policy, Segment: used, ModelVersion: cur.Version, Transaction: json.RawMessage(m.Value)}
-		p.reasons = sc.Reasons(s, p.cfg.Reasons, p.reasons)
+		a := Alert{DecisionID: did, TransactionID: id, EntityKey: key, EventTime: p.sc.Raw(s, timeCol), Score: score, Threshold: thr,
+			Policy: policy, Segment: used, ModelVersion: cur.Version, ModelDigest: cur.Digest, Source: sourceOf(m),
+			Transaction: json.RawMessage(m.Value)}
+		p.reasons = p.sc.Reasons(s, p.cfg.Reasons, p.reasons)
 		for _, r := range p.reasons {
-			a.Reasons = append(a.Reasons, AlertReason{Field: r.Name, Contribution: r.Contribution, Observed: sc.Observed(s, r.Field), Expected: sc.Expected(s, r.Field)})
+			a.Reasons = append(a.Reasons, AlertReason{Field: r.Name, Contribution: r.Contribution, Observed: p.sc.Observed(s, r.Field), Expected: p.sc.Expected(s, r.Field)})
 		}
 		v, err := json.Marshal(a)
 		if err != nil {
 			return fmt.Errorf("pipeline: encode alert: %w", err)
 		}
-		out = append(out, kafka.Message{Topic: p.cfg.Alerts, Key: m.Key, Value: v})
-	}
-	p.out = out
-	if err := p.cfg.Sink.Write(ctx, out...); err != nil {
-		p.m.failures.Inc()
-		return fmt.Errorf("pipeline: write outputs of %d records: %w", len(msgs), err)
-	}
-	if err := p.cfg.Source.Commit(ctx, msgs...); err != nil {
-		p.m.failures.Inc()
-		return fmt.Errorf("pipeline: commit %d records: %w", len(msgs), err)
-	}
-	done := p.cfg.Now()
-	p.m.batch.Observe(done.Sub(start).Seconds())
-	for _, m := range msgs {
-		if !m.Time.IsZero() {
-			p.m.e2e.Observe(done.Sub(m.Time).Seconds())
-		}
+		p.out = append(p.out, kafka.Message{Topic: p.cfg.Alerts, Key: m.Key, Value: v})
+		p.origin = append(p.origin, int32(i))
 	}
 	return nil
 }
 
-// scorer returns a scorer for bundle b with room for n records; scorers of
-// models no longer current are dropped.
-func (p *Pipeline) scorer(b *model.Bundle, n int, remember ...int) *model.Scorer {
-	sc, ok := p.scorers[b]
-	if !ok || sc.Cap() < n {
-		clear(p.scorers)
-		sc = b.NewScorer(max(n, p.cfg.BatchSize))
-		sc.Remember(remember...)
-		p.scorers[b] = sc
-	}
-	return sc
+// Health is a snapshot for liveness checks.
+type Health struct {
+	// Started is when Run began deciding (zero before a model was loaded).
+	Started time.Time
+	// LastBatch is when the last batch was committed (zero: none yet).
+	LastBatch time.Time
+	// InFlightSince is when the batch being written began (zero: none).
+	InFlightSince time.Time
 }
 
-// maxSegmentLabels bounds the label cardinality of per-segment metrics.
-const maxSegmentLabels = 50
+// Health returns the pipeline's progress; safe from any goroutine.
+func (p *Pipeline) Health() Health {
+	t := func(ns int64) time.Time {
+		if ns == 0 {
+			return time.Time{}
+		}
+		return time.Unix(0, ns)
+	}
+	return Health{Started: t(p.started.Load()), LastBatch: t(p.lastBatch.Load()), InFlightSince: t(p.inFlight.Load())}
+}
 
-func (m *metrics) observeSegment(segment string, alert bool, threshold float32) {
-	if !m.segments[segment] {
-		if len(m.segments) >= maxSegmentLabels {
-			segment = "other"
-		} else {
-			m.segments[segment] = true
+// Stalled reports why the pipeline is not making progress, or nil: a batch
+// in flight for longer than after, or records waiting (lag > 0) while no
+// batch has completed for longer than after.
+func (h Health) Stalled(now time.Time, lag int64, after time.Duration) error {
+	if !h.InFlightSince.IsZero() && now.Sub(h.InFlightSince) > after {
+		return fmt.Errorf("a batch has been in flight for %s", now.Sub(h.InFlightSince).Round(time.Second))
+	}
+	if h.Started.IsZero() || lag <= 0 {
+		return nil
+	}
+	last := h.LastBatch
+	if last.IsZero() {
+		last = h.Started
+	}
+	if now.Sub(last) > after {
+		return fmt.Errorf("%d records waiting and no batch committed for %s", lag, now.Sub(last).Round(time.Second))
+	}
+	return nil
+}
+
+// CheckSegmentFields reports segment fields that bundle b's schema lacks,
+// naming the fields it has.
+func CheckSegmentFields(b *model.Bundle, fields []string) error {
+	schema := &b.Encoder.Schema
+	var unknown []string
+	for _, f := range fields {
+		if schema.Index(f) < 0 {
+			unknown = append(unknown, f)
 		}
 	}
-	m.decided.WithLabelValues(segment, strconv.FormatBool(alert)).Inc()
-	m.threshold.WithLabelValues(segment).Set(float64(threshold))
-}
-
-type metrics struct {
-	threshold *prometheus.GaugeVec
-	segments  map[string]bool
-	decided   *prometheus.CounterVec
-	records   *prometheus.CounterVec
-	score     prometheus.Histogram
-	batch     prometheus.Histogram
-	e2e       prometheus.Histogram
-	failures  prometheus.Counter
-}
-
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{
-		segments: map[string]bool{},
-		threshold: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fraudstream_threshold",
-			Help: "The latest threshold used, by segment (the first 50 segments; later ones are \"other\")."}, []string{"segment"}),
-		decided: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fraudstream_decisions_total",
-			Help: "Decisions by the segment whose threshold decided them and by alert (the first 50 segments; later ones count as \"other\")."}, []string{"segment", "alert"}),
-		records: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fraudstream_records_total", Help: "Records processed, by outcome (scored, alert, dead_letter)."}, []string{"outcome"}),
-		score:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fraudstream_score", Help: "Anomaly scores.", Buckets: prometheus.ExponentialBuckets(1, 1.5, 20)}),
-		batch:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fraudstream_batch_seconds", Help: "Time from a batch's start to its commit.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
-		e2e: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fraudstream_end_to_end_seconds",
-			Help: "Time from a transaction's Kafka timestamp to its decision being written and committed.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
-		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "fraudstream_batch_failures_total", Help: "Batches whose outputs or commit failed."}),
+	if len(unknown) > 0 {
+		return fmt.Errorf("segment fields %s are not in the model's schema (fields: %s)", strings.Join(unknown, ", "), strings.Join(schema.Names(), ", "))
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.threshold, m.decided, m.records, m.score, m.batch, m.e2e, m.failures} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("pipeline: metrics: %w", err)
-			}
-		}
-	}
-	return m, nil
+	return nil
 }
-
-// Budgeted alerts the top Rate of recent traffic (threshold.Budget),
-// warm-started from the model's calibration so that a model swap does not
-// jump the alert rate.
-type Budgeted struct {
-	b *threshold.Budget
-}
-
-// NewBudgeted returns a budget decider for bundle b.
-func NewBudgeted(b *model.Bundle, rate float64) *Budgeted {
-	bd := threshold.NewBudget(rate, threshold.WindowConfig{})
-	bd.Seed(b.Calibration.Probs, b.Calibration.Values, 20000)
-	return &Budgeted{b: bd}
-}
-
-// Decide implements Decider.
-func (d *Budgeted) Decide(score float32, _ string) (float32, bool, string) {
-	t, a := d.b.Decide(float64(score))
-	return float32(t), a, globalSegment
-}
-
-// Policy implements Decider.
-func (d *Budgeted) Policy() string {
-	return "budget-" + strconv.FormatFloat(d.b.Rate*100, 'g', 4, 64) + "%"
-}
-
-// FleetBudgeted decides with an alert budget shared by every scorer worker
-// through a fleet.Exchange.
-type FleetBudgeted struct {
-	x *fleet.Exchange
-}
-
-// NewFleetBudgeted installs a budget for bundle b, warm-started from its
-// calibration, in the exchange and returns a decider that uses it.
-func NewFleetBudgeted(x *fleet.Exchange, b *model.Bundle, rate float64) *FleetBudgeted {
-	bd := threshold.NewBudget(rate, threshold.WindowConfig{})
-	bd.Seed(b.Calibration.Probs, b.Calibration.Values, 20000)
-	x.Replace(bd)
-	return &FleetBudgeted{x: x}
-}
-
-// Decide implements Decider.
-func (d *FleetBudgeted) Decide(score float32, _ string) (float32, bool, string) {
-	t, a := d.x.Decide(float64(score))
-	return float32(t), a, globalSegment
-}
-
-// Policy implements Decider.
-func (d *FleetBudgeted) Policy() string {
-	return "fleet-budget-" + strconv.FormatFloat(d.x.Rate()*100, 'g', 4, 64) + "%"
-}
-
-// Risky alerts when a score's estimated exceedance probability under
-// normal traffic is below Q (threshold.Risk, Peaks-Over-Threshold). It
-// learns its tail from the first scores of each model; until then nothing
-// alerts.
-type Risky struct {
-	r *threshold.Risk
-}
-
-// NewRisky returns a risk decider with false-alarm probability q.
-func NewRisky(q float64) *Risky { return &Risky{r: threshold.NewRisk(q)} }
-
-// Decide implements Decider.
-func (d *Risky) Decide(score float32, _ string) (float32, bool, string) {
-	t, a := d.r.Decide(float64(score))
-	return float32(t), a, globalSegment
-}
-
-// Policy implements Decider.
-func (d *Risky) Policy() string { return "risk-q" + strconv.FormatFloat(d.r.Q, 'g', 3, 64) }
-
-// Segmented keeps a budget per segment (threshold.Segmented): a segment with
-// too little history backs off to its parent and then to the global budget,
-// which is warm-started from the model's calibration. Segment budgets are
-// per worker; only a global budget is shared by the fleet.
-type Segmented struct {
-	s *threshold.Segmented
-}
-
-// NewSegmented returns a segmented budget decider for bundle b.
-func NewSegmented(b *model.Bundle, rate float64, minCount uint64) *Segmented {
-	s := threshold.NewSegmented(rate, minCount, threshold.WindowConfig{})
-	s.Global().Seed(b.Calibration.Probs, b.Calibration.Values, 20000)
-	return &Segmented{s: s}
-}
-
-// Decide implements Decider.
-func (d *Segmented) Decide(score float32, segment string) (float32, bool, string) {
-	t, a, used := d.s.Decide(segment, float64(score))
-	if used == "" {
-		used = globalSegment
-	}
-	return float32(t), a, used
-}
-
-// Policy implements Decider.
-func (d *Segmented) Policy() string {
-	return "segmented-budget-" + strconv.FormatFloat(d.s.Rate*100, 'g', 4, 64) + "%"
-}
-
-// FixedThreshold alerts above a static score (threshold.Fixed), for
-// operators who want one.
-type FixedThreshold struct{ f threshold.Fixed }
-
-// NewFixed returns a fixed-threshold decider.
-func NewFixed(score float64) *FixedThreshold { return &FixedThreshold{threshold.Fixed{Score: score}} }
-
-// Decide implements Decider.
-func (d *FixedThreshold) Decide(score float32, _ string) (float32, bool, string) {
-	t, a := d.f.Decide(float64(score))
-	return float32(t), a, globalSegment
-}
-
-// Policy implements Decider.
-func (d *FixedThreshold) Policy() string { return "fixed" }
