@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,8 +19,9 @@ import (
 
 // Server is a listening ops endpoint.
 type Server struct {
-	ln  net.Listener
-	srv *http.Server
+	ln   net.Listener
+	srv  *http.Server
+	live atomic.Pointer[func() error]
 }
 
 // Listen binds addr. ready reports why the process is not ready yet (nil:
@@ -31,7 +33,16 @@ func Listen(addr string, g prometheus.Gatherer, ready func() error) (*Server, er
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	s := &Server{ln: ln}
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if f := s.live.Load(); f != nil {
+			if err := (*f)(); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		fmt.Fprintln(w, "ok")
+	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if ready != nil {
 			if err := ready(); err != nil {
@@ -41,8 +52,14 @@ func Listen(addr string, g prometheus.Gatherer, ready func() error) (*Server, er
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	return &Server{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}, nil
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return s, nil
 }
+
+// SetLive installs the liveness check behind /healthz: an error makes it
+// answer 503 with the reason (an orchestrator restarts the process). Without
+// one, /healthz answers 200 while the process serves.
+func (s *Server) SetLive(live func() error) { s.live.Store(&live) }
 
 // Addr is the address actually bound (useful with port 0).
 func (s *Server) Addr() string { return s.ln.Addr().String() }

@@ -70,3 +70,40 @@ func TestLoggerWritesReadableDurations(t *testing.T) {
 		t.Fatalf("duration not written as text: %s", buf.String())
 	}
 }
+
+func TestLivenessCheck(t *testing.T) {
+	srv, err := Listen("127.0.0.1:0", prometheus.NewRegistry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	get := func() (int, string) {
+		res, err := http.Get("http://" + srv.Addr() + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	if code, _ := get(); code != 200 {
+		t.Fatalf("healthz without a check: %d", code)
+	}
+	var stalled atomic.Bool
+	srv.SetLive(func() error {
+		if stalled.Load() {
+			return errors.New("no batch for 3m")
+		}
+		return nil
+	})
+	if code, _ := get(); code != 200 {
+		t.Fatalf("healthy: %d", code)
+	}
+	stalled.Store(true)
+	if code, body := get(); code != 503 || !strings.Contains(body, "no batch") {
+		t.Fatalf("stalled: %d %q", code, body)
+	}
+}
