@@ -19,7 +19,7 @@ const adminTimeout = 15 * time.Second
 // lag, topic creation and window reads. It holds one kafka-go transport
 // (its connections and a metadata-refresh goroutine) for its whole life, so
 // that callers such as a metrics collector do not build one per call; Close
-// releases it.
+// releases it. An Admin is safe for concurrent use.
 //
 // Nothing an Admin does creates a topic implicitly: its metadata requests
 // have auto-creation off, so only EnsureTopics creates topics. Metadata comes
@@ -66,20 +66,25 @@ func (e *MissingTopicsError) Error() string {
 // topicState asks for the metadata of names (auto-creation off) and returns
 // the partition ids of each existing topic and the names that do not exist.
 func (a *Admin) topicState(ctx context.Context, names []string) (map[string][]int, []string, error) {
-	md, err := a.cl.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+	md, err := retry(ctx, func() (*kafka.MetadataResponse, error) {
+		md, err := a.cl.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+		if err != nil {
+			return nil, fmt.Errorf("stream: metadata of %s: %w", strings.Join(names, ", "), err)
+		}
+		for _, t := range md.Topics {
+			if t.Error != nil && !errors.Is(t.Error, kafka.UnknownTopicOrPartition) && slices.Contains(names, t.Name) {
+				return nil, fmt.Errorf("stream: metadata of topic %s: %w", t.Name, t.Error)
+			}
+		}
+		return md, nil
+	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("stream: metadata of %s: %w", strings.Join(names, ", "), err)
+		return nil, nil, err
 	}
 	found := map[string][]int{}
 	for _, t := range md.Topics {
-		if !slices.Contains(names, t.Name) {
-			continue
-		}
-		switch {
-		case errors.Is(t.Error, kafka.UnknownTopicOrPartition):
-			continue
-		case t.Error != nil:
-			return nil, nil, fmt.Errorf("stream: metadata of topic %s: %w", t.Name, t.Error)
+		if t.Error != nil || !slices.Contains(names, t.Name) {
+			continue // an unknown topic is missing; other errors were returned above
 		}
 		ids := make([]int, 0, len(t.Partitions))
 		for _, p := range t.Partitions {
@@ -218,6 +223,10 @@ func GroupLag(ctx context.Context, cfg Config, group, topic string) (map[int]int
 // group has not committed yet (end offset minus committed offset; the whole
 // partition when the group has committed nothing there).
 func (a *Admin) GroupLag(ctx context.Context, group, topic string) (map[int]int64, error) {
+	return retry(ctx, func() (map[int]int64, error) { return a.groupLag(ctx, group, topic) })
+}
+
+func (a *Admin) groupLag(ctx context.Context, group, topic string) (map[int]int64, error) {
 	ids, err := a.Partitions(ctx, topic)
 	if err != nil {
 		return nil, err
@@ -257,4 +266,24 @@ func (a *Admin) GroupLag(ctx context.Context, group, topic string) (map[int]int6
 		lag[p.Partition] = max(0, p.LastOffset-c)
 	}
 	return lag, nil
+}
+
+// retry calls f until it succeeds or fails with an error other than a
+// transient Kafka one (a leader or group coordinator moving or loading, a
+// topic just created), at most 5 times, 100ms, 200ms, 400ms, 800ms apart.
+func retry[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		v, err := f()
+		var ke kafka.Error
+		if err == nil || attempt == 5 || !errors.As(err, &ke) || !ke.Temporary() {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
 }

@@ -109,18 +109,26 @@ func (a *Admin) windowSpans(ctx context.Context, topic string, since time.Time) 
 	for _, id := range ids {
 		req.Topics[topic] = append(req.Topics[topic], kafka.TimeOffsetOf(id, since), kafka.LastOffsetOf(id))
 	}
-	res, err := a.cl.ListOffsets(ctx, req)
+	offsets, err := retry(ctx, func() ([]kafka.PartitionOffsets, error) {
+		res, err := a.cl.ListOffsets(ctx, req)
+		if err != nil {
+			return nil, fmt.Errorf("stream: offsets of %s at %s: %w", topic, since.Format(time.RFC3339), err)
+		}
+		if got := len(res.Topics[topic]); got != len(ids) {
+			return nil, fmt.Errorf("stream: offsets of %s: %d of %d partitions answered", topic, got, len(ids))
+		}
+		for _, p := range res.Topics[topic] {
+			if p.Error != nil {
+				return nil, fmt.Errorf("stream: offsets of %s/%d at %s: %w", topic, p.Partition, since.Format(time.RFC3339), p.Error)
+			}
+		}
+		return res.Topics[topic], nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("stream: offsets of %s at %s: %w", topic, since.Format(time.RFC3339), err)
-	}
-	if got := len(res.Topics[topic]); got != len(ids) {
-		return nil, fmt.Errorf("stream: offsets of %s: %d of %d partitions answered", topic, got, len(ids))
+		return nil, err
 	}
 	var spans []span
-	for _, p := range res.Topics[topic] {
-		if p.Error != nil {
-			return nil, fmt.Errorf("stream: offsets of %s/%d at %s: %w", topic, p.Partition, since.Format(time.RFC3339), p.Error)
-		}
+	for _, p := range offsets {
 		start := int64(-1) // the broker answers -1 when no message is that recent
 		for off := range p.Offsets {
 			start = off
@@ -179,17 +187,23 @@ func runs(s span, q int64, rng *rand.Rand) []span {
 // or after since.
 func (a *Admin) readRange(ctx context.Context, topic string, r span, since time.Time, rows [][]byte, st *windowStats) ([][]byte, error) {
 	for from := r.start; from < r.end; {
-		res, err := a.cl.Fetch(ctx, &kafka.FetchRequest{Topic: topic, Partition: r.partition, Offset: from,
-			MinBytes: 1, MaxBytes: st.fetchBytes(r.end - from), MaxWait: 100 * time.Millisecond})
+		res, err := retry(ctx, func() (*kafka.FetchResponse, error) {
+			st.fetches++
+			res, err := a.cl.Fetch(ctx, &kafka.FetchRequest{Topic: topic, Partition: r.partition, Offset: from,
+				MinBytes: 1, MaxBytes: st.fetchBytes(r.end - from), MaxWait: 100 * time.Millisecond})
+			if err == nil && res.Error != nil && !errors.Is(res.Error, kafka.OffsetOutOfRange) {
+				err = res.Error
+			}
+			if err != nil {
+				return nil, fmt.Errorf("stream: read %s/%d at offset %d: %w", topic, r.partition, from, err)
+			}
+			return res, nil
+		})
 		if err != nil {
-			return nil, fmt.Errorf("stream: read %s/%d at offset %d: %w", topic, r.partition, from, err)
+			return nil, err
 		}
-		st.fetches++
-		switch {
-		case errors.Is(res.Error, kafka.OffsetOutOfRange):
-			return rows, nil // retention deleted these messages since the offsets were listed
-		case res.Error != nil:
-			return nil, fmt.Errorf("stream: read %s/%d at offset %d: %w", topic, r.partition, from, res.Error)
+		if res.Error != nil {
+			return rows, nil // offset out of range: retention deleted these messages since the offsets were listed
 		}
 		next := from
 		for {

@@ -1,0 +1,227 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// writeTo writes msgs to the partitions their Partition fields name, in
+// producer batches of at most batch messages.
+func writeTo(t *testing.T, ctx context.Context, cfg Config, batch int, msgs ...kafka.Message) {
+	t.Helper()
+	w := &kafka.Writer{Addr: kafka.TCP(cfg.Brokers...), Transport: cfg.transport(), RequiredAcks: kafka.RequireAll,
+		BatchSize: batch, BatchTimeout: time.Millisecond,
+		Balancer: kafka.BalancerFunc(func(m kafka.Message, _ ...int) int { return m.Partition })}
+	defer w.Close()
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func rngFor(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 11)) }
+
+func newAdmin(t *testing.T, cfg Config) *Admin {
+	t.Helper()
+	a, err := NewAdmin(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
+func TestReadWindowIdlePartition(t *testing.T) {
+	for name, cfg := range brokers(t) {
+		t.Run(name, func(t *testing.T) {
+			c := cfg(t)
+			// Today's code waited for new traffic on partition 0 until this
+			// deadline ran out.
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			topic := unique(t, "tx")
+			if err := EnsureTopics(ctx, c, Topic{Name: topic, Partitions: 3}); err != nil {
+				t.Fatal(err)
+			}
+			old := time.Now().Add(-48 * time.Hour)
+			var msgs []kafka.Message
+			for i := range 20 { // partition 0: only messages older than the window
+				msgs = append(msgs, kafka.Message{Topic: topic, Partition: 0, Time: old, Value: fmt.Appendf(nil, "old-%d", i)})
+			}
+			for i := range 5 { // partition 1: old, then recent
+				msgs = append(msgs, kafka.Message{Topic: topic, Partition: 1, Time: old, Value: fmt.Appendf(nil, "old-1-%d", i)})
+			}
+			var want []string
+			for i := range 30 {
+				msgs = append(msgs, kafka.Message{Topic: topic, Partition: 1, Value: fmt.Appendf(nil, "new-%d", i)})
+				want = append(want, fmt.Sprintf("new-%d", i))
+			}
+			// partition 2: empty
+			writeTo(t, ctx, c, 10, msgs...)
+
+			got, err := ReadWindow(ctx, c, topic, time.Now().Add(-24*time.Hour), 0, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var vals []string
+			for _, v := range got {
+				vals = append(vals, string(v))
+			}
+			if !slices.Equal(vals, want) {
+				t.Fatalf("window holds %d messages %v, want the 30 recent ones of partition 1", len(vals), vals)
+			}
+			// A window that starts after every message is empty, not a wait.
+			got, err = ReadWindow(ctx, c, topic, time.Now().Add(time.Hour), 0, 1)
+			if err != nil || len(got) != 0 {
+				t.Fatalf("window after the last message: %d messages, %v", len(got), err)
+			}
+		})
+	}
+}
+
+func TestReadWindowSamples(t *testing.T) {
+	for name, cfg := range brokers(t) {
+		t.Run(name, func(t *testing.T) {
+			c := cfg(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+			defer cancel()
+			topic := unique(t, "tx")
+			if err := EnsureTopics(ctx, c, Topic{Name: topic, Partitions: 2}); err != nil {
+				t.Fatal(err)
+			}
+			// 6,000 messages on partition 0 and 3,000 on partition 1, about
+			// 200 bytes each, in producer batches of 50.
+			sizes := []int{6000, 3000}
+			pad := strings.Repeat("x", 190)
+			var msgs []kafka.Message
+			for p, n := range sizes {
+				for i := range n {
+					msgs = append(msgs, kafka.Message{Topic: topic, Partition: p, Value: fmt.Appendf(nil, "%d %d %s", p, i, pad)})
+				}
+			}
+			writeTo(t, ctx, c, 50, msgs...)
+
+			const maxRows = 900
+			a := newAdmin(t, c)
+			rows, st, err := a.readWindow(ctx, topic, time.Now().Add(-time.Hour), maxRows, 7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			total := sizes[0] + sizes[1]
+			t.Logf("window %d, maxRows %d: %d rows, %d records fetched in %d fetches", total, maxRows, len(rows), st.fetched, st.fetches)
+			if len(rows) != maxRows {
+				t.Fatalf("%d rows, want %d", len(rows), maxRows)
+			}
+			// The cost is bounded by maxRows, not by the window.
+			if st.fetched > 3*maxRows {
+				t.Fatalf("fetched %d records of a %d-message window for %d rows", st.fetched, total, maxRows)
+			}
+			// Each partition contributes in proportion (600 and 300), one run
+			// of windowRun consecutive messages in each equal stretch.
+			seen := map[string]bool{}
+			perStretch := map[[2]int]int{}
+			for _, r := range rows {
+				var p, i int
+				if _, err := fmt.Sscan(string(r), &p, &i); err != nil {
+					t.Fatalf("row %q: %v", r, err)
+				}
+				if seen[fmt.Sprint(p, i)] {
+					t.Fatalf("message %d of partition %d read twice", i, p)
+				}
+				seen[fmt.Sprint(p, i)] = true
+				share := maxRows * sizes[p] / total
+				k := (share + windowRun - 1) / windowRun
+				perStretch[[2]int{p, i * k / sizes[p]}]++
+			}
+			for p, n := range sizes {
+				share := maxRows * n / total
+				for s := range (share + windowRun - 1) / windowRun {
+					if got := perStretch[[2]int{p, s}]; got != windowRun {
+						t.Errorf("partition %d stretch %d: %d rows, want %d (all: %v)", p, s, got, windowRun, perStretch)
+					}
+				}
+			}
+			// The same seed gives the same sample; another seed another.
+			again, _, err := a.readWindow(ctx, topic, time.Now().Add(-time.Hour), maxRows, 7)
+			if err != nil || !slices.EqualFunc(rows, again, func(x, y []byte) bool { return string(x) == string(y) }) {
+				t.Fatalf("same seed, different sample (%v)", err)
+			}
+			other, _, err := a.readWindow(ctx, topic, time.Now().Add(-time.Hour), maxRows, 8)
+			if err != nil || slices.EqualFunc(rows, other, func(x, y []byte) bool { return string(x) == string(y) }) {
+				t.Fatalf("another seed gave the same sample (%v)", err)
+			}
+		})
+	}
+}
+
+func TestRunsCoverTheirShare(t *testing.T) {
+	// Shares add up to n and stay within their spans, whatever the split;
+	// runs never overlap and stay inside their span.
+	spans := []span{{0, 10, 11}, {1, 0, 7}, {2, 5, 1005}, {3, 0, 250}}
+	var total int64
+	for _, s := range spans {
+		total += s.end - s.start
+	}
+	for n := int64(1); n < total; n += 37 {
+		q := shares(spans, total, n)
+		var sum int64
+		for i, s := range spans {
+			if q[i] > s.end-s.start {
+				t.Fatalf("n=%d: share %d of a span of %d", n, q[i], s.end-s.start)
+			}
+			sum += q[i]
+			rs := runs(s, q[i], rngFor(uint64(n)))
+			var got int64
+			for j, r := range rs {
+				if r.start < s.start || r.end > s.end || r.end <= r.start || (j > 0 && r.start < rs[j-1].end) {
+					t.Fatalf("n=%d: runs %v in span %v", n, rs, s)
+				}
+				got += r.end - r.start
+			}
+			if got != q[i] {
+				t.Fatalf("n=%d: runs %v cover %d offsets, want %d", n, rs, got, q[i])
+			}
+		}
+		if sum != n {
+			t.Fatalf("n=%d: shares %v add up to %d", n, q, sum)
+		}
+	}
+}
+
+func TestReadWindowMissingTopic(t *testing.T) {
+	// The embedded broker and CI's Kafka both create topics on metadata
+	// requests that allow it: asking about a topic must not.
+	for name, cfg := range brokers(t) {
+		t.Run(name, func(t *testing.T) {
+			c := cfg(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			topic := unique(t, "transactions")
+			var missing *MissingTopicsError
+			if _, err := ReadWindow(ctx, c, topic, time.Now().Add(-time.Hour), 10, 1); !errors.As(err, &missing) || !slices.Equal(missing.Topics, []string{topic}) {
+				t.Fatalf("window of a missing topic: %v", err)
+			}
+			if _, err := GroupLag(ctx, c, "scorers", topic); !errors.As(err, &missing) {
+				t.Fatalf("lag on a missing topic: %v", err)
+			}
+			if _, err := newAdmin(t, c).Partitions(ctx, topic); !errors.As(err, &missing) {
+				t.Fatalf("reading a window or a lag created the topic: %v", err)
+			}
+			// The generator or an operator creates it later with the
+			// partitions asked for, not the broker's default.
+			if err := EnsureTopics(ctx, c, Topic{Name: topic, Partitions: 6}); err != nil {
+				t.Fatal(err)
+			}
+			if ids, err := newAdmin(t, c).Partitions(ctx, topic); err != nil || len(ids) != 6 {
+				t.Fatalf("partitions %v, %v; want 6", ids, err)
+			}
+		})
+	}
+}
