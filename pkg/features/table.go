@@ -3,7 +3,6 @@ package features
 import (
 	"bufio"
 	"bytes"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -68,14 +67,15 @@ func NewRowReader(r io.Reader, f Format, names []string) (RowReader, error) {
 		br := bufio.NewReaderSize(r, 1<<20)
 		return &jsonlReader{r: br, names: names, dec: NewRowDecoder(names), row: make([]string, len(names))}, nil
 	default:
-		cr := csv.NewReader(r)
-		cr.FieldsPerRecord = -1
-		cr.LazyQuotes = true
-		cr.ReuseRecord = true
-		header, err := cr.Read()
+		lr := &csvLines{r: bufio.NewReaderSize(r, 1<<16)}
+		header, _, err := lr.record(0)
 		if err != nil {
 			if err == io.EOF {
 				return nil, errors.New("features: CSV input is empty (no header line)")
+			}
+			var re *RowError
+			if errors.As(err, &re) {
+				return nil, fmt.Errorf("features: CSV header, %w", re)
 			}
 			return nil, fmt.Errorf("features: CSV header: %w", err)
 		}
@@ -86,7 +86,7 @@ func NewRowReader(r io.Reader, f Format, names []string) (RowReader, error) {
 		for i := range header {
 			header[i] = strings.TrimSpace(header[i])
 		}
-		c := &csvReader{r: cr, header: header}
+		c := &csvReader{r: lr, header: header}
 		if names == nil {
 			c.names = header
 		} else {
@@ -102,7 +102,7 @@ func NewRowReader(r io.Reader, f Format, names []string) (RowReader, error) {
 }
 
 type csvReader struct {
-	r      *csv.Reader
+	r      *csvLines
 	header []string
 	names  []string
 	pick   []int
@@ -123,13 +123,8 @@ func (c *csvReader) Absent() []string {
 }
 
 func (c *csvReader) Next() ([]string, int, error) {
-	rec, err := c.r.Read()
-	line, _ := c.r.FieldPos(0)
+	rec, line, err := c.r.record(len(c.header))
 	if err != nil {
-		var pe *csv.ParseError
-		if errors.As(err, &pe) {
-			return nil, pe.StartLine, &RowError{Line: pe.StartLine, Err: pe.Err}
-		}
 		return nil, line, err
 	}
 	if len(rec) != len(c.header) {
