@@ -130,11 +130,20 @@ func top(path string, k int, w io.Writer) error {
 		if !strings.HasPrefix(header[1], "reason") {
 			id = header[1] + " " + r[1] + ": "
 		}
-		for i := 1; i+3 < len(r); i++ {
-			if !strings.HasSuffix(header[i], "_field") {
-				continue
+		col := map[string]string{}
+		for i, h := range header {
+			col[h] = r[i]
+		}
+		for k := 1; col[fmt.Sprintf("reason%d_field", k)] != ""; k++ {
+			p := fmt.Sprintf("reason%d_", k)
+			extra := ""
+			if pr := col[p+"probability"]; pr != "" {
+				extra += "; probability " + pr
 			}
-			parts = append(parts, fmt.Sprintf("%s=%s (expected %s; contribution %s)", r[i], r[i+2], r[i+3], r[i+1]))
+			if n := col[p+"note"]; n != "" {
+				extra += "; " + n
+			}
+			parts = append(parts, fmt.Sprintf("%s=%s (expected %s%s; contribution %s)", col[p+"field"], col[p+"observed"], col[p+"expected"], extra, col[p+"contribution"]))
 		}
 		fmt.Fprintf(w, "  score %-8s %s%s\n", r[0], id, strings.Join(parts, "; "))
 	}

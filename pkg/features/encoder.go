@@ -37,6 +37,11 @@ type EncodedField struct {
 	Log    bool    `json:"log,omitempty"`
 	Center float64 `json:"center,omitempty"`
 	Scale  float64 `json:"scale,omitempty"`
+	// Numeric: the smallest and largest value seen in training (original
+	// units), when HasRange; bundles fitted before it was recorded lack it.
+	HasRange bool    `json:"has_range,omitempty"`
+	Min      float64 `json:"min,omitempty"`
+	Max      float64 `json:"max,omitempty"`
 	// Categorical: Levels[0] is MISSING, Levels[1] is OTHER.
 	Levels []string `json:"levels,omitempty"`
 	// NumOff/NumWidth locate a numeric or timestamp field's columns; CatIdx a
@@ -112,6 +117,7 @@ func fitNumeric(ef *EncodedField, transform string, rows [][]string, col int) {
 		return
 	}
 	slices.Sort(vals)
+	ef.HasRange, ef.Min, ef.Max = true, vals[0], vals[len(vals)-1]
 	switch transform {
 	case TransformLog:
 		ef.Log = vals[0] >= 0
@@ -397,6 +403,20 @@ func (f *EncodedField) Unscale(x float64) float64 {
 	v := x*f.Scale + f.Center
 	if f.Log {
 		v = math.Copysign(math.Expm1(math.Abs(v)), v)
+	}
+	return v
+}
+
+// InRange clamps a numeric value in original units to the range seen in
+// training, so that a reconstruction is never described as a value the
+// field never took (a negative amount). Without a recorded range, a
+// log-scaled field (non-negative in training) is clamped at zero.
+func (f *EncodedField) InRange(v float64) float64 {
+	switch {
+	case f.HasRange:
+		return min(max(v, f.Min), f.Max)
+	case f.Log:
+		return max(v, 0)
 	}
 	return v
 }

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/fraudstream/fraudstream/pkg/ae"
@@ -12,6 +13,13 @@ type Reason struct {
 	Field        int // index into the encoder's learned fields
 	Name         string
 	Contribution float32
+	// Probability is, for a categorical field, the probability the model
+	// gave the observed category (for an unseen value, the probability of
+	// the values not seen in training together); -1 for other fields.
+	Probability float32
+	// Unseen: the observed categorical value was not in the training
+	// vocabulary.
+	Unseen bool
 }
 
 // Scorer runs records through the encoder and the network in batches of up
@@ -135,7 +143,12 @@ func (s *Scorer) Invalid(i int) int { return int(s.invalid[i]) }
 // Contributions returns slot i's per-field shares of its score.
 func (s *Scorer) Contributions(i int) []float32 { return s.contrib[i*s.nf : (i+1)*s.nf] }
 
-// Reasons writes slot i's k largest contributions into dst[:0], largest first.
+// Reasons writes slot i's k largest contributions into dst[:0], largest
+// first, leaving out fields that are no reason: a categorical field whose
+// observed category is the model's most likely one (its contribution is
+// the model's ordinary uncertainty, "channel=pos (expected pos)"), and
+// fields that contribute nothing. Numeric and timestamp fields are kept:
+// their error is a distance from the expectation. It allocates nothing.
 func (s *Scorer) Reasons(i, k int, dst []Reason) []Reason {
 	dst = dst[:0]
 	if k <= 0 {
@@ -143,27 +156,44 @@ func (s *Scorer) Reasons(i, k int, dst []Reason) []Reason {
 	}
 	c := s.Contributions(i)
 	for f, v := range c {
+		if !(v > 0) || len(dst) == k && v <= dst[k-1].Contribution {
+			continue
+		}
+		r, ok := s.reason(i, f, v)
+		if !ok {
+			continue
+		}
 		if len(dst) < k {
 			dst = append(dst, Reason{})
-		} else if v <= dst[len(dst)-1].Contribution {
-			continue
 		}
 		j := len(dst) - 1
 		for j > 0 && dst[j-1].Contribution < v {
 			dst[j] = dst[j-1]
 			j--
 		}
-		dst[j] = Reason{Field: f, Name: s.b.Encoder.Fields[f].Name, Contribution: v}
+		dst[j] = r
 	}
 	return dst
 }
 
-// Expected returns field f's reconstruction in slot i, in original units.
+// Expected returns field f's reconstruction in slot i, in original units:
+// a numeric value within the range seen in training, a category (empty when
+// the model expects the field to be missing, UnseenValue when it expects a
+// value outside the training vocabulary) or a weekday and time.
 func (s *Scorer) Expected(i, f int) string {
 	num, level := s.s.Expected(i, f)
-	if level == features.LevelMissing && s.b.Encoder.Fields[f].Kind == features.Categorical {
-		// The network may prefer MISSING for an optional field; say so plainly.
-		return ""
+	ef := &s.b.Encoder.Fields[f]
+	switch ef.Kind {
+	case features.Categorical:
+		switch level {
+		case features.LevelMissing:
+			// The network may prefer MISSING for an optional field; say so plainly.
+			return ""
+		case features.LevelOther:
+			return UnseenValue
+		}
+	case features.Numeric:
+		return strconv.FormatFloat(ef.InRange(ef.Unscale(float64(num[0]))), 'g', 6, 64)
 	}
 	return s.b.Encoder.Decode(f, num, level)
 }

@@ -161,8 +161,10 @@ type ScoreConfig struct {
 
 // ScoreFile writes one output row per input record, in input order: the
 // score first, then the transaction id (when the schema has one), the top
-// reasons (field, contribution, observed, expected), optionally the
-// embedding, and an error column that is non-empty for bad records.
+// reasons (field, contribution, observed, expected, the probability the
+// model gave an observed category, a note such as "not seen in training";
+// see model.Scorer.Reasons for which fields count as reasons), optionally
+// the embedding, and an error column that is non-empty for bad records.
 func ScoreFile(ctx context.Context, cfg ScoreConfig, stdin io.Reader, stdout, log io.Writer) error {
 	b, err := model.ReadFile(cfg.Model)
 	if err != nil {
@@ -184,7 +186,7 @@ func ScoreFile(ctx context.Context, cfg ScoreConfig, stdin io.Reader, stdout, lo
 	}
 	for k := 1; k <= cfg.TopK; k++ {
 		p := "reason" + strconv.Itoa(k)
-		header = append(header, p+"_field", p+"_contribution", p+"_observed", p+"_expected")
+		header = append(header, p+"_field", p+"_contribution", p+"_observed", p+"_expected", p+"_probability", p+"_note")
 	}
 	bn := b.Model.Bottleneck
 	if cfg.Embed {
@@ -216,7 +218,11 @@ func ScoreFile(ctx context.Context, cfg ScoreConfig, stdin io.Reader, stdout, lo
 		}
 		reasons = sc.Reasons(slot, cfg.TopK, reasons)
 		for _, rs := range reasons {
-			rec = append(rec, rs.Name, strconv.FormatFloat(float64(rs.Contribution), 'g', 4, 32), sc.Observed(slot, rs.Field), sc.Expected(slot, rs.Field))
+			prob := ""
+			if rs.Probability >= 0 {
+				prob = strconv.FormatFloat(float64(rs.Probability), 'g', 3, 32)
+			}
+			rec = append(rec, rs.Name, strconv.FormatFloat(float64(rs.Contribution), 'g', 4, 32), sc.Observed(slot, rs.Field), sc.Expected(slot, rs.Field), prob, sc.Note(slot, rs))
 		}
 		for len(rec) < len(header)-1-boolInt(cfg.Embed)*bn {
 			rec = append(rec, "")

@@ -1,0 +1,132 @@
+package model
+
+import (
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/fraudstream/fraudstream/pkg/features"
+)
+
+// A categorical field whose observed category is the model's most likely
+// one is no reason ("country=FR (expected FR)"); every categorical reason
+// names a category other than the observed one and the probability the
+// model gave the observed one.
+func TestReasonsLeaveOutTheExpectedCategory(t *testing.T) {
+	b := fitTest(t)
+	rows := testRows(256, 21)
+	sc := b.NewScorer(len(rows))
+	for i, r := range rows {
+		sc.SetRow(i, r)
+	}
+	sc.Score(len(rows))
+	nf := len(b.Encoder.Fields)
+	skipped, kept := 0, 0
+	for i := range rows {
+		rs := sc.Reasons(i, nf, nil)
+		for f, ef := range b.Encoder.Fields {
+			k := slices.IndexFunc(rs, func(r Reason) bool { return r.Field == f })
+			if ef.Kind != features.Categorical {
+				if k < 0 && sc.Contributions(i)[f] > 0 {
+					t.Fatalf("row %d: numeric field %s left out of the reasons", i, ef.Name)
+				}
+				continue
+			}
+			obs, exp := sc.Observed(i, f), sc.Expected(i, f)
+			if k < 0 {
+				skipped++
+				if obs != exp && sc.Contributions(i)[f] > 0 {
+					t.Fatalf("row %d: %s=%s (expected %s) left out", i, ef.Name, obs, exp)
+				}
+				continue
+			}
+			kept++
+			if obs == exp {
+				t.Fatalf("row %d: reason %s=%s (expected %s)", i, ef.Name, obs, exp)
+			}
+			if p := rs[k].Probability; !(p > 0 && p < 0.5) || rs[k].Unseen {
+				t.Fatalf("row %d: reason %+v: probability of the observed category should be in (0, 0.5), seen", i, rs[k])
+			}
+		}
+		for j := 1; j < len(rs); j++ {
+			if rs[j].Contribution > rs[j-1].Contribution {
+				t.Fatalf("row %d: reasons out of order: %+v", i, rs)
+			}
+		}
+	}
+	if skipped == 0 || kept == 0 {
+		t.Fatalf("%d categorical fields left out, %d kept: the rule was not exercised", skipped, kept)
+	}
+}
+
+// An observed category outside the training vocabulary is flagged as
+// unseen, and "<OTHER>" is never given as an expected value.
+func TestReasonsSayUnseenNeverOther(t *testing.T) {
+	b := fitTest(t)
+	sc := b.NewScorer(2)
+	sc.SetRow(0, []string{"1", "3.5", "m-new", "2024-03-01 10:00:00", "FR"})
+	sc.SetRow(1, []string{"2", "3.5", "m1", "2024-03-01 10:00:00", "FR"})
+	sc.Score(2)
+	merchant := slices.IndexFunc(b.Encoder.Fields, func(f features.EncodedField) bool { return f.Name == "merchant" })
+	rs := sc.Reasons(0, 4, nil)
+	k := slices.IndexFunc(rs, func(r Reason) bool { return r.Field == merchant })
+	if k < 0 || !rs[k].Unseen || !(rs[k].Probability > 0 && rs[k].Probability < 0.5) || sc.Note(0, rs[k]) != "not seen in training" {
+		t.Fatalf("unseen merchant: reasons %+v", rs)
+	}
+	if e := sc.Expected(0, merchant); e == "<OTHER>" || e == "" {
+		t.Fatalf("expected merchant %q", e)
+	}
+
+	// Make OTHER the network's favourite merchant: the expectation is
+	// said in words, and a known merchant is a reason against it.
+	off := b.Encoder.NumCols // merchant is the first categorical field
+	b.Model.B[3][off+features.LevelOther] += 100
+	sc.Score(2)
+	if e := sc.Expected(1, merchant); e != UnseenValue {
+		t.Fatalf("expected %q, want %q", e, UnseenValue)
+	}
+	rs = sc.Reasons(1, 4, nil)
+	if k := slices.IndexFunc(rs, func(r Reason) bool { return r.Field == merchant }); k < 0 || rs[k].Unseen || sc.Note(1, rs[k]) != "" {
+		t.Fatalf("known merchant against an unseen expectation: reasons %+v", rs)
+	}
+	// The unseen merchant is now what the model expects: no reason.
+	rs = sc.Reasons(0, 4, nil)
+	if slices.ContainsFunc(rs, func(r Reason) bool { return r.Field == merchant }) {
+		t.Fatalf("unseen merchant where unseen is expected is a reason: %+v", rs)
+	}
+}
+
+// An expected amount stays within the range seen in training: never
+// negative for a field that never was; an observed value beyond that range
+// says so.
+func TestExpectedWithinTrainingRange(t *testing.T) {
+	b := fitTest(t)
+	amount := slices.IndexFunc(b.Encoder.Fields, func(f features.EncodedField) bool { return f.Name == "amount" })
+	ef := b.Encoder.Fields[amount]
+	if !ef.HasRange || !(ef.Min > 0) || !(ef.Max > ef.Min) {
+		t.Fatalf("no training range on amount: %+v", ef)
+	}
+	sc := b.NewScorer(1)
+	sc.SetRow(0, []string{"1", "5000", "m1", "2024-03-01 10:00:00", "FR"})
+	for _, push := range []float32{-100, 100} {
+		b.Model.B[3][ef.NumOff] += push
+		sc.Score(1)
+		b.Model.B[3][ef.NumOff] -= push
+		got, err := strconv.ParseFloat(sc.Expected(0, amount), 64)
+		if err != nil || got < ef.Min || got > ef.Max {
+			t.Fatalf("output pushed by %v: expected amount %v (%v), training range [%v, %v]", push, got, err, ef.Min, ef.Max)
+		}
+	}
+	rs := sc.Reasons(0, 1, nil)
+	if len(rs) != 1 || rs[0].Field != amount || rs[0].Probability != -1 || sc.Note(0, rs[0]) != "above the training range (max "+strconv.FormatFloat(ef.Max, 'g', 6, 64)+")" {
+		t.Fatalf("reasons %+v, note %q", rs, sc.Note(0, rs[0]))
+	}
+	// A bundle from before the range was recorded: a log-scaled field
+	// (non-negative in training) is still never expected negative.
+	b.Encoder.Fields[amount].HasRange, b.Encoder.Fields[amount].Log = false, true
+	b.Model.B[3][ef.NumOff] -= 100
+	sc.Score(1)
+	if got, err := strconv.ParseFloat(sc.Expected(0, amount), 64); err != nil || got < 0 {
+		t.Fatalf("without a range: expected amount %v (%v)", got, err)
+	}
+}
