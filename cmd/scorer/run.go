@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,31 +24,37 @@ import (
 	"github.com/fraudstream/fraudstream/pkg/pipeline"
 	"github.com/fraudstream/fraudstream/pkg/registry"
 	"github.com/fraudstream/fraudstream/pkg/stream"
-	"github.com/fraudstream/fraudstream/pkg/threshold"
 )
 
 // runConfig is the streaming scorer's configuration (`scorer run`).
 type runConfig struct {
-	Brokers     string
-	Group       string
-	Tx          string
-	Alerts      string
-	Scores      string
-	Dead        string
-	Partitions  int
-	Redis       string
-	Prefix      string
-	MetricsAddr string
-	Batch       int
-	Linger      time.Duration
-	Quantile    float64
-	Policy      string
-	Budget      float64
-	RiskQ       float64
-	Fixed       float64
-	Segments    string
-	SegmentMin  int
-	Poll        time.Duration
+	Brokers      string
+	Group        string
+	Tx           string
+	Alerts       string
+	Scores       string
+	Dead         string
+	CreateTopics bool
+	Partitions   int
+	Replication  int
+	MinISR       int
+	Redis        string
+	Prefix       string
+	MetricsAddr  string
+	Batch        int
+	Linger       time.Duration
+	Quantile     float64
+	Policy       string
+	Budget       float64
+	RiskQ        float64
+	Fixed        float64
+	Segments     string
+	SegmentMin   int
+	Poll         time.Duration
+	MaxBytes     int
+	MaxUnusable  float64
+	Drain        time.Duration
+	StallAfter   time.Duration
 }
 
 func runFlags(fs *flag.FlagSet, c *runConfig) {
@@ -58,8 +63,11 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.StringVar(&c.Tx, "transactions", "transactions", "topic of incoming transactions (JSON)")
 	fs.StringVar(&c.Alerts, "alerts", "alerts", "topic for alerts")
 	fs.StringVar(&c.Scores, "scores", "scores", "topic for every decision (empty: off)")
-	fs.StringVar(&c.Dead, "dead-letter", "transactions-dead", "topic for undecodable transactions")
-	fs.IntVar(&c.Partitions, "partitions", 6, "partitions of topics this scorer creates when they are missing")
+	fs.StringVar(&c.Dead, "dead-letter", "transactions-dead", "topic for transactions that cannot be scored")
+	fs.BoolVar(&c.CreateTopics, "create-topics", false, "create missing topics with --partitions, --replication and --min-insync-replicas; without it a missing topic is an error that names it")
+	fs.IntVar(&c.Partitions, "partitions", 6, "--create-topics: partitions of each topic created (the dead-letter topic too)")
+	fs.IntVar(&c.Replication, "replication", 0, "--create-topics: replication factor (0: the broker's default.replication.factor)")
+	fs.IntVar(&c.MinISR, "min-insync-replicas", 0, "--create-topics: min.insync.replicas of each topic created (0: the broker's default)")
 	fs.StringVar(&c.Redis, "redis", "127.0.0.1:6379", "Redis address of the model registry")
 	fs.StringVar(&c.Prefix, "registry-prefix", "fraudstream:model:", "key prefix of the model registry")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":9101", "listen address for /metrics, /healthz and /readyz (empty: off)")
@@ -73,12 +81,13 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.Float64Var(&c.Budget, "budget", 0.005, "budget policy: share of transactions to alert on (0.005 = 50 per 10,000)")
 	fs.Float64Var(&c.Quantile, "threshold-quantile", 0.995, "calibrated policy: alert above this quantile of the model's validation scores")
 	fs.DurationVar(&c.Poll, "model-poll", 10*time.Second, "how often to check the registry in case a notice was missed")
+	fs.IntVar(&c.MaxBytes, "max-message-bytes", 64<<10, "a transaction larger than this goes to the dead-letter topic, cut to this size")
+	fs.Float64Var(&c.MaxUnusable, "max-unusable", 0.5, "a transaction whose learned fields are more than this share missing or invalid goes to the dead-letter topic instead of being scored")
+	fs.DurationVar(&c.Drain, "drain-timeout", 10*time.Second, "on SIGTERM, how long the batch in flight may take to be written and committed (past it, it is left to be redelivered)")
+	fs.DurationVar(&c.StallAfter, "stall-after", 2*time.Minute, "/healthz fails when transactions wait and no batch has been committed for this long, or a batch has been in flight this long")
 }
 
-// serve runs the streaming scorer until ctx ends; it returns after every
-// goroutine it started has stopped and the last batch is committed.
-func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
-	log := slog.New(slog.NewJSONHandler(stderr, nil))
+func (c runConfig) validate() error {
 	switch c.Policy {
 	case "budget", "calibrated", "risk":
 	case "fixed":
@@ -91,29 +100,47 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	if !(c.Budget > 0 && c.Budget < 1) {
 		return fmt.Errorf("--budget %v must be between 0 and 1", c.Budget)
 	}
-	sc := stream.Config{Brokers: strings.Split(c.Brokers, ","), ClientID: "fraudstream-scorer"}
-	if err := stream.EnsureTopics(ctx, sc,
-		stream.Topic{Name: c.Tx, Partitions: c.Partitions}, stream.Topic{Name: c.Alerts, Partitions: c.Partitions},
-		stream.Topic{Name: c.Dead, Partitions: 1}); err != nil {
+	if c.Segments != "" && c.Policy != "budget" {
+		return fmt.Errorf("--segment-fields needs --policy budget, not %s", c.Policy)
+	}
+	if !(c.MaxUnusable > 0 && c.MaxUnusable <= 1) {
+		return fmt.Errorf("--max-unusable %v must be a share above 0 and at most 1", c.MaxUnusable)
+	}
+	return nil
+}
+
+// serve runs the streaming scorer until ctx ends; it returns after every
+// goroutine it started has stopped and the last batch is committed.
+//
+// Order matters: the worker loads a model before it joins the consumer
+// group, so it never holds partitions it cannot score; and it keeps going
+// through broker and Redis outages (the pipeline retries, the loader keeps
+// the model it has), so that a fault does not turn into exits and a
+// rebalance storm.
+func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
+	log := ops.NewLogger(stderr)
+	if err := c.validate(); err != nil {
 		return err
 	}
-	if c.Scores != "" {
-		if err := stream.EnsureTopics(ctx, sc, stream.Topic{Name: c.Scores, Partitions: c.Partitions}); err != nil {
-			return err
-		}
+	if c.Policy != "budget" {
+		log.Info("alert policy is not the fleet budget", "policy", c.Policy)
 	}
-	rc := redis.NewClient(&redis.Options{Addr: c.Redis})
+	sc := stream.Config{Brokers: offline.SplitList(c.Brokers), ClientID: "fraudstream-scorer"}
+	admin, err := stream.NewAdmin(sc)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	if err := prepareTopics(ctx, c, admin, log); err != nil {
+		return err
+	}
+	rc := redis.NewClient(&redis.Options{Addr: c.Redis, DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
 	defer rc.Close()
 	reg, err := registry.New(registry.Config{Client: rc, Prefix: c.Prefix})
 	if err != nil {
 		return err
 	}
-	src, err := stream.NewConsumer(sc, c.Tx, c.Group, stream.ConsumerOptions{})
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	prod, err := stream.NewProducer(sc, stream.ProducerOptions{})
+	prod, err := stream.NewProducer(sc, stream.ProducerOptions{BatchSize: c.Batch})
 	if err != nil {
 		return err
 	}
@@ -122,45 +149,40 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	version := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fraudstream_model_version", Help: "Registry version of the model in use."})
+	loaded := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fraudstream_model_loaded", Help: "1 once a model is loaded, else 0."})
 	trainedAt := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fraudstream_model_trained_timestamp_seconds", Help: "When the model in use was trained."})
-	lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fraudstream_consumer_lag", Help: "Messages behind the end of the partitions this worker reads."},
-		func() float64 { return float64(src.Stats().Lag) })
-	metrics.MustRegister(version, trainedAt, lag, &groupLag{cfg: sc, group: c.Group, topic: c.Tx, log: log})
+	gl := &groupLag{admin: admin, group: c.Group, topic: c.Tx, log: log}
+	metrics.MustRegister(version, loaded, trainedAt, gl)
+	if c.Policy == "budget" {
+		budget := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fraudstream_alert_budget", Help: "The share of transactions the budget policy alerts on."})
+		budget.Set(c.Budget)
+		metrics.MustRegister(budget)
+	}
 
 	host, _ := os.Hostname()
-	exchange, err := fleet.New(fleet.Config{Client: rc, Prefix: c.Prefix + "fleet:" + c.Group + ":", ID: fmt.Sprintf("%s-%d", host, os.Getpid())},
-		threshold.NewBudget(c.Budget, threshold.WindowConfig{}))
+	exchange, err := fleet.New(fleet.Config{Client: rc, Prefix: c.Prefix + "fleet:" + c.Group + ":", ID: fmt.Sprintf("%s-%d", host, os.Getpid())})
 	if err != nil {
 		return err
 	}
-	var ready atomic.Bool
+	metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fraudstream_fleet_other_model_peers",
+		Help: "Live scorer workers on another model than this one's, left out of its alert budget (a rollout in progress)."},
+		func() float64 { return float64(exchange.OtherModelPeers()) }))
 	models := &pipeline.Current{}
+	segments := offline.SplitList(c.Segments)
+	first := make(chan struct{})
+	var firstOnce sync.Once
+	var ready atomic.Bool
 	loader, err := pipeline.NewLoader(pipeline.LoaderConfig{Registry: reg, Models: models, Logger: log, Poll: c.Poll,
-		NewDecider: func(b *model.Bundle) pipeline.Decider {
-			switch c.Policy {
-			case "calibrated":
-				return pipeline.NewCalibrated(b, c.Quantile)
-			case "risk":
-				return pipeline.NewRisky(c.RiskQ)
-			case "fixed":
-				return pipeline.NewFixed(c.Fixed)
-			}
-			if c.Segments != "" {
-				return pipeline.NewSegmented(b, c.Budget, uint64(c.SegmentMin))
-			}
-			// The budget is the fleet's: workers share their windows through Redis.
-			return pipeline.NewFleetBudgeted(exchange, b, c.Budget)
-		},
+		NewDecider: func(b *model.Bundle) pipeline.Decider { return newDecider(c, exchange, models.Load(), b, segments) },
 		OnLoad: func(v int64, b *model.Bundle) {
 			version.Set(float64(v))
 			trainedAt.Set(float64(b.Meta.TrainedAt.Unix()))
-			ready.Store(true)
+			loaded.Set(1)
+			if err := pipeline.CheckSegmentFields(b, segments); err != nil {
+				log.Warn("the new model lacks segment fields; they read as empty", "err", err)
+			}
+			firstOnce.Do(func() { close(first) })
 		}})
-	if err != nil {
-		return err
-	}
-	p, err := pipeline.New(pipeline.Config{Source: src, Sink: prod, Models: models, Alerts: c.Alerts, Scores: c.Scores, Dead: c.Dead,
-		Logger: log, Metrics: metrics, BatchSize: c.Batch, Linger: c.Linger, SegmentFields: offline.SplitList(c.Segments)})
 	if err != nil {
 		return err
 	}
@@ -168,16 +190,11 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	defer wg.Wait()
+	errc := make(chan error, 4)
 	wg.Go(func() { errc <- loader.Run(ctx) })
-	if c.Policy == "budget" && c.Segments == "" {
-		wg.Go(func() { exchange.Run(ctx, time.Second) })
-	}
-	wg.Go(func() {
-		err := p.Run(ctx)
-		cancel() // a pipeline that stops takes the worker down
-		errc <- err
-	})
+	var p *pipeline.Pipeline
+	var pmu sync.Mutex // p is set once the worker has joined the group
 	if c.MetricsAddr != "" {
 		srv, err := ops.Listen(c.MetricsAddr, metrics, func() error {
 			if !ready.Load() {
@@ -187,13 +204,74 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 		})
 		if err != nil {
 			cancel()
-			wg.Wait()
 			return err
 		}
+		srv.SetLive(func() error {
+			pmu.Lock()
+			pl := p
+			pmu.Unlock()
+			if pl == nil {
+				return nil // waiting for a model is not a fault
+			}
+			return pl.Health().Stalled(time.Now(), gl.total(ctx), c.StallAfter)
+		})
 		wg.Go(func() { errc <- srv.Run(ctx) })
 		log.Info("scorer started", "metrics", srv.Addr(), "group", c.Group, "transactions", c.Tx)
 	}
+
+	// Join the group only with a model in hand.
+	log.Info("waiting for a model before joining the consumer group", "group", c.Group)
+	select {
+	case <-ctx.Done():
+		return collect(cancel, &wg, errc, log)
+	case <-first:
+	}
+	if err := pipeline.CheckSegmentFields(models.Load().Bundle, segments); err != nil {
+		cancel()
+		wg.Wait()
+		return fmt.Errorf("--segment-fields: %w", err)
+	}
+	src, err := stream.NewConsumer(sc, c.Tx, c.Group, stream.ConsumerOptions{})
+	if err != nil {
+		cancel()
+		wg.Wait()
+		return err
+	}
+	defer func() {
+		if err := src.Close(); err != nil {
+			log.Warn("leaving the consumer group", "err", err)
+		}
+	}()
+	pl, err := pipeline.New(pipeline.Config{Source: src, Sink: prod, Models: models, Alerts: c.Alerts, Scores: c.Scores, Dead: c.Dead,
+		Logger: log, Metrics: metrics, BatchSize: c.Batch, Linger: c.Linger, SegmentFields: segments,
+		MaxRecordBytes: c.MaxBytes, MaxUnusable: c.MaxUnusable, DrainTimeout: c.Drain})
+	if err != nil {
+		cancel()
+		wg.Wait()
+		return err
+	}
+	pmu.Lock()
+	p = pl
+	pmu.Unlock()
+	ready.Store(true)
+	if c.Policy == "budget" && c.Segments == "" {
+		wg.Go(func() {
+			exchange.Run(ctx, time.Second, func(err error) { log.Debug("fleet exchange failed; keeping the last view", "err", err) })
+		})
+	}
+	wg.Go(func() {
+		err := pl.Run(ctx)
+		cancel() // a pipeline that stops takes the worker down
+		errc <- err
+	})
+	log.Info("joined the consumer group", "group", c.Group, "model_version", models.Load().Version)
+	return collect(cancel, &wg, errc, log)
+}
+
+// collect waits for the goroutines and returns the first error.
+func collect(cancel context.CancelFunc, wg *sync.WaitGroup, errc chan error, log *slog.Logger) error {
 	wg.Wait()
+	cancel()
 	close(errc)
 	var first error
 	for err := range errc {
@@ -205,11 +283,79 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	return first
 }
 
-// groupLag reports the consumer group's lag per partition at scrape time.
+// newDecider makes the decider for bundle b replacing prev (nil at first).
+func newDecider(c runConfig, x *fleet.Exchange, prev *pipeline.Model, b *model.Bundle, segments []string) pipeline.Decider {
+	switch c.Policy {
+	case "calibrated":
+		return pipeline.NewCalibrated(b, c.Quantile)
+	case "risk":
+		return pipeline.NewRisky(prev, b, c.RiskQ)
+	case "fixed":
+		return pipeline.NewFixed(c.Fixed)
+	}
+	if len(segments) > 0 {
+		return pipeline.NewSegmented(prev, b, c.Budget, uint64(c.SegmentMin))
+	}
+	// The budget is the fleet's: workers on the same model share their
+	// windows through Redis.
+	return pipeline.NewFleetBudgeted(x, identity(b), b, c.Budget)
+}
+
+// identity names a bundle for the fleet: the digest of its encoding, which
+// every worker computes alike from the same model.
+func identity(b *model.Bundle) string {
+	blob, err := b.MarshalBinary()
+	if err != nil {
+		return b.Describe()
+	}
+	return model.Digest(blob)
+}
+
+// prepareTopics checks that the topics exist or, with --create-topics,
+// creates the missing ones. Unreachable brokers are retried with backoff;
+// a missing topic is an error that names it.
+func prepareTopics(ctx context.Context, c runConfig, admin *stream.Admin, log *slog.Logger) error {
+	names := []string{c.Tx, c.Alerts, c.Dead}
+	if c.Scores != "" {
+		names = append(names, c.Scores)
+	}
+	backoff := time.Second
+	for {
+		var err error
+		if c.CreateTopics {
+			var topics []stream.Topic
+			for _, n := range names {
+				topics = append(topics, stream.Topic{Name: n, Partitions: c.Partitions, Replication: c.Replication, MinISR: c.MinISR})
+			}
+			err = admin.EnsureTopics(ctx, topics...)
+		} else {
+			err = admin.CheckTopics(ctx, names...)
+		}
+		var missing *stream.MissingTopicsError
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &missing), ctx.Err() != nil:
+			return err
+		}
+		log.Warn("Kafka unreachable; retrying", "retry_in", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// groupLag reports the consumer group's lag per partition at scrape time,
+// through the worker's one long-lived admin client.
 type groupLag struct {
-	cfg          stream.Config
+	admin        *stream.Admin
 	group, topic string
 	log          *slog.Logger
+	last         atomic.Int64 // total lag at the last successful read; -1: unknown
+	warned       atomic.Int64 // Unix seconds of the last warning
 }
 
 var groupLagDesc = prometheus.NewDesc("fraudstream_consumer_group_lag", "Messages of a partition the scorer group has not committed yet.", []string{"partition"}, nil)
@@ -217,14 +363,40 @@ var groupLagDesc = prometheus.NewDesc("fraudstream_consumer_group_lag", "Message
 func (g *groupLag) Describe(ch chan<- *prometheus.Desc) { ch <- groupLagDesc }
 
 func (g *groupLag) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	lag, err := stream.GroupLag(ctx, g.cfg, g.group, g.topic)
+	lag, err := g.read(context.Background())
 	if err != nil {
-		g.log.Warn("consumer group lag unavailable", "err", err)
 		return
 	}
 	for p, n := range lag {
 		ch <- prometheus.MustNewConstMetric(groupLagDesc, prometheus.GaugeValue, float64(n), strconv.Itoa(p))
 	}
+}
+
+func (g *groupLag) read(ctx context.Context) (map[int]int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	lag, err := g.admin.GroupLag(ctx, g.group, g.topic)
+	if err != nil {
+		g.last.Store(-1)
+		if now := time.Now().Unix(); now-g.warned.Load() >= 60 {
+			g.warned.Store(now)
+			g.log.Warn("consumer group lag unavailable", "err", err)
+		}
+		return nil, err
+	}
+	var total int64
+	for _, n := range lag {
+		total += n
+	}
+	g.last.Store(total)
+	return lag, nil
+}
+
+// total returns the group's lag now, or 0 when it cannot be read: a broker
+// that cannot be reached is not a reason to restart the worker.
+func (g *groupLag) total(ctx context.Context) int64 {
+	if _, err := g.read(ctx); err != nil {
+		return 0
+	}
+	return g.last.Load()
 }
