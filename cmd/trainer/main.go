@@ -31,11 +31,29 @@ const usage = `usage: trainer <command> [flags]
 commands:
   run      the training daemon: every --every, the leader among replicas fits a model on the
            recent --window of the transactions topic and publishes it to the Redis registry
-  models   list | rollback --to N | publish --model FILE: operate the model registry
+  models   list | rollback | pin | unpin | publish | schema: operate the model registry
+           ('trainer models -h')
   schema   print the schema inferred from --input, as JSON to edit and pass back with --schema
   fit      fit a model bundle on --input and write it to --out
 
 run 'trainer <command> -h' for a command's flags`
+
+// errUsage: the usage or a flag error has been printed; exit 2.
+var errUsage = errors.New("usage")
+
+// parseFlags parses args; a bad flag (already reported by the flag
+// package, with the command's flags) is errUsage, -h is flag.ErrHelp.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		return errUsage
+	}
+	if err == nil && fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "%s: unexpected arguments %q (flags come as --name value)\n", fs.Name(), fs.Args())
+		return errUsage
+	}
+	return err
+}
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -54,7 +72,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		var c offline.SchemaConfig
 		fs.StringVar(&c.Input, "input", "", "records (CSV or JSON Lines; - for standard input)")
 		fs.StringVar(&c.Ignore, "ignore", "", "comma-separated fields to leave out")
-		if err = fs.Parse(args[1:]); err == nil {
+		if err = parseFlags(fs, args[1:]); err == nil {
 			err = offline.InferSchemaFile(ctx, c, stdin, stdout, stderr)
 		}
 	case "fit":
@@ -65,7 +83,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fs.StringVar(&c.Ignore, "ignore", "", "comma-separated fields to leave out of an inferred schema")
 		fs.IntVar(&c.MaxLevels, "max-levels", 50, "largest categorical vocabulary (most frequent levels)")
 		offline.AEFlags(fs, &c.AE)
-		if err = fs.Parse(args[1:]); err == nil {
+		if err = parseFlags(fs, args[1:]); err == nil {
 			_, err = offline.FitFile(ctx, c, stdin, stderr)
 		}
 	case "-h", "-help", "--help", "help":
@@ -77,6 +95,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
+	}
+	if errors.Is(err, errUsage) {
+		return 2
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "trainer %s: %v\n", args[0], err)

@@ -8,6 +8,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/fraudstream/fraudstream/pkg/features"
+	"github.com/fraudstream/fraudstream/pkg/model"
+	"github.com/fraudstream/fraudstream/pkg/registry"
 )
 
 func TestRunUsageAndErrors(t *testing.T) {
@@ -76,3 +83,111 @@ func TestSchemaThenFitWithEditedSchema(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestModelsHelp(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		args          []string
+		code          int
+		want, notWant []string
+	}{
+		{[]string{"models", "-h"}, 0, []string{"rollback", "unpin", "schema", "pinned"}, nil},
+		{[]string{"models", "list", "-h"}, 0, []string{"-redis", "-registry-prefix"}, []string{"-model", "-to", "-keep"}},
+		{[]string{"models", "rollback", "-h"}, 0, []string{"-to", "-no-pin"}, []string{"-model"}},
+		{[]string{"models", "publish", "-h"}, 0, []string{"-model", "-keep-candidates", "-no-pin"}, []string{"-to"}},
+		{[]string{"models"}, 2, []string{"usage: trainer models"}, nil},
+		{[]string{"models", "bogus"}, 2, []string{`unknown command "bogus"`}, nil},
+		{[]string{"models", "list", "--model", "x"}, 2, []string{"not defined: -model"}, nil},
+	}
+	for _, tc := range cases {
+		var out, errb bytes.Buffer
+		code := run(ctx, tc.args, strings.NewReader(""), &out, &errb)
+		all := out.String() + errb.String()
+		if code != tc.code {
+			t.Errorf("%v: exit %d, want %d; output %q", tc.args, code, tc.code, all)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(all, w) {
+				t.Errorf("%v: output lacks %q:\n%s", tc.args, w, all)
+			}
+		}
+		for _, w := range tc.notWant {
+			if strings.Contains(all, w+" ") || strings.Contains(all, w+"\n") {
+				t.Errorf("%v: output shows another command's flag %q:\n%s", tc.args, w, all)
+			}
+		}
+	}
+}
+
+// TestModelsCommands: publish pins by default, list shows digests and the
+// pin, pin/unpin/rollback say what they did, schema prints the pinned schema.
+func TestModelsCommands(t *testing.T) {
+	ctx := context.Background()
+	mr := miniredis.RunT(t)
+	dir := t.TempDir()
+	var csv strings.Builder
+	csv.WriteString("id,amount,shop\n")
+	for i := range 400 {
+		csv.WriteString(strings.Join([]string{itoa(i), itoa(10 + i%37), []string{"a", "b", "c"}[i%3]}, ",") + "\n")
+	}
+	in := filepath.Join(dir, "in.csv")
+	os.WriteFile(in, []byte(csv.String()), 0o644)
+	m1, m2 := filepath.Join(dir, "m1.bin"), filepath.Join(dir, "m2.bin")
+	for i, m := range []string{m1, m2} {
+		var errb bytes.Buffer
+		if code := run(ctx, []string{"fit", "--input", in, "--out", m, "--epochs", "1", "--seed", itoa(i + 1)}, nil, &bytes.Buffer{}, &errb); code != 0 {
+			t.Fatal(errb.String())
+		}
+	}
+	reg := []string{"--redis", mr.Addr()}
+	cmd := func(want int, args ...string) string {
+		t.Helper()
+		var out, errb bytes.Buffer
+		if code := run(ctx, append(append([]string{"models"}, args...), reg...), nil, &out, &errb); code != want {
+			t.Fatalf("%v: exit %d, want %d: %s%s", args, code, want, out.String(), errb.String())
+		}
+		return out.String() + errb.String()
+	}
+	if out := cmd(0, "publish", "--model", m1); !strings.Contains(out, "version 1") || !strings.Contains(out, "pinned") {
+		t.Fatalf("publish: %s", out)
+	}
+	if out := cmd(0, "publish", "--model", m2, "--no-pin"); !strings.Contains(out, "version 2") || !strings.Contains(out, "may promote") {
+		t.Fatalf("publish --no-pin: %s", out)
+	}
+	b1, _ := model.ReadFile(m1)
+	blob1, _ := b1.MarshalBinary()
+	if out := cmd(0, "pin", "--to", "1"); !strings.Contains(out, model.Digest(blob1)[:12]) || !strings.Contains(out, "pinned") {
+		t.Fatalf("pin: %s", out)
+	}
+	list := cmd(0, "list")
+	var row1 []string
+	for _, l := range strings.Split(list, "\n") {
+		if f := strings.Fields(l); len(f) > 0 && f[0] == "1" {
+			row1 = f
+		}
+	}
+	if len(row1) < 4 || row1[1] != "*" || row1[2] != model.Digest(blob1)[:12] || row1[3] != "pinned" {
+		t.Fatalf("list:\n%s", list)
+	}
+	if out := cmd(0, "unpin"); !strings.Contains(out, "version 1 is no longer pinned") {
+		t.Fatalf("unpin: %s", out)
+	}
+	if out := cmd(0, "rollback", "--to", "2", "--no-pin"); !strings.Contains(out, "not pinned") {
+		t.Fatalf("rollback --no-pin: %s", out)
+	}
+	if out := cmd(1, "rollback", "--to", "9"); !strings.Contains(out, "no such version") {
+		t.Fatalf("rollback to a missing version: %s", out)
+	}
+	if out := cmd(1, "schema"); !strings.Contains(out, "no schema is pinned") {
+		t.Fatalf("schema before a pin: %s", out)
+	}
+	r, _ := registry.New(registry.Config{Client: redis.NewClient(&redis.Options{Addr: mr.Addr()})})
+	if err := r.PinSchema(ctx, &b1.Encoder.Schema); err != nil {
+		t.Fatal(err)
+	}
+	out := cmd(0, "schema")
+	s, err := features.ReadSchema(strings.NewReader(out))
+	if err != nil || s.Index("amount") < 0 {
+		t.Fatalf("schema: %v\n%s", err, out)
+	}
+}

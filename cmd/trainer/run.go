@@ -28,20 +28,29 @@ import (
 )
 
 type registryFlags struct {
-	Redis  string
-	Prefix string
-	Keep   int
+	Redis          string
+	Prefix         string
+	Keep           int
+	KeepCandidates int
 }
 
-func (r *registryFlags) register(fs *flag.FlagSet) {
+// register adds the registry's address flags, and with keep the trimming
+// flags of the commands that store versions.
+func (r *registryFlags) register(fs *flag.FlagSet, keep bool) {
 	fs.StringVar(&r.Redis, "redis", "127.0.0.1:6379", "Redis address of the model registry")
 	fs.StringVar(&r.Prefix, "registry-prefix", "fraudstream:model:", "key prefix of the model registry")
-	fs.IntVar(&r.Keep, "keep", 5, "model versions kept in the registry")
+	if keep {
+		fs.IntVar(&r.Keep, "keep", 5, "promoted model versions kept in the registry (rollback targets)")
+		fs.IntVar(&r.KeepCandidates, "keep-candidates", 5, "candidates that were not promoted kept in the registry, apart from --keep")
+	}
 }
 
+// open connects to the registry. Every call has a deadline: the registry
+// bounds each one (5s) and the client passes that deadline to the socket.
 func (r *registryFlags) open() (*registry.Registry, func(), error) {
-	c := redis.NewClient(&redis.Options{Addr: r.Redis})
-	reg, err := registry.New(registry.Config{Client: c, Prefix: r.Prefix, Keep: r.Keep})
+	c := redis.NewClient(&redis.Options{Addr: r.Redis, DialTimeout: 3 * time.Second, ReadTimeout: 5 * time.Second,
+		WriteTimeout: 5 * time.Second, ContextTimeoutEnabled: true})
+	reg, err := registry.New(registry.Config{Client: c, Prefix: r.Prefix, Keep: r.Keep, KeepCandidates: r.KeepCandidates})
 	if err != nil {
 		c.Close()
 		return nil, nil, err
@@ -71,7 +80,7 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var c runConfig
 	daemonFlags(fs, &c)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
@@ -143,7 +152,7 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 
 // daemonFlags registers `trainer run`'s flags.
 func daemonFlags(fs *flag.FlagSet, c *runConfig) {
-	c.reg.register(fs)
+	c.reg.register(fs, true)
 	fs.StringVar(&c.Brokers, "brokers", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated")
 	fs.StringVar(&c.Topic, "transactions", "transactions", "topic of transactions to learn from")
 	fs.DurationVar(&c.Every, "every", time.Hour, "interval between training rounds")
@@ -158,18 +167,147 @@ func daemonFlags(fs *flag.FlagSet, c *runConfig) {
 	offline.AEFlags(fs, &c.AE)
 }
 
-// models is `trainer models list|rollback`.
+const modelsUsage = `usage: trainer models <command> [flags]
+
+commands:
+  list       the versions kept in the registry: short digest, current, pinned, promoted,
+             and why a candidate was not promoted
+  rollback   --to N [--no-pin]: make version N current again; pinned unless --no-pin
+  pin        [--to N]: make version N (default: the current one) current and pin it
+  unpin      clear the pin: training rounds may promote again
+  publish    --model FILE [--no-pin]: store a bundle fitted offline as the current version;
+             pinned unless --no-pin
+  schema     print the deployment's pinned schema (JSON)
+
+While a version is pinned, training rounds record their candidates without promoting them
+(reason "pinned"). Version numbers start again at 1 if Redis loses its data: the digest
+identifies a model.
+
+run 'trainer models <command> -h' for a command's flags`
+
+// modelsCommand is one `trainer models` subcommand: its help, and flags
+// registers its own flags and returns what it does.
+type modelsCommand struct {
+	help  string
+	keep  bool // stores versions: takes the trimming flags
+	flags func(fs *flag.FlagSet) modelsAction
+}
+
+type modelsAction func(ctx context.Context, reg *registry.Registry, stdout io.Writer) error
+
+var modelsCommands = map[string]modelsCommand{
+	"list": {help: "list the versions kept in the registry", flags: func(fs *flag.FlagSet) modelsAction {
+		return listModels
+	}},
+	"rollback": {help: "make an earlier version current again; pinned unless --no-pin, so that the next training round does not replace it",
+		flags: func(fs *flag.FlagSet) modelsAction {
+			to := fs.Int64("to", 0, "version to make current (see trainer models list)")
+			noPin := fs.Bool("no-pin", false, "do not pin: the next training round may promote a newer model over it")
+			return func(ctx context.Context, reg *registry.Registry, stdout io.Writer) error {
+				if *to <= 0 {
+					return errors.New("rollback needs --to VERSION (see trainer models list)")
+				}
+				return point(ctx, reg, stdout, *to, !*noPin)
+			}
+		}},
+	"pin": {help: "make a version current and pin it: training rounds record candidates without promoting them",
+		flags: func(fs *flag.FlagSet) modelsAction {
+			to := fs.Int64("to", 0, "version to pin (default: the current one)")
+			return func(ctx context.Context, reg *registry.Registry, stdout io.Writer) error {
+				v := *to
+				if v <= 0 {
+					cur, err := reg.CurrentVersion(ctx)
+					if err != nil {
+						return err
+					}
+					v = cur
+				}
+				return point(ctx, reg, stdout, v, true)
+			}
+		}},
+	"unpin": {help: "clear the pin: the next training round may promote a new version",
+		flags: func(fs *flag.FlagSet) modelsAction {
+			return func(ctx context.Context, reg *registry.Registry, stdout io.Writer) error {
+				v, ok, err := reg.Pinned(ctx)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					fmt.Fprintln(stdout, "no version is pinned")
+					return nil
+				}
+				if err := reg.Unpin(ctx); err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "version %d is no longer pinned; the next training round may promote a new version\n", v)
+				return nil
+			}
+		}},
+	"publish": {help: "store a model bundle fitted offline (trainer fit) and make it current; pinned unless --no-pin", keep: true,
+		flags: func(fs *flag.FlagSet) modelsAction {
+			file := fs.String("model", "", "model bundle file to publish")
+			noPin := fs.Bool("no-pin", false, "do not pin: the next training round may promote a newer model over it")
+			return func(ctx context.Context, reg *registry.Registry, stdout io.Writer) error {
+				if *file == "" {
+					return errors.New("publish needs --model FILE")
+				}
+				b, err := model.ReadFile(*file)
+				if err != nil {
+					return err
+				}
+				blob, err := b.MarshalBinary()
+				if err != nil {
+					return err
+				}
+				v, err := reg.Store(ctx, blob, registry.Info{Summary: b.Describe(), ValLoss: b.Meta.ValLoss, Rows: b.Meta.Rows, TrainedBy: "publish " + *file}, false)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "published %s as version %d\n", *file, v)
+				return point(ctx, reg, stdout, v, !*noPin)
+			}
+		}},
+	"schema": {help: "print the deployment's pinned schema (JSON); training rounds use it instead of inferring one",
+		flags: func(fs *flag.FlagSet) modelsAction {
+			return func(ctx context.Context, reg *registry.Registry, stdout io.Writer) error {
+				s, err := reg.Schema(ctx)
+				if errors.Is(err, registry.ErrNoSchema) {
+					return errors.New("no schema is pinned yet: the first promoted model's schema (or trainer run --schema) will be")
+				}
+				if err != nil {
+					return err
+				}
+				return s.WriteJSON(stdout)
+			}
+		}},
+}
+
+// models is `trainer models <command>`.
 func models(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: trainer models list | rollback --to N | publish --model FILE")
+		fmt.Fprintln(stderr, modelsUsage)
+		return errUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(stdout, modelsUsage)
+		return nil
+	}
+	mc, ok := modelsCommands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "trainer models: unknown command %q\n%s\n", args[0], modelsUsage)
+		return errUsage
 	}
 	fs := flag.NewFlagSet("trainer models "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var rf registryFlags
-	rf.register(fs)
-	to := fs.Int64("to", 0, "version to make current (rollback)")
-	file := fs.String("model", "", "model bundle file to publish as the current version (publish)")
-	if err := fs.Parse(args[1:]); err != nil {
+	rf.register(fs, mc.keep)
+	do := mc.flags(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: trainer models %s [flags]\n\n%s\n\nflags:\n", args[0], mc.help)
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	reg, closeReg, err := rf.open()
@@ -177,50 +315,46 @@ func models(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer closeReg()
-	switch args[0] {
-	case "list":
-		list, err := reg.List(ctx)
-		if err != nil {
-			return err
-		}
-		w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "VERSION\tCURRENT\tPROMOTED\tSTORED\tROWS\tVAL LOSS\tNOTE")
-		for _, in := range list {
-			cur := ""
-			if in.Current {
-				cur = "*"
-			}
-			note := in.Reason
-			if note == "" {
-				note = in.Summary
-			}
-			fmt.Fprintf(w, "%d\t%s\t%v\t%s\t%d\t%.4f\t%s\n", in.Version, cur, in.Promoted, in.Stored.Format(time.RFC3339), in.Rows, in.ValLoss, note)
-		}
-		return w.Flush()
-	case "rollback":
-		if *to <= 0 {
-			return errors.New("rollback needs --to VERSION (see trainer models list)")
-		}
-		if err := reg.Rollback(ctx, *to); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "version %d is current\n", *to)
-		return nil
-	case "publish":
-		b, err := model.ReadFile(*file)
-		if err != nil {
-			return err
-		}
-		blob, err := b.MarshalBinary()
-		if err != nil {
-			return err
-		}
-		v, err := reg.Store(ctx, blob, registry.Info{Digest: model.Digest(blob), Summary: b.Describe(), ValLoss: b.Meta.ValLoss, Rows: b.Meta.Rows, TrainedBy: "publish " + *file}, true)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "published %s as version %d\n", *file, v)
-		return nil
+	return do(ctx, reg, stdout)
+}
+
+// point makes version v current, pinned or not, and says what that means.
+func point(ctx context.Context, reg *registry.Registry, stdout io.Writer, v int64, pin bool) error {
+	if err := reg.Rollback(ctx, v, pin); err != nil {
+		return err
 	}
-	return fmt.Errorf("unknown models command %q (list, rollback, publish)", args[0])
+	p, err := reg.Pointer(ctx)
+	if err != nil {
+		return err
+	}
+	if pin {
+		fmt.Fprintf(stdout, "version %d (%s) is current and pinned: training rounds record candidates without promoting them until 'trainer models unpin'\n", v, registry.Short(p.Digest))
+	} else {
+		fmt.Fprintf(stdout, "version %d (%s) is current, not pinned: the next training round may promote a newer model over it\n", v, registry.Short(p.Digest))
+	}
+	return nil
+}
+
+func listModels(ctx context.Context, reg *registry.Registry, stdout io.Writer) error {
+	list, err := reg.List(ctx)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "VERSION\tCURRENT\tDIGEST\tPINNED\tPROMOTED\tSTORED\tROWS\tVAL LOSS\tNOTE")
+	for _, in := range list {
+		cur, pin := "", ""
+		if in.Current {
+			cur = "*"
+		}
+		if in.Pinned {
+			pin = "pinned"
+		}
+		note := in.Reason
+		if note == "" {
+			note = in.Summary
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%v\t%s\t%d\t%.4f\t%s\n", in.Version, cur, registry.Short(in.Digest), pin, in.Promoted, in.Stored.Format(time.RFC3339), in.Rows, in.ValLoss, note)
+	}
+	return w.Flush()
 }

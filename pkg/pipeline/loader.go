@@ -14,7 +14,9 @@ import (
 
 // Registry is the part of registry.Registry the loader needs.
 type Registry interface {
-	CurrentVersion(ctx context.Context) (int64, error)
+	// Pointer names the current version and its digest.
+	Pointer(ctx context.Context) (registry.Pointer, error)
+	// Get returns a version's bundle, checked against its recorded digest.
 	Get(ctx context.Context, v int64) ([]byte, error)
 	Subscribe(ctx context.Context) (<-chan int64, error)
 }
@@ -34,14 +36,18 @@ type LoaderConfig struct {
 	OnLoad func(version int64, b *model.Bundle)
 }
 
-// Loader keeps Models on the registry's current version: it loads at start
+// Loader keeps Models on the registry's current model: it loads at start
 // (retrying with backoff while there is none), then follows pub/sub
-// notices and polls. A bundle that fails to decode is logged and skipped;
-// the model in use stays.
+// notices and polls. Models are told apart by digest, not version number:
+// after Redis has lost its data a new "version 1" is a different model and
+// is loaded, and the same model under a new number only changes the label.
+// A bundle that does not match its digest or fails to decode is logged and
+// skipped; the model in use stays.
 type Loader struct {
 	cfg    LoaderConfig
 	log    *slog.Logger
 	loaded int64
+	digest string
 }
 
 // NewLoader checks cfg.
@@ -100,30 +106,59 @@ func (l *Loader) Run(ctx context.Context) error {
 	}
 }
 
-// sync loads the registry's current version if it is not the one in use.
+// sync loads the registry's current model if it is not the one in use.
 func (l *Loader) sync(ctx context.Context) error {
-	v, err := l.cfg.Registry.CurrentVersion(ctx)
+	p, err := l.cfg.Registry.Pointer(ctx)
 	if err != nil {
 		return err
 	}
-	if v == l.loaded && l.cfg.Models.Load() != nil {
+	in := l.cfg.Models.Load()
+	if in != nil && p.Digest != "" && p.Digest == l.digest {
+		l.relabel(in, p.Version)
 		return nil
 	}
-	blob, err := l.cfg.Registry.Get(ctx, v)
+	blob, err := l.cfg.Registry.Get(ctx, p.Version)
 	if err != nil {
 		return err
+	}
+	d := model.Digest(blob)
+	if p.Digest != "" && d != p.Digest {
+		// The version was replaced between the two reads; the next sync
+		// sees the new pointer.
+		return fmt.Errorf("version %d changed while it was read (pointer %s, bundle %s)", p.Version, registry.Short(p.Digest), registry.Short(d))
+	}
+	if in != nil && d == l.digest { // pointer written before digests were recorded
+		l.relabel(in, p.Version)
+		return nil
 	}
 	b, err := model.Unmarshal(blob)
 	if err != nil {
-		return fmt.Errorf("version %d: %w", v, err)
+		return fmt.Errorf("version %d (%s): %w", p.Version, registry.Short(d), err)
 	}
-	l.cfg.Models.Swap(&Model{Bundle: b, Version: strconv.FormatInt(v, 10), Digest: model.Digest(blob), Decider: l.cfg.NewDecider(b)})
-	l.log.Info("model loaded", "version", v, "digest", model.Digest(blob)[:12], "model", b.Describe())
-	l.loaded = v
+	l.cfg.Models.Swap(&Model{Bundle: b, Version: strconv.FormatInt(p.Version, 10), Digest: d, Decider: l.cfg.NewDecider(b)})
+	l.log.Info("model loaded", "version", p.Version, "digest", registry.Short(d), "model", b.Describe())
+	l.loaded, l.digest = p.Version, d
 	if l.cfg.OnLoad != nil {
-		l.cfg.OnLoad(v, b)
+		l.cfg.OnLoad(p.Version, b)
 	}
 	return nil
+}
+
+// relabel keeps the model in use (and its decider's state) when the
+// registry names it by another number, e.g. republished after Redis lost
+// its data, so that outputs carry the registry's current number.
+func (l *Loader) relabel(in *Model, v int64) {
+	if v == l.loaded {
+		return
+	}
+	m := *in
+	m.Version = strconv.FormatInt(v, 10)
+	l.cfg.Models.Swap(&m)
+	l.log.Info("same model under a new version number", "version", v, "was", l.loaded, "digest", registry.Short(l.digest))
+	l.loaded = v
+	if l.cfg.OnLoad != nil {
+		l.cfg.OnLoad(v, m.Bundle)
+	}
 }
 
 var _ Registry = (*registry.Registry)(nil)

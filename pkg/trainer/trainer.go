@@ -58,8 +58,11 @@ type Config struct {
 
 // Round is one training round's outcome.
 type Round struct {
-	Outcome   string // promoted, rejected, skipped, follower, failed
-	Version   int64
+	Outcome string // promoted, rejected, skipped, follower, failed
+	Version int64
+	// Digest is the stored candidate's identity (version numbers restart
+	// when Redis loses its data; digests do not repeat).
+	Digest    string
 	Reason    string
 	Rows      int
 	BadRows   int
@@ -203,7 +206,7 @@ func (t *Trainer) Train(ctx context.Context) (r Round, err error) {
 		r.Outcome, r.Rows, r.Reason = "skipped", n, fmt.Sprintf("%d usable transactions since %s, fewer than %d", n, since.Format(time.RFC3339), t.cfg.MinRows)
 		return r, nil
 	}
-	cur, curVersion := t.current(ctx)
+	cur, curPtr := t.current(ctx)
 	schema := t.cfg.Schema
 	if schema == nil && cur != nil {
 		schema = &cur.Encoder.Schema
@@ -231,37 +234,73 @@ func (t *Trainer) Train(ctx context.Context) (r Round, err error) {
 		r.Current = cur.Loss(held)
 		if r.Loss > t.cfg.Gate*r.Current {
 			promote = false
-			reason = fmt.Sprintf("loss %.4f on held-back rows against %.4f for version %d (gate ×%.2f)", r.Loss, r.Current, curVersion, t.cfg.Gate)
+			reason = fmt.Sprintf("loss %.4f on held-back rows against %.4f for version %d (%s) (gate ×%.2f)", r.Loss, r.Current, curPtr.Version, registry.Short(curPtr.Digest), t.cfg.Gate)
 		}
+	}
+	return t.store(ctx, r, cand, promote, reason)
+}
+
+// store records the candidate, promoted or with the reason it was not. An
+// operator's pin wins over the gate: the candidate is recorded as not
+// promoted, "pinned". As leader the write is fenced by the lock.
+func (t *Trainer) store(ctx context.Context, r Round, cand *model.Bundle, promote bool, reason string) (Round, error) {
+	pinned, isPinned, err := t.cfg.Registry.Pinned(ctx)
+	if err != nil {
+		return r, err
+	}
+	if promote && isPinned {
+		promote, reason = false, pinnedReason(pinned)
 	}
 	blob, err := cand.MarshalBinary()
 	if err != nil {
 		return r, err
 	}
-	r.Version, err = t.cfg.Registry.Store(ctx, blob, registry.Info{Digest: model.Digest(blob), Summary: cand.Describe(),
-		ValLoss: cand.Meta.ValLoss, Rows: cand.Meta.Rows, TrainedBy: t.cfg.Owner, Reason: reason}, promote)
-	if err != nil {
+	store := t.cfg.Registry.Store
+	if t.lock != nil {
+		store = t.lock.Store
+	}
+	info := registry.Info{Summary: cand.Describe(), ValLoss: cand.Meta.ValLoss, Rows: cand.Meta.Rows, TrainedBy: t.cfg.Owner, Reason: reason}
+	r.Version, err = store(ctx, blob, info, promote)
+	if errors.Is(err, registry.ErrPinned) { // pinned while this round ran
+		promote, info.Reason = false, "pinned: an operator pinned a version during the round"
+		r.Version, err = store(ctx, blob, info, false)
+	}
+	if errors.Is(err, registry.ErrNotLeader) {
+		t.lock = nil
+	}
+	if err != nil && r.Version == 0 {
 		return r, err
 	}
-	r.Outcome, r.Reason = "promoted", reason
+	if err != nil {
+		t.log.Warn("candidate stored, registry housekeeping failed", "version", r.Version, "err", err)
+	}
+	r.Digest = model.Digest(blob)
+	r.Outcome, r.Reason = "promoted", info.Reason
 	if !promote {
 		r.Outcome = "rejected"
 	}
 	return r, nil
 }
 
+func pinnedReason(v int64) string {
+	return fmt.Sprintf("pinned: an operator pinned version %d (trainer models unpin lets rounds promote again)", v)
+}
+
 // current returns the registry's current model, if any can be loaded.
-func (t *Trainer) current(ctx context.Context) (*model.Bundle, int64) {
-	v, blob, err := t.cfg.Registry.Current(ctx)
+func (t *Trainer) current(ctx context.Context) (*model.Bundle, registry.Pointer) {
+	p, blob, err := t.cfg.Registry.Current(ctx)
 	if err != nil {
-		return nil, 0
+		if !errors.Is(err, registry.ErrNoModel) {
+			t.log.Warn("current model unavailable; judging the candidate without it", "err", err)
+		}
+		return nil, registry.Pointer{}
 	}
 	b, err := model.Unmarshal(blob)
 	if err != nil {
-		t.log.Warn("current model does not load; training from scratch", "version", v, "err", err)
-		return nil, 0
+		t.log.Warn("current model does not load; training from scratch", "version", p.Version, "digest", registry.Short(p.Digest), "err", err)
+		return nil, registry.Pointer{}
 	}
-	return b, v
+	return b, p
 }
 
 // smoke checks that a candidate scores held-back rows with finite scores

@@ -3,9 +3,11 @@ package trainer
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,9 +69,9 @@ func TestTrainPromoteGateAndLeadership(t *testing.T) {
 	if err != nil || r.Outcome != "promoted" || r.Version != 1 || r.BadRows != 1 || r.Rows < 2500 {
 		t.Fatalf("first round: %+v, %v", r, err)
 	}
-	v, blob, err := reg.Current(ctx)
-	if err != nil || v != 1 {
-		t.Fatal(v, err)
+	p, blob, err := reg.Current(ctx)
+	if err != nil || p.Version != 1 || p.Digest != r.Digest {
+		t.Fatal(p, r.Digest, err)
 	}
 	b, err := model.Unmarshal(blob)
 	if err != nil || b.Encoder.Schema.IDField != "tx_id" || b.Meta.TimeFrom.IsZero() {
@@ -104,5 +106,50 @@ func TestTooFewRowsSkips(t *testing.T) {
 	}
 	if _, err := reg.CurrentVersion(context.Background()); err == nil {
 		t.Fatal("a model was published from 100 rows")
+	}
+}
+
+// TestPinAndFencing: a round while an operator has pinned a version records
+// its candidate as not promoted, "pinned"; a trainer whose leader lock was
+// taken over stores nothing.
+func TestPinAndFencing(t *testing.T) {
+	ctx := context.Background()
+	cfg, reg := setup(t, 3000)
+	a := newTrainer(t, cfg, reg, "a", 0)
+	if r, err := a.LeadAndTrain(ctx); err != nil || r.Outcome != "promoted" {
+		t.Fatalf("first round: %+v %v", r, err)
+	}
+	if err := reg.Rollback(ctx, 1, true); err != nil {
+		t.Fatal(err)
+	}
+	r, err := a.LeadAndTrain(ctx)
+	if err != nil || r.Outcome != "rejected" || !strings.HasPrefix(r.Reason, "pinned") {
+		t.Fatalf("round while pinned: %+v %v", r, err)
+	}
+	if p, _ := reg.Pointer(ctx); p.Version != 1 {
+		t.Fatalf("a pinned registry moved to %d", p.Version)
+	}
+	list, _ := reg.List(ctx)
+	if len(list) != 2 || list[1].Promoted || !strings.HasPrefix(list[1].Reason, "pinned") || list[1].Digest != r.Digest {
+		t.Fatalf("registry: %+v", list)
+	}
+	reg.Unpin(ctx)
+
+	// Another replica takes the lock while a still believes it leads (a's
+	// lock lapsed during a long round): a's store is refused.
+	a.lock.Release(ctx)
+	b := newTrainer(t, cfg, reg, "b", 0)
+	if r, err := b.LeadAndTrain(ctx); err != nil || r.Outcome != "promoted" {
+		t.Fatalf("b: %+v %v", r, err)
+	}
+	before, _ := reg.List(ctx)
+	if _, err := a.Train(ctx); !errors.Is(err, registry.ErrNotLeader) {
+		t.Fatalf("a stored with a lost lock: %v", err)
+	}
+	if after, _ := reg.List(ctx); len(after) != len(before) {
+		t.Fatalf("a fenced-out round stored a version: %+v", after)
+	}
+	if a.lock != nil {
+		t.Fatal("a still thinks it leads")
 	}
 }
