@@ -125,7 +125,11 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	if c.Policy != "budget" {
 		log.Info("alert policy is not the fleet budget", "policy", c.Policy)
 	}
-	sc := stream.Config{Brokers: offline.SplitList(c.Brokers), ClientID: "fraudstream-scorer"}
+	host, _ := os.Hostname()
+	worker := fmt.Sprintf("%s-%d", host, os.Getpid())
+	// A client id of its own tells this worker apart in the group (liveness
+	// looks up its partitions by it).
+	sc := stream.Config{Brokers: offline.SplitList(c.Brokers), ClientID: "fraudstream-scorer-" + worker}
 	admin, err := stream.NewAdmin(sc)
 	if err != nil {
 		return err
@@ -159,8 +163,7 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 		metrics.MustRegister(budget)
 	}
 
-	host, _ := os.Hostname()
-	exchange, err := fleet.New(fleet.Config{Client: rc, Prefix: c.Prefix + "fleet:" + c.Group + ":", ID: fmt.Sprintf("%s-%d", host, os.Getpid())})
+	exchange, err := fleet.New(fleet.Config{Client: rc, Prefix: c.Prefix + "fleet:" + c.Group + ":", ID: worker})
 	if err != nil {
 		return err
 	}
@@ -213,7 +216,7 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 			if pl == nil {
 				return nil // waiting for a model is not a fault
 			}
-			return pl.Health().Stalled(time.Now(), gl.total(ctx), c.StallAfter)
+			return pl.Health().Stalled(time.Now(), ownLag(ctx, admin, c.Group, c.Tx, sc.ClientID), c.StallAfter)
 		})
 		wg.Go(func() { errc <- srv.Run(ctx) })
 		log.Info("scorer started", "metrics", srv.Addr(), "group", c.Group, "transactions", c.Tx)
@@ -354,7 +357,6 @@ type groupLag struct {
 	admin        *stream.Admin
 	group, topic string
 	log          *slog.Logger
-	last         atomic.Int64 // total lag at the last successful read; -1: unknown
 	warned       atomic.Int64 // Unix seconds of the last warning
 }
 
@@ -377,26 +379,25 @@ func (g *groupLag) read(ctx context.Context) (map[int]int64, error) {
 	defer cancel()
 	lag, err := g.admin.GroupLag(ctx, g.group, g.topic)
 	if err != nil {
-		g.last.Store(-1)
 		if now := time.Now().Unix(); now-g.warned.Load() >= 60 {
 			g.warned.Store(now)
 			g.log.Warn("consumer group lag unavailable", "err", err)
 		}
 		return nil, err
 	}
-	var total int64
-	for _, n := range lag {
-		total += n
-	}
-	g.last.Store(total)
 	return lag, nil
 }
 
-// total returns the group's lag now, or 0 when it cannot be read: a broker
-// that cannot be reached is not a reason to restart the worker.
-func (g *groupLag) total(ctx context.Context) int64 {
-	if _, err := g.read(ctx); err != nil {
+// ownLag returns the messages waiting on this worker's partitions, or 0
+// when it has none or they cannot be read: a broker that cannot be reached
+// is not a reason to restart the worker, and a worker without partitions
+// (more workers than partitions) has nothing to be late with.
+func ownLag(ctx context.Context, admin *stream.Admin, group, topic, clientID string) int64 {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	_, lag, err := admin.MemberLag(ctx, group, topic, clientID)
+	if err != nil {
 		return 0
 	}
-	return g.last.Load()
+	return lag
 }

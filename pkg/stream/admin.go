@@ -287,3 +287,44 @@ func retry[T any](ctx context.Context, f func() (T, error)) (T, error) {
 		wait *= 2
 	}
 }
+
+// MemberLag returns the partitions of topic that the group has assigned to
+// the member whose client id is clientID, and the group's uncommitted
+// messages on them: the work waiting for that member. A member not in the
+// group (not joined yet, or between generations) has none. Client ids are
+// how members are told apart, so give each worker its own.
+func (a *Admin) MemberLag(ctx context.Context, group, topic, clientID string) ([]int, int64, error) {
+	res, err := a.cl.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
+	if err != nil {
+		return nil, 0, fmt.Errorf("stream: describe group %s: %w", group, err)
+	}
+	var mine []int
+	for _, g := range res.Groups {
+		if g.Error != nil {
+			return nil, 0, fmt.Errorf("stream: describe group %s: %w", group, g.Error)
+		}
+		for _, m := range g.Members {
+			if m.ClientID != clientID {
+				continue
+			}
+			for _, t := range m.MemberAssignments.Topics {
+				if t.Topic == topic {
+					mine = append(mine, t.Partitions...)
+				}
+			}
+		}
+	}
+	if len(mine) == 0 {
+		return nil, 0, nil
+	}
+	lag, err := a.GroupLag(ctx, group, topic)
+	if err != nil {
+		return nil, 0, err
+	}
+	var total int64
+	for _, p := range mine {
+		total += lag[p]
+	}
+	slices.Sort(mine)
+	return mine, total, nil
+}

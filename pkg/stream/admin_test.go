@@ -216,3 +216,57 @@ func TestEnsureTopicsWithoutCreatePermission(t *testing.T) {
 		t.Fatalf("creating a missing topic without permission: %v", err)
 	}
 }
+
+// TestMemberLag: a member sees the partitions assigned to it and the
+// messages waiting on them; a worker that is not a member has none (a
+// scorer left without partitions must not count the group's lag as its
+// own).
+func TestMemberLag(t *testing.T) {
+	for name, cfg := range brokers(t) {
+		t.Run(name, func(t *testing.T) {
+			c := cfg(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			topic, group := unique(t, "tx"), unique(t, "group")
+			if err := EnsureTopics(ctx, c, Topic{Name: topic, Partitions: 3}); err != nil {
+				t.Fatal(err)
+			}
+			produce(t, ctx, c, topic, 30, 7)
+			a, err := NewAdmin(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			mc := c
+			mc.ClientID = "member-" + group
+			cons, err := NewConsumer(mc, topic, group, ConsumerOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cons.Close()
+			msgs, err := cons.FetchBatch(ctx, nil, 10, 100*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cons.Commit(ctx, msgs...); err != nil {
+				t.Fatal(err)
+			}
+			var parts []int
+			var lag int64
+			for deadline := time.Now().Add(30 * time.Second); ; {
+				parts, lag, err = a.MemberLag(ctx, group, topic, mc.ClientID)
+				if err == nil && len(parts) == 3 || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			if err != nil || !slices.Equal(parts, []int{0, 1, 2}) || lag != int64(30-len(msgs)) {
+				t.Fatalf("member: partitions %v, lag %d (%d fetched and committed), err %v", parts, lag, len(msgs), err)
+			}
+			parts, lag, err = a.MemberLag(ctx, group, topic, "someone-else")
+			if err != nil || len(parts) != 0 || lag != 0 {
+				t.Fatalf("not a member: %v %d %v", parts, lag, err)
+			}
+		})
+	}
+}
