@@ -68,7 +68,9 @@ type runConfig struct {
 	MinRows     int
 	Schema      string
 	Ignore      string
-	Gate        float64
+	Gate        trainer.Gate
+	HoldBack    float64
+	MinHeldBack int
 	Once        bool
 	MetricsAddr string
 	AE          ae.Config
@@ -107,14 +109,18 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 	loss := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fraudstream_trainer_loss", Help: "Last candidate's loss on held-back rows."})
 	rows := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fraudstream_trainer_rows", Help: "Rows the last round trained on."})
 	dur := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fraudstream_trainer_duration_seconds", Help: "Duration of the last round."})
-	metrics.MustRegister(rounds, loss, rows, dur)
+	share := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fraudstream_trainer_gate_alert_share",
+		Help: "Last round's share of held-back rows above each model's own calibrated (1-budget) quantile."}, []string{"model"})
+	metrics.MustRegister(rounds, loss, rows, dur, share)
 	cfg := trainer.Config{Stream: stream.Config{Brokers: strings.Split(c.Brokers, ","), ClientID: "fraudstream-trainer"}, Topic: c.Topic, Registry: reg,
 		Every: c.Every, Window: c.Window, MaxRows: c.MaxRows, MinRows: c.MinRows, Schema: schema, Ignore: offline.SplitList(c.Ignore),
-		AE: c.AE, Gate: c.Gate, Logger: log,
+		AE: c.AE, Gate: c.Gate, HoldBack: c.HoldBack, MinHeldBack: c.MinHeldBack, Logger: log,
 		OnRound: func(r trainer.Round) {
 			rounds.WithLabelValues(r.Outcome).Inc()
 			if r.Outcome == "promoted" || r.Outcome == "rejected" {
 				loss.Set(r.Loss)
+				share.WithLabelValues("candidate").Set(r.Gate.AlertRate)
+				share.WithLabelValues("current").Set(r.Gate.CurrentAlertRate)
 				rows.Set(float64(r.Rows))
 				dur.Set(r.Duration.Seconds())
 			}
@@ -128,7 +134,8 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "round %s: version %d, %d rows, held-back loss %.4f (current %.4f) %s\n", r.Outcome, r.Version, r.Rows, r.Loss, r.Current, r.Reason)
+		fmt.Fprintf(stderr, "round %s: version %d (%s), trained on %d rows; on %s: alert share %.2f%% (current model %.2f%%), KS %.3f (current %.3f) %s\n",
+			r.Outcome, r.Version, registry.Short(r.Digest), r.Rows, r.HeldBack, 100*r.Gate.AlertRate, 100*r.Gate.CurrentAlertRate, r.Gate.ScoreShift, r.Gate.CurrentScoreShift, r.Reason)
 		if r.Outcome == "skipped" {
 			return errors.New(r.Reason)
 		}
@@ -161,7 +168,11 @@ func daemonFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.IntVar(&c.MinRows, "min-rows", 1000, "fewest rows worth training on")
 	fs.StringVar(&c.Schema, "schema", "", "schema file; default: the current model's, or inferred")
 	fs.StringVar(&c.Ignore, "ignore", "", "comma-separated fields an inferred schema leaves out")
-	fs.Float64Var(&c.Gate, "gate", 1.25, "a candidate whose held-back loss exceeds the current model's by this factor is not promoted")
+	fs.Float64Var(&c.HoldBack, "hold-back", 0.1, "share of the window kept out of training for the promotion gate, at most (rows newer than the current model's window)")
+	fs.IntVar(&c.MinHeldBack, "min-held-back", 300, "fewest held-back rows the gate compares on; with fewer rows newer than the current model's window it compares on a random sample")
+	fs.Float64Var(&c.Gate.Budget, "budget", 0.005, "alert share the gate measures at: each model alerts above its own calibrated (1-budget) quantile")
+	fs.Float64Var(&c.Gate.MaxAlertShift, "max-alert-shift", 0.01, "a candidate that would move the alert share on the held-back rows by more than this (plus sampling noise) is not promoted (negative: off)")
+	fs.Float64Var(&c.Gate.MaxScoreShift, "max-score-shift", 0.1, "a candidate whose calibration fits the held-back rows worse than the current model's by more than this KS distance (plus sampling noise) is not promoted (negative: off)")
 	fs.BoolVar(&c.Once, "once", false, "train one round (leader lock not taken) and exit")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":9102", "listen address for /metrics and /healthz (empty: off)")
 	offline.AEFlags(fs, &c.AE)

@@ -1,8 +1,10 @@
 // Package trainer is the training daemon's loop: every interval, the
 // leader among trainer replicas reads the recent window of transactions
 // from Kafka, fits a candidate model, compares it with the current one on
-// the same held-back rows, and stores it in the registry, promoted or, when
-// clearly worse or broken, recorded with the reason.
+// the same held-back rows (rows newer than the current model's training
+// window, kept out of the candidate's training; see Gate), and stores it in
+// the registry, promoted or, when refused by the gate or pinned by an
+// operator, recorded with the reason.
 package trainer
 
 import (
@@ -11,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"os"
 	"time"
@@ -44,30 +45,37 @@ type Config struct {
 	Ignore []string
 	// AE configures training.
 	AE ae.Config
-	// Gate is the loss ratio above which a candidate is not promoted: its
-	// loss on the held-back rows against the current model's. Default 1.25.
-	Gate float64
+	// Gate decides whether a candidate replaces the current model.
+	Gate Gate
 	// HoldBack is the share of the window kept out of training for the
-	// gate. Default 0.1.
+	// gate, at most. Default 0.1.
 	HoldBack float64
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// MinHeldBack is the fewest held-back rows the gate compares on, and
+	// the fewest rows newer than the current model's training window that
+	// make a fair comparison. Default 300.
+	MinHeldBack int
+	Logger      *slog.Logger
+	Now         func() time.Time
 	// OnRound, when set, receives every round's outcome (metrics).
 	OnRound func(Round)
 }
 
-// Round is one training round's outcome.
+// Round is one training round's outcome. Loss, Current and Gate are those
+// of the comparison on held-back rows.
 type Round struct {
 	Outcome string // promoted, rejected, skipped, follower, failed
 	Version int64
 	// Digest is the stored candidate's identity (version numbers restart
 	// when Redis loses its data; digests do not repeat).
-	Digest    string
-	Reason    string
-	Rows      int
-	BadRows   int
-	Loss      float64 // candidate's loss on the held-back rows
-	Current   float64 // current model's loss on the same rows (NaN if none)
+	Digest  string
+	Reason  string
+	Rows    int
+	BadRows int
+	Loss    float64 // candidate's loss on the held-back rows (its own units)
+	Current float64 // current model's loss on the same rows (NaN if none; its own units)
+	// HeldBack says which rows the gate compared on.
+	HeldBack  string
+	Gate      Verdict
 	Duration  time.Duration
 	TrainLoss float64
 }
@@ -104,11 +112,12 @@ func New(cfg Config) (*Trainer, error) {
 	if cfg.MinRows <= 0 {
 		cfg.MinRows = 1000
 	}
-	if cfg.Gate <= 0 {
-		cfg.Gate = 1.25
-	}
+	cfg.Gate.defaults()
 	if cfg.HoldBack <= 0 || cfg.HoldBack >= 0.5 {
 		cfg.HoldBack = 0.1
+	}
+	if cfg.MinHeldBack <= 0 {
+		cfg.MinHeldBack = 300
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -216,28 +225,111 @@ func (t *Trainer) Train(ctx context.Context) (r Round, err error) {
 	}
 	rows := features.Project(schema, table.Names, table.Rows)
 	rng := rand.New(rand.NewPCG(uint64(start.UnixNano()), 3))
-	rng.Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
-	hold := int(float64(len(rows)) * t.cfg.HoldBack)
-	held, train := rows[:hold], rows[hold:]
+	heldIdx, how := t.holdBack(schema, rows, cur, curPtr, rng)
+	r.HeldBack = how
+	heldSet := make([]bool, len(rows))
+	held := make([][]string, 0, len(heldIdx))
+	for _, i := range heldIdx {
+		heldSet[i] = true
+		held = append(held, table.Rows[i])
+	}
+	train := make([][]string, 0, len(rows)-len(heldIdx))
+	for i, row := range rows {
+		if !heldSet[i] {
+			train = append(train, row)
+		}
+	}
+	rng.Shuffle(len(train), func(i, j int) { train[i], train[j] = train[j], train[i] })
 	r.Rows = len(train)
 	cand, err := model.Fit(schema, train, model.FitOptions{AE: t.cfg.AE, Source: "kafka:" + t.cfg.Topic, BadRows: len(bad), Now: t.cfg.Now})
 	if err != nil {
 		return r, err
 	}
-	cand.Meta.TimeFrom, cand.Meta.TimeTo = since.UTC(), start.UTC()
+	cand.Meta.TimeFrom, cand.Meta.TimeTo = trainingWindow(schema, train, since, start)
 	r.TrainLoss = cand.Meta.TrainLoss
-	r.Loss, r.Current = cand.Loss(held), math.NaN()
-	promote, reason := true, ""
-	if err := smoke(cand, held); err != nil {
-		promote, reason = false, "smoke test: "+err.Error()
-	} else if cur != nil && sameFields(cur, cand) {
-		r.Current = cur.Loss(held)
-		if r.Loss > t.cfg.Gate*r.Current {
-			promote = false
-			reason = fmt.Sprintf("loss %.4f on held-back rows against %.4f for version %d (%s) (gate ×%.2f)", r.Loss, r.Current, curPtr.Version, registry.Short(curPtr.Digest), t.cfg.Gate)
+	curName := ""
+	if cur != nil {
+		curName = fmt.Sprintf("version %d (%s)", curPtr.Version, registry.Short(curPtr.Digest))
+	}
+	r.Gate = t.cfg.Gate.judge(cand, cur, curName, table.Names, held)
+	r.Loss, r.Current = r.Gate.Loss, r.Gate.CurrentLoss
+	if !r.Gate.Promote {
+		t.log.Info("candidate not promoted", "reason", r.Gate.Reason, "held_back", how)
+	}
+	return t.store(ctx, r, cand, r.Gate.Promote, r.Gate.Reason)
+}
+
+// holdBack picks the rows (indices into rows, schema order) kept out of
+// training for the gate. They are the rows newer than the current model's
+// training window, so that the current model is judged on rows it has not
+// seen: a uniform sample of them, at most HoldBack of the window (at least
+// MinHeldBack). When there are fewer than MinHeldBack such rows (rounds
+// close together, little traffic, no time field, or a model that records
+// no window), the fallback is a uniform sample of the whole window; it
+// overlaps the current model's training data, so the comparison favours
+// the current model, and how says so.
+func (t *Trainer) holdBack(schema *features.Schema, rows [][]string, cur *model.Bundle, curPtr registry.Pointer, rng *rand.Rand) (idx []int, how string) {
+	n := len(rows)
+	want := min(max(int(t.cfg.HoldBack*float64(n)), t.cfg.MinHeldBack), n/3)
+	ti := schema.Index(schema.TimeField)
+	if cur == nil {
+		all := rng.Perm(n)
+		return all[:want], fmt.Sprintf("%d random rows of the window (no current model)", want)
+	}
+	name := fmt.Sprintf("version %d (%s)", curPtr.Version, registry.Short(curPtr.Digest))
+	var reason string
+	switch {
+	case ti < 0:
+		reason = "the schema has no time field"
+	case cur.Meta.TimeTo.IsZero():
+		reason = name + " records no training window"
+	default:
+		layout := schema.Fields[ti].Layout
+		var fresh []int
+		for i, row := range rows {
+			if ti < len(row) {
+				if tm, ok := features.ParseTime(row[ti], layout); ok && tm.After(cur.Meta.TimeTo) {
+					fresh = append(fresh, i)
+				}
+			}
+		}
+		if len(fresh) >= t.cfg.MinHeldBack {
+			rng.Shuffle(len(fresh), func(i, j int) { fresh[i], fresh[j] = fresh[j], fresh[i] })
+			k := min(len(fresh), max(want, t.cfg.MinHeldBack))
+			return fresh[:k], fmt.Sprintf("%d of the %d rows newer than %s's training window (ends %s)", k, len(fresh), name, cur.Meta.TimeTo.Format(time.RFC3339))
+		}
+		reason = fmt.Sprintf("only %d rows are newer than %s's training window (ends %s), fewer than %d", len(fresh), name, cur.Meta.TimeTo.Format(time.RFC3339), t.cfg.MinHeldBack)
+	}
+	all := rng.Perm(n)
+	return all[:want], fmt.Sprintf("%d random rows of the window: %s; they overlap its training data, which favours it", want, reason)
+}
+
+// trainingWindow is the event-time range of the training rows (times after
+// the round started, from skewed clocks, left out), or the window read
+// when the schema has no time field or no time parses.
+func trainingWindow(schema *features.Schema, train [][]string, since, start time.Time) (from, to time.Time) {
+	if ti := schema.Index(schema.TimeField); ti >= 0 {
+		layout := schema.Fields[ti].Layout
+		for _, row := range train {
+			if ti >= len(row) {
+				continue
+			}
+			tm, ok := features.ParseTime(row[ti], layout)
+			if !ok || tm.After(start) {
+				continue
+			}
+			if from.IsZero() || tm.Before(from) {
+				from = tm
+			}
+			if tm.After(to) {
+				to = tm
+			}
 		}
 	}
-	return t.store(ctx, r, cand, promote, reason)
+	if to.IsZero() {
+		return since.UTC(), start.UTC()
+	}
+	return from.UTC(), to.UTC()
 }
 
 // store records the candidate, promoted or with the reason it was not. An
@@ -301,40 +393,4 @@ func (t *Trainer) current(ctx context.Context) (*model.Bundle, registry.Pointer)
 		return nil, registry.Pointer{}
 	}
 	return b, p
-}
-
-// smoke checks that a candidate scores held-back rows with finite scores
-// and a sane calibration.
-func smoke(b *model.Bundle, rows [][]string) error {
-	if q := b.Calibration.Quantile(0.995); math.IsNaN(q) || math.IsInf(q, 0) || q <= 0 {
-		return fmt.Errorf("calibration p99.5 is %v", q)
-	}
-	sc := b.NewScorer(1024)
-	for from := 0; from < len(rows); from += 1024 {
-		n := min(1024, len(rows)-from)
-		for i := range n {
-			sc.SetRow(i, rows[from+i])
-		}
-		for _, s := range sc.Score(n) {
-			if math.IsNaN(float64(s)) || math.IsInf(float64(s), 0) {
-				return errors.New("non-finite score on held-back rows")
-			}
-		}
-	}
-	return nil
-}
-
-// sameFields reports whether two bundles learn the same fields, the
-// condition for comparing their losses.
-func sameFields(a, b *model.Bundle) bool {
-	fa, fb := model.Layout(a.Encoder), model.Layout(b.Encoder)
-	if len(fa) != len(fb) {
-		return false
-	}
-	for i := range fa {
-		if fa[i].Name != fb[i].Name || fa[i].Numeric != fb[i].Numeric {
-			return false
-		}
-	}
-	return true
 }
