@@ -3,11 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
@@ -15,6 +20,7 @@ import (
 	"github.com/fraudstream/fraudstream/pkg/features"
 	"github.com/fraudstream/fraudstream/pkg/model"
 	"github.com/fraudstream/fraudstream/pkg/registry"
+	"github.com/fraudstream/fraudstream/pkg/stream"
 )
 
 func TestRunUsageAndErrors(t *testing.T) {
@@ -190,4 +196,69 @@ func TestModelsCommands(t *testing.T) {
 	if err != nil || s.Index("amount") < 0 {
 		t.Fatalf("schema: %v\n%s", err, out)
 	}
+}
+
+// TestRunReadyz: `trainer run`'s /readyz answers 200 while Redis and Kafka
+// do, and 503 naming Redis once it is gone.
+func TestRunReadyz(t *testing.T) {
+	e, err := stream.StartEmbedded(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	if err := stream.EnsureTopics(context.Background(), e.Config(), stream.Topic{Name: "transactions"}); err != nil {
+		t.Fatal(err)
+	}
+	mr := miniredis.RunT(t)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var errb syncBuffer
+	go func() {
+		done <- run(ctx, []string{"run", "--brokers", strings.Join(e.Addrs(), ","), "--redis", mr.Addr(), "--metrics-addr", addr, "--min-rows", "100000"}, nil, io.Discard, &errb)
+	}()
+	get := func() (int, string) {
+		for range 100 {
+			resp, err := http.Get("http://" + addr + "/readyz")
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				return resp.StatusCode, string(b)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("no /readyz on %s: %s", addr, errb.String())
+		return 0, ""
+	}
+	if code, body := get(); code != http.StatusOK {
+		t.Fatalf("readyz with Redis and Kafka up: %d %s", code, body)
+	}
+	mr.Close()
+	if code, body := get(); code != http.StatusServiceUnavailable || !strings.Contains(body, "redis") {
+		t.Fatalf("readyz with Redis down: %d %s", code, body)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the daemon's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -129,6 +129,7 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	defer tr.Close()
 	if c.Once {
 		r, err := tr.Train(ctx)
 		if err != nil {
@@ -145,7 +146,8 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	if c.MetricsAddr != "" {
-		srv, err := ops.Listen(c.MetricsAddr, metrics, nil)
+		// Ready while Redis and Kafka answer (checks bounded by 2s).
+		srv, err := ops.Listen(c.MetricsAddr, metrics, func() error { return tr.Ready(ctx) })
 		if err != nil {
 			return err
 		}
@@ -174,7 +176,7 @@ func daemonFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.Float64Var(&c.Gate.MaxAlertShift, "max-alert-shift", 0.01, "a candidate that would move the alert share on the held-back rows by more than this (plus sampling noise) is not promoted (negative: off)")
 	fs.Float64Var(&c.Gate.MaxScoreShift, "max-score-shift", 0.1, "a candidate whose calibration fits the held-back rows worse than the current model's by more than this KS distance (plus sampling noise) is not promoted (negative: off)")
 	fs.BoolVar(&c.Once, "once", false, "train one round (leader lock not taken) and exit")
-	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":9102", "listen address for /metrics and /healthz (empty: off)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":9102", "listen address for /metrics, /healthz and /readyz (ready while Redis and Kafka answer; empty: off)")
 	offline.AEFlags(fs, &c.AE)
 }
 

@@ -17,6 +17,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"github.com/fraudstream/fraudstream/pkg/ae"
 	"github.com/fraudstream/fraudstream/pkg/features"
 	"github.com/fraudstream/fraudstream/pkg/model"
@@ -31,8 +33,16 @@ type Config struct {
 	Registry *registry.Registry // required
 	// Owner names this replica in the leader lock. Default: host name + pid.
 	Owner string
-	// Every is the interval between rounds. Default 1h.
+	// Every is the interval between rounds that promoted or rejected a
+	// candidate. Default 1h.
 	Every time.Duration
+	// RetryMin and RetryMax bound the backoff after a round that failed or
+	// was skipped: the next try comes after RetryMin, doubling up to
+	// RetryMax, instead of a whole Every. Defaults 5s and min(Every, 5m).
+	RetryMin, RetryMax time.Duration
+	// RoundTimeout bounds a round's I/O (the window read, the registry).
+	// Default max(Every, 10m).
+	RoundTimeout time.Duration
 	// Window is how far back a round reads. Default 24h.
 	Window time.Duration
 	// MaxRows caps the rows a round trains on (uniform sample). Default 200,000.
@@ -82,9 +92,10 @@ type Round struct {
 
 // Trainer runs training rounds.
 type Trainer struct {
-	cfg  Config
-	log  *slog.Logger
-	lock *registry.Lock
+	cfg   Config
+	log   *slog.Logger
+	lock  *registry.Lock
+	admin *stream.Admin
 }
 
 // New checks cfg and fills defaults.
@@ -106,6 +117,10 @@ func New(cfg Config) (*Trainer, error) {
 	}
 	def(&cfg.Every, time.Hour)
 	def(&cfg.Window, 24*time.Hour)
+	def(&cfg.RetryMin, 5*time.Second)
+	def(&cfg.RetryMax, min(cfg.Every, 5*time.Minute))
+	cfg.RetryMax = max(cfg.RetryMax, cfg.RetryMin)
+	def(&cfg.RoundTimeout, max(cfg.Every, 10*time.Minute))
 	if cfg.MaxRows <= 0 {
 		cfg.MaxRows = 200_000
 	}
@@ -126,30 +141,99 @@ func New(cfg Config) (*Trainer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Trainer{cfg: cfg, log: log}, nil
+	admin, err := stream.NewAdmin(cfg.Stream)
+	if err != nil {
+		return nil, err
+	}
+	return &Trainer{cfg: cfg, log: log, admin: admin}, nil
 }
 
-// Run trains a round now and then every interval until ctx ends. Only the
-// replica holding the leader lock trains; the lock lapses if it dies.
+// Close releases the trainer's Kafka client (the readiness check's).
+func (t *Trainer) Close() error { return t.admin.Close() }
+
+// readyTimeout bounds a readiness check.
+const readyTimeout = 2 * time.Second
+
+// Ready reports whether the trainer can reach its inputs: Redis (a ping)
+// and Kafka (a connection to a broker, then the transactions topic's
+// metadata, which says whether the topic exists). The checks are cheap and
+// bounded by 2s together.
+func (t *Trainer) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	redisErr := make(chan error, 1)
+	go func() { redisErr <- t.cfg.Registry.Ping(ctx) }()
+	kafkaErr := dialBroker(ctx, t.cfg.Stream)
+	if kafkaErr == nil {
+		kafkaErr = t.admin.CheckTopics(ctx, t.cfg.Topic)
+	}
+	var errs []error
+	if err := <-redisErr; err != nil {
+		errs = append(errs, fmt.Errorf("redis: %w", err))
+	}
+	if kafkaErr != nil {
+		errs = append(errs, fmt.Errorf("kafka: %w", kafkaErr))
+	}
+	return errors.Join(errs...)
+}
+
+// dialBroker opens (and closes) a connection to the first broker that
+// answers: a fresh connection, where metadata could come from the client's
+// cache.
+func dialBroker(ctx context.Context, cfg stream.Config) error {
+	d := &kafka.Dialer{ClientID: cfg.ClientID, TLS: cfg.TLS, SASLMechanism: cfg.SASL, Timeout: readyTimeout}
+	var errs []error
+	for _, b := range cfg.Brokers {
+		c, err := d.DialContext(ctx, "tcp", b)
+		if err == nil {
+			return c.Close()
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Run trains a round now and then every interval until ctx ends. After a
+// round that failed or was skipped (too few rows, Kafka or Redis
+// unreachable) it tries again with backoff (RetryMin doubling to RetryMax)
+// rather than a whole interval, so that a deployment without a model gets
+// one as soon as it can. Only the replica holding the leader lock trains;
+// the lock lapses if it dies.
 func (t *Trainer) Run(ctx context.Context) error {
 	defer func() {
 		if t.lock != nil {
-			t.lock.Release(context.WithoutCancel(ctx))
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readyTimeout)
+			t.lock.Release(rctx)
+			cancel()
 		}
 	}()
-	tick := time.NewTicker(t.cfg.Every)
-	defer tick.Stop()
+	backoff := t.cfg.RetryMin
 	for {
-		r, err := t.LeadAndTrain(ctx)
-		if err != nil && ctx.Err() == nil {
-			t.log.Error("training round failed", "err", err)
-		} else if err == nil {
-			t.log.Info("training round", "outcome", r.Outcome, "version", r.Version, "rows", r.Rows, "reason", r.Reason)
+		rctx, cancel := context.WithTimeout(ctx, t.cfg.RoundTimeout)
+		r, err := t.LeadAndTrain(rctx)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
 		}
+		wait := t.cfg.Every
+		switch {
+		case err != nil:
+			wait, backoff = backoff, min(2*backoff, t.cfg.RetryMax)
+			t.log.Error("training round failed", "err", err, "retry_in", wait)
+		case r.Outcome == "skipped":
+			wait, backoff = backoff, min(2*backoff, t.cfg.RetryMax)
+			t.log.Info("training round skipped", "reason", r.Reason, "retry_in", wait)
+		default:
+			backoff = t.cfg.RetryMin
+			t.log.Info("training round", "outcome", r.Outcome, "version", r.Version, "digest", registry.Short(r.Digest),
+				"rows", r.Rows, "reason", r.Reason, "held_back", r.HeldBack, "next_in", wait)
+		}
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return nil
-		case <-tick.C:
+		case <-timer.C:
 		}
 	}
 }
@@ -157,10 +241,15 @@ func (t *Trainer) Run(ctx context.Context) error {
 // LeadAndTrain takes or renews the leader lock and, as leader, trains one round.
 func (t *Trainer) LeadAndTrain(ctx context.Context) (Round, error) {
 	ttl := 2*t.cfg.Every + time.Minute
+	failed := func(err error) (Round, error) {
+		r := Round{Outcome: "failed", Reason: err.Error()}
+		t.report(r)
+		return r, err
+	}
 	if t.lock != nil {
 		ok, err := t.lock.Renew(ctx, ttl)
 		if err != nil {
-			return Round{Outcome: "failed"}, err
+			return failed(err)
 		}
 		if !ok {
 			t.lock = nil
@@ -169,7 +258,7 @@ func (t *Trainer) LeadAndTrain(ctx context.Context) (Round, error) {
 	if t.lock == nil {
 		l, ok, err := t.cfg.Registry.TryLead(ctx, t.cfg.Owner, ttl)
 		if err != nil {
-			return Round{Outcome: "failed"}, err
+			return failed(err)
 		}
 		if !ok {
 			r := Round{Outcome: "follower", Reason: "another trainer holds the leader lock"}

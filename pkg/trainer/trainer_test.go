@@ -113,9 +113,9 @@ func TestPinAndFencing(t *testing.T) {
 	if err != nil || r.Outcome != "rejected" || !strings.HasPrefix(r.Reason, "pinned") {
 		t.Fatalf("round while pinned: %+v %v", r, err)
 	}
-	// The same window again: no rows newer than version 1's, so the gate
-	// falls back to a random sample and says so.
-	if !strings.Contains(r.HeldBack, "random rows of the window: only 0 rows are newer than version 1") {
+	// The same window again: (almost) no rows newer than version 1's, so
+	// the gate falls back to a random sample and says so.
+	if !strings.Contains(r.HeldBack, "random rows of the window: only ") || !strings.Contains(r.HeldBack, "newer than version 1") {
 		t.Fatalf("held back: %s", r.HeldBack)
 	}
 	if p, _ := reg.Pointer(ctx); p.Version != 1 {
@@ -224,5 +224,93 @@ func TestTrainGateOnNewerRows(t *testing.T) {
 	r, err = trainer("week2").Train(ctx)
 	if err != nil || r.Outcome != "promoted" || r.Gate.Rows != 300 || !strings.Contains(r.HeldBack, "300 of the 3000 rows newer than version 1") {
 		t.Fatalf("ordinary round: %+v %v", r, err)
+	}
+}
+
+// TestRunRetriesWithBackoff: after rounds that fail (Redis down) or are
+// skipped (too few rows) the daemon tries again after RetryMin, doubling,
+// not after a whole Every (an hour here), and promotes as soon as it can.
+func TestRunRetriesWithBackoff(t *testing.T) {
+	e, err := stream.StartEmbedded(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	cfg := e.Config()
+	rng := rand.New(rand.NewPCG(9, 9))
+	produce(t, cfg, "transactions", gen(rng, 100, normal, 0))
+	mr := miniredis.RunT(t)
+	reg, _ := registry.New(registry.Config{Client: redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1}), Timeout: time.Second})
+	mr.Close()
+	rounds := make(chan Round, 100)
+	tr, err := New(Config{Stream: cfg, Topic: "transactions", Registry: reg, Owner: "a", MinRows: 500, Every: time.Hour,
+		RetryMin: 10 * time.Millisecond, RetryMax: 40 * time.Millisecond, AE: ae.Config{Seed: 1, Epochs: 3, Hidden: 16, Bottleneck: 4},
+		OnRound: func(r Round) { rounds <- r }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Run(ctx) }()
+	next := func(want string) {
+		t.Helper()
+		for {
+			select {
+			case r := <-rounds:
+				if r.Outcome == want {
+					return
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("no %s round within 30s (Every is an hour: no retry)", want)
+			}
+		}
+	}
+	next("failed")
+	next("failed")
+	mr.Restart()
+	next("skipped")
+	next("skipped")
+	produce(t, cfg, "transactions", gen(rng, 3000, normal, 0))
+	next("promoted")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReady(t *testing.T) {
+	ctx := context.Background()
+	e, err := stream.StartEmbedded(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	produce(t, e.Config(), "transactions", gen(rand.New(rand.NewPCG(1, 1)), 10, normal, 0))
+	mr := miniredis.RunT(t)
+	reg, _ := registry.New(registry.Config{Client: redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1})})
+	mk := func(topic string) *Trainer {
+		tr, err := New(Config{Stream: e.Config(), Topic: topic, Registry: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tr.Close() })
+		return tr
+	}
+	tr := mk("transactions")
+	if err := tr.Ready(ctx); err != nil {
+		t.Fatalf("ready with Redis and Kafka up: %v", err)
+	}
+	if err := mk("elsewhere").Ready(ctx); err == nil || !strings.Contains(err.Error(), "kafka") || !strings.Contains(err.Error(), "elsewhere does not exist") {
+		t.Fatalf("missing topic: %v", err)
+	}
+	mr.Close()
+	if err := tr.Ready(ctx); err == nil || !strings.Contains(err.Error(), "redis") {
+		t.Fatalf("Redis down: %v", err)
+	}
+	mr.Restart()
+	e.Close()
+	if err := tr.Ready(ctx); err == nil || !strings.Contains(err.Error(), "kafka") || strings.Contains(err.Error(), "redis") {
+		t.Fatalf("Kafka down: %v", err)
 	}
 }
