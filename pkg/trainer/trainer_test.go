@@ -192,19 +192,22 @@ func TestTrainGateOnNewerRows(t *testing.T) {
 	t.Cleanup(e.Close)
 	cfg := e.Config()
 	rng := rand.New(rand.NewPCG(5, 5))
-	produce(t, cfg, "week1", gen(rng, 3000, normal, 0))
-	produce(t, cfg, "week2-campaign", shift(gen(rng, 3000, normal, 0.08), 7*24*time.Hour))
-	produce(t, cfg, "week2", shift(gen(rng, 3000, normal, 0), 7*24*time.Hour))
+	produce(t, cfg, "week1", gen(rng, 5000, normal, 0))
+	produce(t, cfg, "week2-campaign", shift(gen(rng, 5000, normal, 0.08), 7*24*time.Hour))
+	produce(t, cfg, "week2", shift(gen(rng, 5000, normal, 0), 7*24*time.Hour))
 	mr := miniredis.RunT(t)
 	reg, _ := registry.New(registry.Config{Client: redis.NewClient(&redis.Options{Addr: mr.Addr()})})
-	trainer := func(topic string) *Trainer {
-		tr, err := New(Config{Stream: cfg, Topic: topic, Registry: reg, Owner: "a", MinRows: 500, AE: ae.Config{Seed: 1, Epochs: 20, Hidden: 16, Bottleneck: 4}})
+	// A fixed clock makes the rounds' samples, and so the test, repeatable.
+	now := time.Now()
+	trainer := func(topic string, holdBack float64) *Trainer {
+		tr, err := New(Config{Stream: cfg, Topic: topic, Registry: reg, Owner: "a", MinRows: 500, HoldBack: holdBack, Now: func() time.Time { return now },
+			AE: ae.Config{Seed: 1, Epochs: 20, Hidden: 16, Bottleneck: 4, ValidationFraction: 0.2}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return tr
 	}
-	r, err := trainer("week1").Train(ctx)
+	r, err := trainer("week1", 0.1).Train(ctx)
 	if err != nil || r.Outcome != "promoted" || !strings.Contains(r.HeldBack, "no current model") {
 		t.Fatalf("first round: %+v %v", r, err)
 	}
@@ -214,15 +217,16 @@ func TestTrainGateOnNewerRows(t *testing.T) {
 		t.Fatalf("version 1's training window ends %s, want the newest event time of week 1", v1.Meta.TimeTo)
 	}
 
-	r, err = trainer("week2-campaign").Train(ctx)
+	r, err = trainer("week2-campaign", 0.3).Train(ctx)
+	t.Logf("campaign round: %+v; schema %+v", r.Gate, v1.Encoder.Schema)
 	if err != nil || r.Outcome != "rejected" || !strings.Contains(r.Reason, "campaign") || !strings.Contains(r.HeldBack, "newer than version 1") {
 		t.Fatalf("campaign round: %+v %v", r, err)
 	}
 	if p, _ := reg.Pointer(ctx); p.Version != 1 {
 		t.Fatalf("the campaign candidate became current (%d)", p.Version)
 	}
-	r, err = trainer("week2").Train(ctx)
-	if err != nil || r.Outcome != "promoted" || r.Gate.Rows != 300 || !strings.Contains(r.HeldBack, "300 of the 3000 rows newer than version 1") {
+	r, err = trainer("week2", 0.3).Train(ctx)
+	if err != nil || r.Outcome != "promoted" || r.Gate.Rows != 1500 || !strings.Contains(r.HeldBack, "1500 of the 5000 rows newer than version 1") {
 		t.Fatalf("ordinary round: %+v %v", r, err)
 	}
 }
