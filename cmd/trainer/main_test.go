@@ -262,3 +262,25 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestRunRefusesASchemaChange: a --schema whose kinds differ from the
+// pinned schema stops `trainer run` at once, naming each change.
+func TestRunRefusesASchemaChange(t *testing.T) {
+	mr := miniredis.RunT(t)
+	reg, _ := registry.New(registry.Config{Client: redis.NewClient(&redis.Options{Addr: mr.Addr()})})
+	pinned := &features.Schema{Fields: []features.Field{{Name: "tx_id", Kind: features.ID}, {Name: "amount", Kind: features.Numeric}, {Name: "channel", Kind: features.Categorical}}}
+	if err := reg.PinSchema(context.Background(), pinned); err != nil {
+		t.Fatal(err)
+	}
+	edited := *pinned
+	edited.Fields = []features.Field{{Name: "tx_id", Kind: features.ID}, {Name: "amount", Kind: features.Numeric}, {Name: "channel", Kind: features.ID}}
+	f := filepath.Join(t.TempDir(), "schema.json")
+	var buf bytes.Buffer
+	edited.WriteJSON(&buf)
+	os.WriteFile(f, buf.Bytes(), 0o644)
+	var errb bytes.Buffer
+	code := run(context.Background(), []string{"run", "--brokers", "127.0.0.1:1", "--redis", mr.Addr(), "--schema", f, "--metrics-addr", ""}, nil, io.Discard, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "channel: categorical -> id") || !strings.Contains(errb.String(), "--allow-schema-change") {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+}

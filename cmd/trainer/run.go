@@ -67,6 +67,7 @@ type runConfig struct {
 	MaxRows     int
 	MinRows     int
 	Schema      string
+	AllowSchema bool
 	Ignore      string
 	Gate        trainer.Gate
 	HoldBack    float64
@@ -113,7 +114,7 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 		Help: "Last round's share of held-back rows above each model's own calibrated (1-budget) quantile."}, []string{"model"})
 	metrics.MustRegister(rounds, loss, rows, dur, share)
 	cfg := trainer.Config{Stream: stream.Config{Brokers: strings.Split(c.Brokers, ","), ClientID: "fraudstream-trainer"}, Topic: c.Topic, Registry: reg,
-		Every: c.Every, Window: c.Window, MaxRows: c.MaxRows, MinRows: c.MinRows, Schema: schema, Ignore: offline.SplitList(c.Ignore),
+		Every: c.Every, Window: c.Window, MaxRows: c.MaxRows, MinRows: c.MinRows, Schema: schema, AllowSchemaChange: c.AllowSchema, Ignore: offline.SplitList(c.Ignore),
 		AE: c.AE, Gate: c.Gate, HoldBack: c.HoldBack, MinHeldBack: c.MinHeldBack, Logger: log,
 		OnRound: func(r trainer.Round) {
 			rounds.WithLabelValues(r.Outcome).Inc()
@@ -130,6 +131,12 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer tr.Close()
+	// A --schema the pinned schema refuses fails now, not every round.
+	if err := tr.CheckSchema(ctx); errors.Is(err, trainer.ErrSchemaChange) {
+		return err
+	} else if err != nil {
+		log.Warn("pinned schema not checked yet (the rounds check it)", "err", err)
+	}
 	if c.Once {
 		r, err := tr.Train(ctx)
 		if err != nil {
@@ -168,7 +175,8 @@ func daemonFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.DurationVar(&c.Window, "window", 24*time.Hour, "how far back each round reads")
 	fs.IntVar(&c.MaxRows, "max-rows", 200_000, "rows a round trains on at most (uniform sample of the window)")
 	fs.IntVar(&c.MinRows, "min-rows", 1000, "fewest rows worth training on")
-	fs.StringVar(&c.Schema, "schema", "", "schema file; default: the current model's, or inferred")
+	fs.StringVar(&c.Schema, "schema", "", "schema file (JSON, as 'trainer schema' writes it); default: the registry's pinned schema ('trainer models schema'), else inferred from the first window and pinned with the first promoted model")
+	fs.BoolVar(&c.AllowSchema, "allow-schema-change", false, "train on a --schema whose kinds differ from the pinned schema's (the changes are logged; it is pinned once its model is promoted)")
 	fs.StringVar(&c.Ignore, "ignore", "", "comma-separated fields an inferred schema leaves out")
 	fs.Float64Var(&c.HoldBack, "hold-back", 0.1, "share of the window kept out of training for the promotion gate, at most (rows newer than the current model's window)")
 	fs.IntVar(&c.MinHeldBack, "min-held-back", 300, "fewest held-back rows the gate compares on; with fewer rows newer than the current model's window it compares on a random sample")

@@ -15,6 +15,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -49,8 +51,15 @@ type Config struct {
 	MaxRows int
 	// MinRows is the fewest rows worth training on. Default 1,000.
 	MinRows int
-	// Schema fixes the schema; nil reuses the current model's, or infers one.
+	// Schema fixes the schema (trainer run --schema). Nil: the registry's
+	// pinned schema, else the current model's, else one inferred from the
+	// window. The schema of the first promoted model is pinned; see
+	// Trainer.schema.
 	Schema *features.Schema
+	// AllowSchemaChange lets Schema change the kinds of the pinned schema
+	// (the change is logged, and pinned once a model trained on it is
+	// promoted); without it such a Schema fails every round.
+	AllowSchemaChange bool
 	// Ignore lists fields an inferred schema leaves out.
 	Ignore []string
 	// AE configures training.
@@ -291,11 +300,25 @@ func (t *Trainer) Train(ctx context.Context) (r Round, err error) {
 	if err != nil {
 		return r, err
 	}
-	table, bad, err := features.ReadTable(bytes.NewReader(bytes.Join(values, []byte("\n"))), features.JSONL)
+	cur, curPtr := t.current(ctx)
+	schema, pinned, err := t.schema(ctx, cur)
+	if err != nil {
+		return r, err
+	}
+	// Decode only the schema's fields when there is one: a record's other
+	// keys cannot widen the table.
+	var names []string
+	if schema != nil {
+		names = schema.Names()
+	}
+	table, bad, err := features.DecodeMessages(values, names, features.MessageOptions{})
 	if err != nil && len(values) > 0 {
 		return r, fmt.Errorf("trainer: decode window: %w", err)
 	}
 	r.BadRows = len(bad)
+	if table != nil && table.DroppedKeys > 0 {
+		t.log.Warn("keys left out while discovering the window's columns", "dropped", table.DroppedKeys)
+	}
 	if table == nil || len(table.Rows) < t.cfg.MinRows {
 		n := 0
 		if table != nil {
@@ -303,11 +326,6 @@ func (t *Trainer) Train(ctx context.Context) (r Round, err error) {
 		}
 		r.Outcome, r.Rows, r.Reason = "skipped", n, fmt.Sprintf("%d usable transactions since %s, fewer than %d", n, since.Format(time.RFC3339), t.cfg.MinRows)
 		return r, nil
-	}
-	cur, curPtr := t.current(ctx)
-	schema := t.cfg.Schema
-	if schema == nil && cur != nil {
-		schema = &cur.Encoder.Schema
 	}
 	if schema == nil {
 		schema = features.InferSchema(table.Names, table.Rows, features.InferOptions{Ignore: t.cfg.Ignore})
@@ -345,7 +363,92 @@ func (t *Trainer) Train(ctx context.Context) (r Round, err error) {
 	if !r.Gate.Promote {
 		t.log.Info("candidate not promoted", "reason", r.Gate.Reason, "held_back", how)
 	}
-	return t.store(ctx, r, cand, r.Gate.Promote, r.Gate.Reason)
+	r, err = t.store(ctx, r, cand, r.Gate.Promote, r.Gate.Reason)
+	if err == nil && r.Outcome == "promoted" && !sameSchema(pinned, schema) {
+		// The deployment's schema from now on: later rounds use it instead
+		// of inferring one.
+		pin := t.cfg.Registry.PinSchema
+		if t.lock != nil {
+			pin = t.lock.PinSchema
+		}
+		if err := pin(ctx, schema); err != nil {
+			t.log.Error("schema not pinned; the next round pins it", "err", err)
+		} else {
+			t.log.Info("schema pinned", "fields", len(schema.Fields), "changes", fmt.Sprint(features.DiffSchemas(pinned, schema)))
+		}
+	}
+	return r, err
+}
+
+// ErrSchemaChange means a configured schema changes kinds of the pinned one
+// and the change was not allowed.
+var ErrSchemaChange = errors.New("trainer: the configured schema changes the pinned schema's kinds")
+
+// schema returns the schema a round trains with, and the pinned one (nil
+// when none). Once a deployment has pinned a schema, rounds use it and
+// infer nothing; a configured schema (--schema) is used instead only when
+// it keeps the pinned kinds, or with AllowSchemaChange (the changes are
+// logged). Without a pin, the configured schema, else the current model's
+// (deployments from before pinning), else nil: infer from the window.
+func (t *Trainer) schema(ctx context.Context, cur *model.Bundle) (schema, pinned *features.Schema, err error) {
+	pinned, err = t.cfg.Registry.Schema(ctx)
+	if errors.Is(err, registry.ErrNoSchema) {
+		pinned, err = nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case t.cfg.Schema != nil && pinned != nil:
+		if changes := features.DiffSchemas(pinned, t.cfg.Schema); len(changes) > 0 {
+			if !t.cfg.AllowSchemaChange {
+				return nil, nil, fmt.Errorf("%w: %s (trainer models schema prints the pinned one); pass --allow-schema-change (Config.AllowSchemaChange) to train on it", ErrSchemaChange, joinChanges(changes))
+			}
+			t.log.Warn("schema change allowed", "changes", joinChanges(changes))
+		}
+		return t.cfg.Schema, pinned, nil
+	case t.cfg.Schema != nil:
+		return t.cfg.Schema, nil, nil
+	case pinned != nil:
+		return pinned, pinned, nil
+	case cur != nil:
+		return &cur.Encoder.Schema, nil, nil
+	}
+	return nil, nil, nil
+}
+
+// CheckSchema reports a configured schema that the pinned one refuses (see
+// Config.AllowSchemaChange), so that a daemon fails at start rather than
+// in every round.
+func (t *Trainer) CheckSchema(ctx context.Context) error {
+	_, _, err := t.schema(ctx, nil)
+	return err
+}
+
+func joinChanges(cs []features.SchemaChange) string {
+	s := make([]string, len(cs))
+	for i, c := range cs {
+		s[i] = c.String()
+	}
+	return strings.Join(s, "; ")
+}
+
+// sameSchema: a and b would be written identically (reasons aside).
+func sameSchema(a, b *features.Schema) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	enc := func(s *features.Schema) string {
+		c := *s
+		c.Fields = slices.Clone(s.Fields)
+		for i := range c.Fields {
+			c.Fields[i].Reason = ""
+		}
+		var buf bytes.Buffer
+		c.WriteJSON(&buf)
+		return buf.String()
+	}
+	return enc(a) == enc(b)
 }
 
 // holdBack picks the rows (indices into rows, schema order) kept out of

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/fraudstream/fraudstream/pkg/ae"
+	"github.com/fraudstream/fraudstream/pkg/features"
 	"github.com/fraudstream/fraudstream/pkg/model"
 	"github.com/fraudstream/fraudstream/pkg/registry"
 	"github.com/fraudstream/fraudstream/pkg/stream"
@@ -146,8 +148,9 @@ func TestPinAndFencing(t *testing.T) {
 	}
 }
 
-// produce writes gen rows (gateSchema order) as JSON messages to a new topic.
-func produce(t *testing.T, cfg stream.Config, topic string, rows [][]string) {
+// produce writes gen rows (gateSchema order) as JSON messages to a new
+// topic; extra names a key added to every message with a distinct value.
+func produce(t *testing.T, cfg stream.Config, topic string, rows [][]string, extra ...string) {
 	t.Helper()
 	ctx := context.Background()
 	if err := stream.EnsureTopics(ctx, cfg, stream.Topic{Name: topic, Partitions: 2}); err != nil {
@@ -159,6 +162,9 @@ func produce(t *testing.T, cfg stream.Config, topic string, rows [][]string) {
 		m := map[string]string{}
 		for j, n := range names {
 			m[n] = row[j]
+		}
+		for _, k := range extra {
+			m[k] = fmt.Sprint("j", i)
 		}
 		v, _ := json.Marshal(m)
 		msgs[i] = kafka.Message{Topic: topic, Key: []byte(row[0]), Value: v}
@@ -317,4 +323,85 @@ func TestReady(t *testing.T) {
 	if err := tr.Ready(ctx); err == nil || !strings.Contains(err.Error(), "kafka") || strings.Contains(err.Error(), "redis") {
 		t.Fatalf("Kafka down: %v", err)
 	}
+}
+
+// TestSchemaPinned: the first promoted model's schema is pinned; later
+// rounds train on it (decoding only its fields) even when the window would
+// infer other kinds; a --schema that changes kinds is refused unless
+// allowed, and pinned once a model trained on it is promoted.
+func TestSchemaPinned(t *testing.T) {
+	ctx := context.Background()
+	e, err := stream.StartEmbedded(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	cfg := e.Config()
+	rng := rand.New(rand.NewPCG(3, 3))
+	produce(t, cfg, "day1", gen(rng, 2000, normal, 0))
+	// Day 2: merchant ids that look like numbers, and a key never seen.
+	day2 := gen(rng, 2000, normal, 0)
+	for _, r := range day2 {
+		r[1] = strings.TrimPrefix(r[1], "m")
+	}
+	produce(t, cfg, "day2", shift(day2, 24*time.Hour), "junk")
+	names := append(gateSchema.Names(), "junk")
+	if got := features.InferSchema(names, withJunk(day2), features.InferOptions{}); got.Fields[1].Kind == features.Categorical || got.Index("junk") < 0 {
+		t.Fatalf("test data: day 2 alone should infer merchant other than categorical and see junk: %+v", got.Fields)
+	}
+	mr := miniredis.RunT(t)
+	reg, _ := registry.New(registry.Config{Client: redis.NewClient(&redis.Options{Addr: mr.Addr()})})
+	trainer := func(topic string, s *features.Schema, allow bool) *Trainer {
+		tr, err := New(Config{Stream: cfg, Topic: topic, Registry: reg, Owner: "a", MinRows: 500, Schema: s, AllowSchemaChange: allow,
+			AE: ae.Config{Seed: 1, Epochs: 10, Hidden: 16, Bottleneck: 4}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tr.Close() })
+		return tr
+	}
+	if r, err := trainer("day1", nil, false).Train(ctx); err != nil || r.Outcome != "promoted" {
+		t.Fatalf("day 1: %+v %v", r, err)
+	}
+	pinned, err := reg.Schema(ctx)
+	if err != nil || pinned.Fields[pinned.Index("merchant")].Kind != features.Categorical {
+		t.Fatalf("pinned after the first promotion: %+v %v", pinned, err)
+	}
+	// Day 2 trains on the pinned schema, whatever day 2 alone would infer.
+	r, err := trainer("day2", nil, false).Train(ctx)
+	if err != nil || r.Outcome == "failed" || r.Version != 2 {
+		t.Fatalf("day 2: %+v %v", r, err)
+	}
+	blob, _ := reg.Get(ctx, r.Version)
+	b2, _ := model.Unmarshal(blob)
+	if d := features.DiffSchemas(pinned, &b2.Encoder.Schema); len(d) != 0 || b2.Encoder.Schema.Index("junk") >= 0 {
+		t.Fatalf("day 2's model strays from the pinned schema: %v, %+v", d, b2.Encoder.Schema.Fields)
+	}
+
+	// An operator's schema that turns channel into an id.
+	edited := *pinned
+	edited.Fields = slices.Clone(pinned.Fields)
+	edited.Fields[edited.Index("channel")].Kind = features.ID
+	refused := trainer("day1", &edited, false)
+	if err := refused.CheckSchema(ctx); !errors.Is(err, ErrSchemaChange) || !strings.Contains(err.Error(), "channel: categorical -> id") {
+		t.Fatalf("check of a kind-changing schema: %v", err)
+	}
+	if _, err := refused.Train(ctx); !errors.Is(err, ErrSchemaChange) {
+		t.Fatalf("round with a kind-changing schema: %v", err)
+	}
+	r, err = trainer("day2", &edited, true).Train(ctx)
+	if err != nil || r.Outcome != "promoted" {
+		t.Fatalf("allowed schema change: %+v %v", r, err)
+	}
+	if s, _ := reg.Schema(ctx); s.Fields[s.Index("channel")].Kind != features.ID {
+		t.Fatalf("the allowed schema was not pinned on promotion: %+v", s.Fields)
+	}
+}
+
+func withJunk(rows [][]string) [][]string {
+	out := make([][]string, len(rows))
+	for i, r := range rows {
+		out[i] = append(slices.Clone(r), fmt.Sprint("j", i))
+	}
+	return out
 }
