@@ -405,3 +405,46 @@ func withJunk(rows [][]string) [][]string {
 	}
 	return out
 }
+
+// TestTrainDecodesMessages: the window is decoded one message per record
+// (a pretty-printed message is one record, not several bad lines) and a
+// message with 60,000 keys is one bad row, not 60,000 columns for every row.
+func TestTrainDecodesMessages(t *testing.T) {
+	ctx := context.Background()
+	e, err := stream.StartEmbedded(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	cfg := e.Config()
+	rows := gen(rand.New(rand.NewPCG(4, 4)), 1000, normal, 0)
+	produce(t, cfg, "transactions", rows)
+	var wide strings.Builder
+	wide.WriteString("{")
+	for i := range 60000 {
+		fmt.Fprintf(&wide, `"k%d":%d,`, i, i)
+	}
+	wide.WriteString(`"amount":"1"}`)
+	pretty := "{\n  \"tx_id\": \"pretty\",\n  \"merchant\": \"m1\",\n  \"channel\": \"pos\",\n  \"amount\": \"12.5\"\n}"
+	p, _ := stream.NewProducer(cfg, stream.ProducerOptions{})
+	defer p.Close()
+	if err := p.Write(ctx, kafka.Message{Topic: "transactions", Value: []byte(wide.String())}, kafka.Message{Topic: "transactions", Value: []byte(pretty)}); err != nil {
+		t.Fatal(err)
+	}
+	mr := miniredis.RunT(t)
+	reg, _ := registry.New(registry.Config{Client: redis.NewClient(&redis.Options{Addr: mr.Addr()})})
+	tr, err := New(Config{Stream: cfg, Topic: "transactions", Registry: reg, MinRows: 500, AE: ae.Config{Seed: 1, Epochs: 2, Hidden: 8, Bottleneck: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	r, err := tr.Train(ctx)
+	if err != nil || r.Outcome != "promoted" || r.BadRows != 1 || r.Rows+r.Gate.Rows != 1001 {
+		t.Fatalf("round: %+v %v", r, err)
+	}
+	_, blob, _ := reg.Current(ctx)
+	b, _ := model.Unmarshal(blob)
+	if n := len(b.Encoder.Schema.Fields); n != 5 {
+		t.Fatalf("schema of %d fields: %+v", n, b.Encoder.Schema.Fields)
+	}
+}
