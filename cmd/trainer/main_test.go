@@ -104,6 +104,8 @@ func TestModelsHelp(t *testing.T) {
 		{[]string{"models"}, 2, []string{"usage: trainer models"}, nil},
 		{[]string{"models", "bogus"}, 2, []string{`unknown command "bogus"`}, nil},
 		{[]string{"models", "list", "--model", "x"}, 2, []string{"not defined: -model"}, nil},
+		{[]string{"run", "-h"}, 0, []string{"-every", "-allow-schema-change", "-max-alert-shift", "-keep-candidates"}, []string{"-model", "-to"}},
+		{[]string{"-h"}, 0, []string{"usage: trainer", "models"}, nil},
 	}
 	for _, tc := range cases {
 		var out, errb bytes.Buffer
@@ -242,6 +244,10 @@ func TestRunReadyz(t *testing.T) {
 	cancel()
 	if code := <-done; code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	// The log is JSON with durations as text (ops.NewLogger).
+	if !strings.Contains(errb.String(), `"retry_in":"5s"`) {
+		t.Fatalf("log: %s", errb.String())
 	}
 }
 
