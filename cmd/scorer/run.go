@@ -55,6 +55,7 @@ type runConfig struct {
 	MaxUnusable  float64
 	Drain        time.Duration
 	StallAfter   time.Duration
+	LogLevel     string
 }
 
 func runFlags(fs *flag.FlagSet, c *runConfig) {
@@ -84,6 +85,7 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.IntVar(&c.MaxBytes, "max-message-bytes", 64<<10, "a transaction larger than this goes to the dead-letter topic, cut to this size")
 	fs.Float64Var(&c.MaxUnusable, "max-unusable", 0.5, "a transaction whose learned fields are more than this share missing or invalid goes to the dead-letter topic instead of being scored")
 	fs.DurationVar(&c.Drain, "drain-timeout", 10*time.Second, "on SIGTERM, how long the batch in flight may take to be written and committed (past it, it is left to be redelivered)")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error (debug adds the Kafka client's own error reports)")
 	fs.DurationVar(&c.StallAfter, "stall-after", 2*time.Minute, "/healthz fails when transactions wait and no batch has been committed for this long, or a batch has been in flight this long")
 }
 
@@ -118,7 +120,11 @@ func (c runConfig) validate() error {
 // the model it has), so that a fault does not turn into exits and a
 // rebalance storm.
 func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
-	log := ops.NewLogger(stderr)
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := ops.NewLevelLogger(stderr, level)
 	if err := c.validate(); err != nil {
 		return err
 	}
@@ -129,7 +135,7 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	worker := fmt.Sprintf("%s-%d", host, os.Getpid())
 	// A client id of its own tells this worker apart in the group (liveness
 	// looks up its partitions by it).
-	sc := stream.Config{Brokers: offline.SplitList(c.Brokers), ClientID: "fraudstream-scorer-" + worker}
+	sc := stream.Config{Brokers: offline.SplitList(c.Brokers), ClientID: "fraudstream-scorer-" + worker, Logger: log}
 	admin, err := stream.NewAdmin(sc)
 	if err != nil {
 		return err

@@ -312,6 +312,21 @@ func TestShutdownIsBounded(t *testing.T) {
 	}
 }
 
+// TestStuckCommitIsLeftToTheNextBatch: a commit that hangs (no group
+// generation while the group rejoins after a broker restart) is given up
+// after its bounded attempts, and the worker goes on to the next batch,
+// whose commit covers these offsets; today's main waited for ever.
+func TestStuckCommitIsLeftToTheNextBatch(t *testing.T) {
+	sink := &scriptedSink{}
+	p := newTestPipeline(t, sink, &blockingSource{}, Config{CommitTimeout: 10 * time.Millisecond})
+	if err := p.Process(context.Background(), batchOf(t, 9, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.ToFloat64(p.m.commitFailures); n != commitAttempts {
+		t.Fatalf("%v commit attempts failed, want %d", n, commitAttempts)
+	}
+}
+
 // flakySource fails its first fetches, then delivers one batch, then waits.
 type flakySource struct {
 	memSource

@@ -108,6 +108,10 @@ type Config struct {
 	// RetryMin and RetryMax bound the backoff between retries of a failed
 	// fetch, write or commit. Defaults 100ms and 5s.
 	RetryMin, RetryMax time.Duration
+	// CommitTimeout bounds one attempt to commit a batch's offsets; after
+	// three failed attempts the commit is left to the next batch's.
+	// Default 5s.
+	CommitTimeout time.Duration
 	// DrainTimeout bounds how long, after ctx ends, the batch in flight may
 	// take to be written and committed; past it the batch is abandoned
 	// uncommitted (it is redelivered). Default 10s.
@@ -177,6 +181,7 @@ func New(cfg Config) (*Pipeline, error) {
 	def(&cfg.RetryMin, 100*time.Millisecond)
 	def(&cfg.RetryMax, 5*time.Second)
 	def(&cfg.DrainTimeout, 10*time.Second)
+	def(&cfg.CommitTimeout, 5*time.Second)
 	if cfg.FieldWindow <= 0 {
 		cfg.FieldWindow = 10_000
 	}

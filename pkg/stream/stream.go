@@ -14,6 +14,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"time"
@@ -33,6 +34,19 @@ type Config struct {
 	SASL sasl.Mechanism
 	// ClientID names this client to the brokers. Default "fraudstream".
 	ClientID string
+	// Logger hears kafka-go's own error reports (at debug level: during a
+	// broker outage they repeat every attempt). Nil: none.
+	Logger *slog.Logger
+}
+
+// errorLogger adapts Logger for kafka-go.
+func (c Config) errorLogger() kafka.Logger {
+	if c.Logger == nil {
+		return nil
+	}
+	return kafka.LoggerFunc(func(msg string, args ...any) {
+		c.Logger.Debug("kafka-go", "client", c.clientID(), "msg", fmt.Sprintf(msg, args...))
+	})
 }
 
 // Validate reports a configuration that cannot connect.
@@ -131,6 +145,7 @@ func NewConsumer(cfg Config, topic, group string, opt ConsumerOptions) (*Consume
 		RebalanceTimeout:      orDefaultDur(opt.RebalanceTimeout, 10*time.Second),
 		JoinGroupBackoff:      orDefaultDur(opt.JoinGroupBackoff, 500*time.Millisecond),
 		WatchPartitionChanges: true, // partitions added to the topic are read without a restart
+		ErrorLogger:           cfg.errorLogger(),
 	})
 	return &Consumer{r: r}, nil
 }
@@ -251,6 +266,7 @@ func NewProducer(cfg Config, opt ProducerOptions) (*Producer, error) {
 		WriteBackoffMin: 50 * time.Millisecond,
 		WriteBackoffMax: 500 * time.Millisecond,
 		Transport:       cfg.transport(),
+		ErrorLogger:     cfg.errorLogger(),
 	}
 	return &Producer{w: w}, nil
 }
