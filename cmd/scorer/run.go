@@ -56,6 +56,7 @@ type runConfig struct {
 	Drain        time.Duration
 	StallAfter   time.Duration
 	LogLevel     string
+	StuckAfter   time.Duration
 }
 
 func runFlags(fs *flag.FlagSet, c *runConfig) {
@@ -85,6 +86,7 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.IntVar(&c.MaxBytes, "max-message-bytes", 64<<10, "a transaction larger than this goes to the dead-letter topic, cut to this size")
 	fs.Float64Var(&c.MaxUnusable, "max-unusable", 0.5, "a transaction whose learned fields are more than this share missing or invalid goes to the dead-letter topic instead of being scored")
 	fs.DurationVar(&c.Drain, "drain-timeout", 10*time.Second, "on SIGTERM, how long the batch in flight may take to be written and committed (past it, it is left to be redelivered)")
+	fs.DurationVar(&c.StuckAfter, "rejoin-after", 15*time.Second, "rejoin the consumer group when a fetch has waited this long while transactions wait on this worker's partitions (a stalled Kafka client)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error (debug adds the Kafka client's own error reports)")
 	fs.DurationVar(&c.StallAfter, "stall-after", 2*time.Minute, "/healthz fails when transactions wait and no batch has been committed for this long, or a batch has been in flight this long")
 }
@@ -163,6 +165,15 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	trainedAt := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fraudstream_model_trained_timestamp_seconds", Help: "When the model in use was trained."})
 	gl := &groupLag{admin: admin, group: c.Group, topic: c.Tx, log: log}
 	metrics.MustRegister(version, loaded, trainedAt, gl)
+	var rejoins atomic.Pointer[stream.Consumer]
+	metrics.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fraudstream_consumer_rejoins_total",
+		Help: "Times the consumer was found stalled (a fetch waiting while records wait on its partitions) and rejoined its group."},
+		func() float64 {
+			if c := rejoins.Load(); c != nil {
+				return float64(c.Rejoins())
+			}
+			return 0
+		}))
 	if c.Policy == "budget" {
 		budget := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fraudstream_alert_budget", Help: "The share of transactions the budget policy alerts on."})
 		budget.Set(c.Budget)
@@ -246,6 +257,7 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 		wg.Wait()
 		return err
 	}
+	rejoins.Store(src)
 	defer func() {
 		if err := src.Close(); err != nil {
 			log.Warn("leaving the consumer group", "err", err)
@@ -268,6 +280,9 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 			exchange.Run(ctx, time.Second, func(err error) { log.Debug("fleet exchange failed; keeping the last view", "err", err) })
 		})
 	}
+	// kafka-go's group reader can stall after a broker restart while it
+	// holds its partitions; the watchdog rejoins it (stream.Consumer.Watch).
+	wg.Go(func() { src.Watch(ctx, admin, 5*time.Second, c.StuckAfter, log) })
 	wg.Go(func() {
 		err := pl.Run(ctx)
 		cancel() // a pipeline that stops takes the worker down

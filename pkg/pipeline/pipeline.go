@@ -33,6 +33,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/fraudstream/fraudstream/pkg/model"
+	"github.com/fraudstream/fraudstream/pkg/stream"
 )
 
 // Model is a loaded bundle with its registry version and its decider.
@@ -227,7 +228,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			}
 		}
 		switch {
-		case err == nil:
+		case err == nil, errors.Is(err, stream.ErrRejoined):
 			backoff = p.cfg.RetryMin
 		case ctx.Err() != nil:
 			return nil

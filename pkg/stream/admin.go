@@ -328,3 +328,19 @@ func (a *Admin) MemberLag(ctx context.Context, group, topic, clientID string) ([
 	slices.Sort(mine)
 	return mine, total, nil
 }
+
+// IsMember reports whether the group lists a member with client id clientID.
+func (a *Admin) IsMember(ctx context.Context, group, clientID string) (bool, error) {
+	res, err := a.cl.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
+	if err != nil {
+		return false, fmt.Errorf("stream: describe group %s: %w", group, err)
+	}
+	for _, g := range res.Groups {
+		for _, m := range g.Members {
+			if m.ClientID == clientID {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}

@@ -17,6 +17,8 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -108,9 +110,26 @@ type ConsumerOptions struct {
 // Consumer reads one topic as a member of a consumer group. Offsets are
 // committed only by Commit, so that the caller commits after its outputs
 // are acknowledged (at-least-once).
+//
+// kafka-go's group reader can stop delivering after a broker restart or a
+// rebalance while it still holds its partitions (segmentio/kafka-go#387,
+// #955: its partition readers wait on fetches that never complete). Watch
+// detects that (a fetch waiting for a while although records wait on this
+// member's partitions, or on the group while this member is not in it) and
+// replaces the reader, which rejoins the group.
 type Consumer struct {
-	r *kafka.Reader
+	cfg          Config
+	topic, group string
+	opt          ConsumerOptions
+	r            atomic.Pointer[kafka.Reader]
+	waitingSince atomic.Int64 // Unix ns since when FetchBatch waits for a first message; 0: not waiting
+	rejoins      atomic.Int64
+	closing      sync.WaitGroup // readers being closed after a rejoin
 }
+
+// ErrRejoined is returned by a FetchBatch that was waiting on a reader
+// Watch replaced; fetch again.
+var ErrRejoined = errors.New("stream: the consumer rejoined its group; fetch again")
 
 // NewConsumer joins group on topic.
 func NewConsumer(cfg Config, topic, group string, opt ConsumerOptions) (*Consumer, error) {
@@ -120,14 +139,21 @@ func NewConsumer(cfg Config, topic, group string, opt ConsumerOptions) (*Consume
 	if topic == "" || group == "" {
 		return nil, errors.New("stream: a consumer needs a topic and a group")
 	}
+	c := &Consumer{cfg: cfg, topic: topic, group: group, opt: opt}
+	c.r.Store(c.newReader())
+	return c, nil
+}
+
+func (c *Consumer) newReader() *kafka.Reader {
+	cfg, opt := c.cfg, c.opt
 	start := kafka.FirstOffset
 	if opt.FromLatest {
 		start = kafka.LastOffset
 	}
-	r := kafka.NewReader(kafka.ReaderConfig{
+	return kafka.NewReader(kafka.ReaderConfig{
 		Brokers:        cfg.Brokers,
-		GroupID:        group,
-		Topic:          topic,
+		GroupID:        c.group,
+		Topic:          c.topic,
 		Dialer:         cfg.dialer(),
 		MinBytes:       max(opt.MinBytes, 1),
 		MaxBytes:       orDefault(opt.MaxBytes, 16<<20),
@@ -147,7 +173,6 @@ func NewConsumer(cfg Config, topic, group string, opt ConsumerOptions) (*Consume
 		WatchPartitionChanges: true, // partitions added to the topic are read without a restart
 		ErrorLogger:           cfg.errorLogger(),
 	})
-	return &Consumer{r: r}, nil
 }
 
 func orDefault(v, d int) int {
@@ -167,8 +192,14 @@ func orDefaultDur(v, d time.Duration) time.Duration {
 // FetchBatch waits for at least one message, then takes whatever else
 // arrives within linger, up to max messages. It appends to dst.
 func (c *Consumer) FetchBatch(ctx context.Context, dst []kafka.Message, max int, linger time.Duration) ([]kafka.Message, error) {
-	m, err := c.r.FetchMessage(ctx)
+	r := c.r.Load()
+	c.waitingSince.Store(time.Now().UnixNano())
+	m, err := r.FetchMessage(ctx)
+	c.waitingSince.Store(0)
 	if err != nil {
+		if c.r.Load() != r && ctx.Err() == nil {
+			return dst, ErrRejoined
+		}
 		return dst, err
 	}
 	dst = append(dst, m)
@@ -178,12 +209,12 @@ func (c *Consumer) FetchBatch(ctx context.Context, dst []kafka.Message, max int,
 	lctx, cancel := context.WithTimeout(ctx, linger)
 	defer cancel()
 	for len(dst) < max {
-		m, err := c.r.FetchMessage(lctx)
+		m, err := r.FetchMessage(lctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return dst, ctx.Err()
 			}
-			return dst, nil // linger over: a partial batch
+			return dst, nil // linger over (or the reader replaced): a partial batch
 		}
 		dst = append(dst, m)
 	}
@@ -195,25 +226,89 @@ func (c *Consumer) Commit(ctx context.Context, msgs ...kafka.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	if err := c.r.CommitMessages(ctx, msgs...); err != nil {
+	if err := c.r.Load().CommitMessages(ctx, msgs...); err != nil {
 		return fmt.Errorf("stream: commit: %w", err)
 	}
 	return nil
 }
 
 // Stats returns kafka-go's counters, including the consumer lag.
-func (c *Consumer) Stats() kafka.ReaderStats { return c.r.Stats() }
+func (c *Consumer) Stats() kafka.ReaderStats { return c.r.Load().Stats() }
+
+// Rejoins returns how many times Watch replaced the reader.
+func (c *Consumer) Rejoins() int64 { return c.rejoins.Load() }
+
+// Rejoin replaces the reader with a new one, which joins the group afresh;
+// the old one leaves the group in the background (bounded by Close's
+// timeout). A FetchBatch waiting on the old reader returns ErrRejoined.
+func (c *Consumer) Rejoin() {
+	old := c.r.Swap(c.newReader())
+	c.rejoins.Add(1)
+	c.closing.Go(func() { closeReader(old) })
+}
+
+// Watch checks every interval, until ctx ends, whether the consumer is
+// stuck: a FetchBatch waiting for stuckAfter without a message while
+// records wait on this member's partitions (or, if the group does not list
+// this member, on the group's). Then it rejoins and logs why. A caller
+// that is slow to fetch (its outputs cannot be written) is not stuck. Members are told apart by the
+// client id (Config.ClientID), which must be this worker's own.
+func (c *Consumer) Watch(ctx context.Context, admin *Admin, every, stuckAfter time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		since := c.waitingSince.Load()
+		if since == 0 {
+			continue
+		}
+		idle := time.Since(time.Unix(0, since))
+		if idle < stuckAfter {
+			continue
+		}
+		lag, member, err := c.waiting(ctx, admin)
+		if err != nil || lag == 0 {
+			continue // the broker cannot be asked, or nothing waits: not stuck
+		}
+		if log != nil {
+			log.Warn("the consumer delivered nothing while records wait; rejoining the group",
+				"idle", idle.Round(time.Second), "waiting", lag, "member", member)
+		}
+		c.Rejoin()
+	}
+}
+
+// waiting returns the records waiting for this member: on its partitions,
+// or on the whole group's when the group does not list it.
+func (c *Consumer) waiting(ctx context.Context, admin *Admin) (lag int64, member bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	parts, lag, err := admin.MemberLag(ctx, c.group, c.topic, c.cfg.clientID())
+	if err != nil || len(parts) > 0 {
+		return lag, true, err
+	}
+	in, err := admin.IsMember(ctx, c.group, c.cfg.clientID())
+	if err != nil || in {
+		return 0, in, err // a member without partitions has nothing to be late with
+	}
+	all, err := admin.GroupLag(ctx, c.group, c.topic)
+	for _, n := range all {
+		lag += n
+	}
+	return lag, false, err
+}
 
 // closeTimeout bounds Close: leaving the group needs the coordinator, which
 // may be the thing that is down.
 const closeTimeout = 10 * time.Second
 
-// Close leaves the group, giving up after 10s (the coordinator then drops
-// the member after SessionTimeout); kafka-go's close goroutine may outlive
-// the call by that much.
-func (c *Consumer) Close() error {
+func closeReader(r *kafka.Reader) error {
 	done := make(chan error, 1)
-	go func() { done <- c.r.Close() }()
+	go func() { done <- r.Close() }()
 	t := time.NewTimer(closeTimeout)
 	defer t.Stop()
 	select {
@@ -222,6 +317,15 @@ func (c *Consumer) Close() error {
 	case <-t.C:
 		return fmt.Errorf("stream: leaving the consumer group did not finish within %s", closeTimeout)
 	}
+}
+
+// Close leaves the group, giving up after 10s (the coordinator then drops
+// the member after SessionTimeout); kafka-go's close goroutine may outlive
+// the call by that much.
+func (c *Consumer) Close() error {
+	err := closeReader(c.r.Load())
+	c.closing.Wait()
+	return err
 }
 
 // ProducerOptions tunes a Producer. Zero values select the defaults.
