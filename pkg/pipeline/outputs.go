@@ -53,6 +53,12 @@ type AlertReason struct {
 	Contribution float32 `json:"contribution"`
 	Observed     string  `json:"observed"`
 	Expected     string  `json:"expected"`
+	// Probability the model gave the observed category (categorical
+	// fields only).
+	Probability *float32 `json:"probability,omitempty"`
+	// Note says what an analyst can use: "not seen in training", "missing",
+	// "outside the training range" (empty when there is nothing to add).
+	Note string `json:"note,omitempty"`
 }
 
 // Decision is the compact JSON written to the scores topic for every record.

@@ -418,7 +418,13 @@ func (p *Pipeline) decide(cur *Model, msgs []kafka.Message, scores []float32) er
 			Transaction: json.RawMessage(m.Value)}
 		p.reasons = p.sc.Reasons(s, p.cfg.Reasons, p.reasons)
 		for _, r := range p.reasons {
-			a.Reasons = append(a.Reasons, AlertReason{Field: r.Name, Contribution: r.Contribution, Observed: p.sc.Observed(s, r.Field), Expected: p.sc.Expected(s, r.Field)})
+			ar := AlertReason{Field: r.Name, Contribution: r.Contribution, Observed: p.sc.Observed(s, r.Field), Expected: p.sc.Expected(s, r.Field),
+				Note: p.sc.Note(s, r)}
+			if r.Probability >= 0 {
+				prob := r.Probability
+				ar.Probability = &prob
+			}
+			a.Reasons = append(a.Reasons, ar)
 		}
 		v, err := json.Marshal(a)
 		if err != nil {

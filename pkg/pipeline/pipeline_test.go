@@ -197,7 +197,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	})
 	for id := range anomalies {
 		a := alerts[id]
-		if a.ModelVersion != "v1" || len(a.Reasons) == 0 || len(a.Reasons) > 3 || a.Reasons[0].Field != "amount" || a.Reasons[0].Observed != "25000" ||
+		if a.ModelVersion != "v1" || len(a.Reasons) == 0 || len(a.Reasons) > 3 || a.Reasons[0].Field != "amount" || a.Reasons[0].Observed != "25000" || !strings.HasPrefix(a.Reasons[0].Note, "above the training range") ||
 			a.EntityKey == "" || !strings.HasPrefix(a.EventTime, "2026-11-") || !json.Valid(a.Transaction) || a.Score < a.Threshold {
 			t.Fatalf("alert %+v", a)
 		}
