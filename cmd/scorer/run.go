@@ -86,7 +86,7 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.IntVar(&c.MaxBytes, "max-message-bytes", 64<<10, "a transaction larger than this goes to the dead-letter topic, cut to this size")
 	fs.Float64Var(&c.MaxUnusable, "max-unusable", 0.5, "a transaction whose learned fields are more than this share missing or invalid goes to the dead-letter topic instead of being scored")
 	fs.DurationVar(&c.Drain, "drain-timeout", 10*time.Second, "on SIGTERM, how long the batch in flight may take to be written and committed (past it, it is left to be redelivered)")
-	fs.DurationVar(&c.StuckAfter, "rejoin-after", 15*time.Second, "rejoin the consumer group when a fetch has waited this long while transactions wait on this worker's partitions (a stalled Kafka client)")
+	fs.DurationVar(&c.StuckAfter, "rejoin-after", 30*time.Second, "rejoin the consumer group when a fetch has waited this long while transactions wait on this worker's partitions (a stalled Kafka client)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error (debug adds the Kafka client's own error reports)")
 	fs.DurationVar(&c.StallAfter, "stall-after", 2*time.Minute, "/healthz fails when transactions wait and no batch has been committed for this long, or a batch has been in flight this long")
 }
@@ -280,8 +280,8 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 			exchange.Run(ctx, time.Second, func(err error) { log.Debug("fleet exchange failed; keeping the last view", "err", err) })
 		})
 	}
-	// kafka-go's group reader can stall after a broker restart while it
-	// holds its partitions; the watchdog rejoins it (stream.Consumer.Watch).
+	// A guard against kafka-go's group reader stalling while it holds its
+	// partitions (reported upstream); see stream.Consumer.Watch.
 	wg.Go(func() { src.Watch(ctx, admin, 5*time.Second, c.StuckAfter, log) })
 	wg.Go(func() {
 		err := pl.Run(ctx)

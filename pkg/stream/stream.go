@@ -111,9 +111,10 @@ type ConsumerOptions struct {
 // committed only by Commit, so that the caller commits after its outputs
 // are acknowledged (at-least-once).
 //
-// kafka-go's group reader can stop delivering after a broker restart or a
-// rebalance while it still holds its partitions (segmentio/kafka-go#387,
-// #955: its partition readers wait on fetches that never complete). Watch
+// kafka-go's group reader is reported to stop delivering after a broker
+// restart or a rebalance while it still holds its partitions
+// (segmentio/kafka-go#387, #955, both open; not reproduced here, where a
+// restart was ridden out without it). As a guard, Watch
 // detects that (a fetch waiting for a while although records wait on this
 // member's partitions, or on the group while this member is not in it) and
 // replaces the reader, which rejoins the group.
@@ -272,7 +273,11 @@ func (c *Consumer) Watch(ctx context.Context, admin *Admin, every, stuckAfter ti
 		}
 		lag, member, err := c.waiting(ctx, admin)
 		if err != nil || lag == 0 {
-			continue // the broker cannot be asked, or nothing waits: not stuck
+			// The broker cannot be asked, or nothing waits: not stuck.
+			if log != nil {
+				log.Debug("consumer waiting; not stuck", "idle", idle.Round(time.Second), "waiting", lag, "member", member, "err", err)
+			}
+			continue
 		}
 		if log != nil {
 			log.Warn("the consumer delivered nothing while records wait; rejoining the group",
