@@ -55,7 +55,11 @@ func (e *env) topic(name string) string { return name + "-" + e.sfx }
 // start runs a program in the background, its output in a log file.
 func (e *env) start(name, logName string, args ...string) *exec.Cmd {
 	e.t.Helper()
-	f, err := os.Create(filepath.Join(e.dir, logName+".log"))
+	logDir := e.dir
+	if d := os.Getenv("E2E_LOG_DIR"); d != "" {
+		logDir = d // kept after the test, for diagnosis
+	}
+	f, err := os.Create(filepath.Join(logDir, logName+".log"))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -65,7 +69,11 @@ func (e *env) start(name, logName string, args ...string) *exec.Cmd {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
+		if e.t.Failed() {
+			cmd.Process.Signal(syscall.SIGQUIT) // a goroutine dump in the log, for diagnosis
+		} else {
+			cmd.Process.Signal(syscall.SIGTERM)
+		}
 		cmd.Wait()
 		f.Close()
 		if e.t.Failed() {
@@ -143,7 +151,7 @@ func TestPipelineWithRealServices(t *testing.T) {
 	e.run("trainer", append([]string{"run", "--once", "--transactions", tx, "--min-rows", "2000", "--epochs", "5"}, common...)...)
 
 	scorerArgs := append([]string{"run", "--transactions", tx, "--alerts", alerts, "--scores", scores, "--dead-letter", dead,
-		"--group", "e2e-" + e.sfx, "--metrics-addr", "", "--model-poll", "1s", "--partitions", "4"}, common...)
+		"--group", "e2e-" + e.sfx, "--metrics-addr", "", "--model-poll", "1s", "--create-topics", "--partitions", "4"}, common...)
 	e.start("scorer", "scorer-a", scorerArgs...)
 	b := e.start("scorer", "scorer-b", scorerArgs...)
 
