@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -124,6 +125,9 @@ func runLive(ctx context.Context, c liveConfig, stdout, stderr io.Writer) error 
 		stream.Topic{Name: topicScores, Partitions: 6}, stream.Topic{Name: topicDead, Partitions: 1}); err != nil {
 		return err
 	}
+	if err := boundRetention(ctx, sc, c.Window); err != nil {
+		return err
+	}
 	fmt.Fprintf(stdout, "embedded Kafka on %s, embedded Redis on %s\n", strings.Join(broker.Addrs(), ","), mr.Addr())
 	fmt.Fprintf(stdout, "watch the alerts with any Kafka client, e.g.: kcat -b %s -C -t %s -o end\n", broker.Addrs()[0], topicAlerts)
 
@@ -141,17 +145,19 @@ func runLive(ctx context.Context, c liveConfig, stdout, stderr io.Writer) error 
 		})
 	}
 
-	// Traffic.
+	// Traffic, compressed: the embedded broker holds it in memory.
+	traffic := newTrafficWriter(sc)
+	defer traffic.Close()
+	if c.Replay != "" {
+		goRun("replay", func() error { return replay(ctx, c, traffic, tr, stdout) })
+	} else {
+		goRun("generator", func() error { return generate(ctx, c, traffic, tr) })
+	}
 	prod, err := stream.NewProducer(sc, stream.ProducerOptions{})
 	if err != nil {
 		return err
 	}
 	defer prod.Close()
-	if c.Replay != "" {
-		goRun("replay", func() error { return replay(ctx, c, prod, tr, stdout) })
-	} else {
-		goRun("generator", func() error { return generate(ctx, c, prod, tr) })
-	}
 
 	// The trainer.
 	t, err := trainer.New(trainer.Config{Stream: sc, Topic: topicTx, Registry: reg, Owner: "demo-trainer", Every: c.Every, Window: c.Window,
@@ -206,12 +212,90 @@ func runLive(ctx context.Context, c liveConfig, stdout, stderr io.Writer) error 
 	return nil
 }
 
+// The embedded broker holds every record in memory, at two to four times
+// its size (kfake's in-memory segments grow by doubling and are freed a
+// segment at a time); without retention the demo grew by about 150 MB a
+// minute at 2,000 transactions/s and passed 1 GB within 6 minutes.
+const (
+	// The training window plus a margin is all the trainer reads.
+	txMargin = 30 * time.Second
+	// Alerts, scores and dead letters are read live by the demo.
+	outputRetention = 30 * time.Second
+	segmentBytes    = 1 << 20
+	// Generated traffic is written every trafficTick, zstd-compressed:
+	// batches of about 30 transactions per partition shrink about 6x.
+	trafficTick = 50 * time.Millisecond
+)
+
+// retentionCheck is how often the broker applies retention (a variable for tests).
+var retentionCheck = 5 * time.Second
+
+// trafficWriter writes the demo's transactions, compressed.
+type trafficWriter struct{ w *kafka.Writer }
+
+func newTrafficWriter(sc stream.Config) *trafficWriter {
+	return &trafficWriter{w: &kafka.Writer{
+		Addr: kafka.TCP(sc.Brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
+		Compression: kafka.Zstd, BatchTimeout: 2 * time.Millisecond, BatchSize: 1024, BatchBytes: 1_000_000,
+	}}
+}
+
+func (t *trafficWriter) Write(ctx context.Context, msgs ...kafka.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	return t.w.WriteMessages(ctx, msgs...)
+}
+
+func (t *trafficWriter) Close() error { return t.w.Close() }
+
+// boundRetention makes the embedded broker drop what the demo no longer
+// needs: transactions older than the training window (plus txMargin),
+// outputs older than outputRetention. kfake applies retention.ms on its
+// cleaner tick (log.cleaner.backoff.ms, default an hour), which must be
+// set before the topics' retention starts the ticker.
+func boundRetention(ctx context.Context, sc stream.Config, window time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cl := &kafka.Client{Addr: kafka.TCP(sc.Brokers...), Timeout: 10 * time.Second}
+	set := func(name, value string) kafka.IncrementalAlterConfigsRequestConfig {
+		return kafka.IncrementalAlterConfigsRequestConfig{Name: name, Value: value, ConfigOperation: kafka.ConfigOperationSet}
+	}
+	ms := func(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+	alter := func(res ...kafka.IncrementalAlterConfigsRequestResource) error {
+		resp, err := cl.IncrementalAlterConfigs(ctx, &kafka.IncrementalAlterConfigsRequest{Resources: res})
+		if err != nil {
+			return fmt.Errorf("embedded broker retention: %w", err)
+		}
+		for _, r := range resp.Resources {
+			if r.Error != nil {
+				return fmt.Errorf("embedded broker retention of %s: %w", r.ResourceName, r.Error)
+			}
+		}
+		return nil
+	}
+	if err := alter(kafka.IncrementalAlterConfigsRequestResource{ResourceType: kafka.ResourceTypeBroker, ResourceName: "0",
+		Configs: []kafka.IncrementalAlterConfigsRequestConfig{set("log.cleaner.backoff.ms", ms(retentionCheck))}}); err != nil {
+		return err
+	}
+	var res []kafka.IncrementalAlterConfigsRequestResource
+	for _, t := range []string{topicTx, topicAlerts, topicScores, topicDead} {
+		keep := outputRetention
+		if t == topicTx {
+			keep = window + txMargin
+		}
+		res = append(res, kafka.IncrementalAlterConfigsRequestResource{ResourceType: kafka.ResourceTypeTopic, ResourceName: t,
+			Configs: []kafka.IncrementalAlterConfigsRequestConfig{set("retention.ms", ms(keep)), set("segment.bytes", strconv.Itoa(segmentBytes))}})
+	}
+	return alter(res...)
+}
+
 // generate produces synthetic transactions at the configured rate.
-func generate(ctx context.Context, c liveConfig, prod *stream.Producer, tr *truth) error {
+func generate(ctx context.Context, c liveConfig, prod *trafficWriter, tr *truth) error {
 	g := generator.New(generator.Config{Seed: c.Seed})
-	tick := time.NewTicker(10 * time.Millisecond)
+	tick := time.NewTicker(trafficTick)
 	defer tick.Stop()
-	per := max(1, c.Rate/100)
+	per := max(1, c.Rate*int(trafficTick/time.Millisecond)/1000)
 	msgs := make([]kafka.Message, 0, per)
 	for {
 		select {
@@ -237,7 +321,7 @@ func generate(ctx context.Context, c liveConfig, prod *stream.Producer, tr *trut
 
 // replay produces a file's records in time order, sped up; its label
 // column becomes the ground truth and is not sent.
-func replay(ctx context.Context, c liveConfig, prod *stream.Producer, tr *truth, stdout io.Writer) error {
+func replay(ctx context.Context, c liveConfig, prod *trafficWriter, tr *truth, stdout io.Writer) error {
 	f, err := os.Open(c.Replay)
 	if err != nil {
 		return err

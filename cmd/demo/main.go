@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -24,12 +25,35 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "demo:", err)
-		os.Exit(1)
-	}
+	code := cli(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
+
+// cli runs the demo and returns its exit status: 0 after a help request,
+// 2 for bad flags (the flag package has said what is wrong).
+func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := run(ctx, args, stdout, stderr)
+	switch {
+	case err == nil || errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	}
+	fmt.Fprintln(stderr, "demo:", err)
+	return 1
+}
+
+var errUsage = errors.New("usage")
+
+const usage = `usage: demo [flags]
+
+Runs the whole streaming pipeline in one process: an embedded Kafka-protocol broker, an embedded
+Redis, a generator of card transactions with injected fraud (or --replay FILE), the trainer and
+two scorers, printing throughput, alert rate, precision and recall every few seconds. With
+--offline it runs the offline fit/score/eval walkthrough on the handbook data instead.
+
+flags:`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
@@ -42,7 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&c.Port, "kafka-port", 9092, "port of the embedded Kafka broker on 127.0.0.1")
 	fs.IntVar(&c.Rate, "rate", 2000, "generated transactions per second")
 	fs.DurationVar(&c.Every, "every", 15*time.Second, "interval between training rounds")
-	fs.DurationVar(&c.Window, "window", 10*time.Minute, "training window")
+	fs.DurationVar(&c.Window, "window", 5*time.Minute, "training window (the embedded broker keeps transactions this long plus 30s)")
 	fs.IntVar(&c.MinRows, "min-rows", 5000, "rows needed before the first model")
 	fs.DurationVar(&c.Summary, "summary", 5*time.Second, "interval between summaries")
 	fs.DurationVar(&c.Duration, "duration", 0, "stop after this long (0: until Ctrl-C)")
@@ -50,7 +74,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&c.Speedup, "speedup", 600, "replay: how many times faster than real time")
 	fs.StringVar(&c.Label, "label", "label", "replay: the ground-truth column (not sent to the scorers)")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the generator and the training")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, usage)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			err = errUsage
+		}
 		return err
 	}
 	if *offline {

@@ -38,10 +38,63 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "loadtest:", err)
-		os.Exit(1)
+	code := cli(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// cli runs the command and returns its exit status: 0 for a help request,
+// 2 for a usage error.
+func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := run(ctx, args, stdout, stderr)
+	switch {
+	case err == nil || errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	}
+	fmt.Fprintln(stderr, "loadtest:", err)
+	return 1
+}
+
+var errUsage = errors.New("usage")
+
+// modeFlags registers the flags of mode ("drain" or "latency") on a new
+// flag set: the shared ones and the mode's own.
+func modeFlags(mode string, c *config, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("loadtest "+mode, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.brokers, "brokers", "", "Kafka brokers (empty: start the embedded broker)")
+	fs.IntVar(&c.scorers, "scorers", 2, "scorer workers in the group")
+	fs.DurationVar(&maxWait, "max-wait", 50*time.Millisecond, "the scorers' fetch MaxWait")
+	fs.Float64Var(&c.quantile, "threshold-quantile", 0.99, "alert above this quantile of validation scores (0.99: about 1% alerts)")
+	switch mode {
+	case "drain":
+		fs.IntVar(&c.messages, "messages", 2_000_000, "transactions pre-loaded")
+	case "latency":
+		fs.IntVar(&c.rate, "rate", 20000, "transactions per second")
+		fs.DurationVar(&c.duration, "duration", 30*time.Second, "how long to produce")
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: loadtest %s [flags]\n  %s\n\nflags:\n", mode, modeDoc[mode])
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+var modeDoc = map[string]string{
+	"drain":   "pre-loads a transactions topic, then times the scorer group from the first fetch until every offset is committed",
+	"latency": "produces at a steady rate and measures the time from a transaction's produce to its alert being readable (p50, p99)",
+}
+
+// usage prints both modes with their flags.
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: loadtest drain|latency [flags]   ('loadtest MODE -h' for one mode)")
+	fmt.Fprintln(w, "Without --brokers it starts the embedded broker.")
+	for _, mode := range []string{"drain", "latency"} {
+		fmt.Fprintln(w)
+		fs := modeFlags(mode, &config{}, w)
+		fs.Usage()
 	}
 }
 
@@ -55,20 +108,23 @@ type config struct {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "drain" && args[0] != "latency") {
-		return errors.New("usage: loadtest drain|latency [flags]")
+	if len(args) > 0 {
+		switch args[0] {
+		case "-h", "-help", "--help", "help":
+			usage(stdout)
+			return nil
+		}
 	}
-	fs := flag.NewFlagSet("loadtest "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	if len(args) == 0 || (args[0] != "drain" && args[0] != "latency") {
+		usage(stderr)
+		return errUsage
+	}
 	var c config
-	fs.StringVar(&c.brokers, "brokers", "", "Kafka brokers (empty: start the embedded broker)")
-	fs.IntVar(&c.messages, "messages", 2_000_000, "drain: transactions pre-loaded")
-	fs.IntVar(&c.scorers, "scorers", 2, "scorer workers in the group")
-	fs.IntVar(&c.rate, "rate", 20000, "latency: transactions per second")
-	fs.DurationVar(&c.duration, "duration", 30*time.Second, "latency: how long to produce")
-	fs.DurationVar(&maxWait, "max-wait", 50*time.Millisecond, "the scorers' fetch MaxWait")
-	fs.Float64Var(&c.quantile, "threshold-quantile", 0.99, "alert above this quantile of validation scores (0.99: about 1% alerts)")
+	fs := modeFlags(args[0], &c, stderr)
 	if err := fs.Parse(args[1:]); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			err = errUsage // the flag package has printed the problem and the usage
+		}
 		return err
 	}
 	sc := stream.Config{Brokers: strings.Split(c.brokers, ",")}

@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -27,15 +28,39 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "quality:", err)
-		os.Exit(1)
-	}
+	code := cli(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
+
+// cli runs the command and returns its exit status: 0 after a help
+// request, 2 for bad flags (the flag package has said what is wrong).
+func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := run(ctx, args, stdout, stderr)
+	switch {
+	case err == nil || errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	}
+	fmt.Fprintln(stderr, "quality:", err)
+	return 1
+}
+
+var errUsage = errors.New("usage")
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("quality", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, `usage: quality --input FILE [--label label] [--drop a,b] [--seeds 0,1,2] [training flags]
+
+Measures detection quality: per seed, a stratified 70/30 split, a fit on the 70% without labels,
+scores on the 30%, and AUPRC and ROC-AUC against the labels.
+
+flags:`)
+		fs.PrintDefaults()
+	}
 	input := fs.String("input", "", "labelled CSV or JSON Lines file")
 	label := fs.String("label", "label", "label column (1 = fraud)")
 	drop := fs.String("drop", "", "comma-separated further columns to hide from the model (e.g. fraud scenario)")
@@ -54,7 +79,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	maxLevels := fs.Int("max-levels", 0, "categorical vocabulary cap (0: default)")
 	fs.BoolVar(&cfg.Linear, "linear", false, "score with linear contributions e/Norm instead of their square roots")
 	if err := fs.Parse(args); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			err = errUsage
+		}
 		return err
+	}
+	if *input == "" {
+		fmt.Fprintln(stderr, "quality: no input given (use --input FILE)")
+		fs.Usage()
+		return errUsage
 	}
 	f, err := os.Open(*input)
 	if err != nil {
