@@ -173,7 +173,7 @@ func daemonFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.DurationVar(&c.Every, "every", time.Hour, "interval between training rounds")
 	fs.DurationVar(&c.Window, "window", 24*time.Hour, "how far back each round reads")
 	fs.IntVar(&c.MaxRows, "max-rows", 200_000, "rows a round trains on at most (uniform sample of the window)")
-	fs.IntVar(&c.MinRows, "min-rows", 1000, "fewest rows worth training on")
+	fs.IntVar(&c.MinRows, "min-rows", 20_000, "fewest rows worth training on (a round with fewer is skipped and retried with backoff)")
 	fs.StringVar(&c.Schema, "schema", "", "schema file (JSON, as 'trainer schema' writes it); default: the registry's pinned schema ('trainer models schema'), else inferred from the first window and pinned with the first promoted model")
 	fs.BoolVar(&c.AllowSchema, "allow-schema-change", false, "train on a --schema whose kinds differ from the pinned schema's (the changes are logged; it is pinned once its model is promoted)")
 	fs.StringVar(&c.Ignore, "ignore", "", "comma-separated fields an inferred schema leaves out")
