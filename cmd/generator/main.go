@@ -117,14 +117,38 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				fmt.Fprintf(truth, "%s,%s\n", tx.ID, pat)
 			}
 		}
-		if err := p.Write(ctx, msgs...); err != nil {
-			if errors.Is(err, context.Canceled) || ctx.Err() != nil {
-				break
-			}
-			return err
+		if err := writeRetrying(ctx, p, msgs, stderr); err != nil {
+			break // ctx ended
 		}
 		sent += len(msgs)
 	}
 	fmt.Fprintf(stdout, "sent %d transactions in %v\n", sent, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// writeRetrying writes msgs until the broker acknowledges them, retrying
+// with backoff through an outage (saying so at most every 10s), so that a
+// broker restart pauses the traffic instead of ending it. It returns an
+// error only when ctx ends. A retried batch may reach the topic twice.
+func writeRetrying(ctx context.Context, p *stream.Producer, msgs []kafka.Message, stderr io.Writer) error {
+	backoff, warned := 100*time.Millisecond, time.Time{}
+	for {
+		err := p.Write(ctx, msgs...)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, context.Canceled) || ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Since(warned) > 10*time.Second {
+			fmt.Fprintf(stderr, "generator: write failed, retrying: %v\n", err)
+			warned = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
 }
