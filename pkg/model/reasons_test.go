@@ -130,3 +130,22 @@ func TestExpectedWithinTrainingRange(t *testing.T) {
 		t.Fatalf("without a range: expected amount %v (%v)", got, err)
 	}
 }
+
+// TestImputedWithinTrainingRange: an imputed number stays in the range
+// seen in training, however far the network's output is pushed.
+func TestImputedWithinTrainingRange(t *testing.T) {
+	b := fitTest(t)
+	amount := slices.IndexFunc(b.Encoder.Fields, func(f features.EncodedField) bool { return f.Name == "amount" })
+	ef := b.Encoder.Fields[amount]
+	sc := b.NewScorer(1)
+	for _, push := range []float32{-100, 100} {
+		sc.SetRow(0, []string{"1", "", "m1", "2024-03-01 10:00:00", "FR"})
+		b.Model.B[3][ef.NumOff] += push
+		rows, filled := sc.Impute(1, 3)
+		b.Model.B[3][ef.NumOff] -= push
+		got, err := strconv.ParseFloat(rows[0][ef.Source], 64)
+		if !filled[0][ef.Source] || err != nil || got < ef.Min || got > ef.Max {
+			t.Fatalf("output pushed by %v: imputed amount %q, training range [%v, %v]", push, rows[0][ef.Source], ef.Min, ef.Max)
+		}
+	}
+}

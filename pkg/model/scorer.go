@@ -264,7 +264,9 @@ func (s *Scorer) Impute(n, iters int) (rows [][]string, filled [][]bool) {
 			if ef.Kind == features.Categorical {
 				out[ef.Source] = enc.Decode(f, nil, int(s.d.Cat[i*s.cf+ef.CatIdx]))
 			} else {
-				out[ef.Source] = enc.Decode(f, s.d.Num[i*s.nc+ef.NumOff:i*s.nc+ef.NumOff+ef.NumWidth], -1)
+				// Within the range seen in training, as Expected: an
+				// imputed amount is never negative.
+				out[ef.Source] = strconv.FormatFloat(ef.InRange(ef.Unscale(float64(s.d.Num[i*s.nc+ef.NumOff]))), 'g', 6, 64)
 			}
 			fl[ef.Source] = true
 		}
