@@ -240,6 +240,9 @@ func (e *Encoder) Check() error {
 			if (f.Kind == Numeric && !(f.Scale > 0)) || math.IsNaN(f.Center) || math.IsInf(f.Center, 0) || math.IsInf(f.Scale, 0) {
 				return fmt.Errorf("features: encoder field %q has a bad scaler", f.Name)
 			}
+			if f.HasRange && !(f.Min <= f.Max && !math.IsInf(f.Min, 0) && !math.IsInf(f.Max, 0)) {
+				return fmt.Errorf("features: encoder field %q has a bad training range [%v, %v]", f.Name, f.Min, f.Max)
+			}
 			num += want
 		case Categorical:
 			if f.CatIdx != cat || len(f.Levels) < 2 {

@@ -180,6 +180,16 @@ func TestEncoderCheck(t *testing.T) {
 	if err := bad.Check(); err == nil {
 		t.Error("accepted a field pointing outside the schema")
 	}
+	bad.Fields[0].Source = e.Fields[0].Source
+	for i, f := range bad.Fields {
+		if f.Kind == Numeric {
+			bad.Fields[i].HasRange, bad.Fields[i].Min, bad.Fields[i].Max = true, 10, 1
+			if err := bad.Check(); err == nil {
+				t.Error("accepted a training range whose min exceeds its max")
+			}
+			break
+		}
+	}
 }
 
 // TestParseDecimalMatchesStrconv: the fast path must agree with strconv
