@@ -165,6 +165,11 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	trainedAt := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fraudstream_model_trained_timestamp_seconds", Help: "When the model in use was trained."})
 	gl := &groupLag{admin: admin, group: c.Group, topic: c.Tx, log: log}
 	metrics.MustRegister(version, loaded, trainedAt, gl)
+	// The records waiting on this worker's own partitions: what "stalled"
+	// is judged on (a worker without partitions has none).
+	metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fraudstream_assigned_lag",
+		Help: "Messages the group has not committed on the partitions assigned to this worker (0 when it has none)."},
+		func() float64 { return float64(ownLag(context.Background(), admin, c.Group, c.Tx, sc.ClientID)) }))
 	var rejoins atomic.Pointer[stream.Consumer]
 	metrics.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fraudstream_consumer_rejoins_total",
 		Help: "Times the consumer was found stalled (a fetch waiting while records wait on its partitions) and rejoined its group."},

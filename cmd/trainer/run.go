@@ -109,6 +109,9 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 	loss := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fraudstream_trainer_loss", Help: "Last candidate's loss on held-back rows."})
 	rows := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fraudstream_trainer_rows", Help: "Rows the last round trained on."})
 	dur := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fraudstream_trainer_duration_seconds", Help: "Duration of the last round."})
+	for _, o := range []string{"promoted", "rejected", "skipped", "follower", "failed"} {
+		rounds.WithLabelValues(o) // every outcome exported from the start, so rate() and increase() see its first round
+	}
 	share := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fraudstream_trainer_gate_alert_share",
 		Help: "Last round's share of held-back rows above each model's own calibrated (1-budget) quantile."}, []string{"model"})
 	metrics.MustRegister(rounds, loss, rows, dur, share)
