@@ -7,11 +7,18 @@
 //
 //	magic    "FSDAEMDL" (8 bytes)
 //	format   uint16 (FormatVersion)
-//	reserved uint16
+//	flags    uint16 (0, or 1: signed; was "reserved", always 0, before signing)
 //	hlen     uint32, then hlen bytes of JSON header
 //	8 tensors: uint32 count, then count float32 values
 //	           (W0 B0 W1 B1 W2 B2 W3 B3)
+//	signature, when flags has bit 1: key id (8 bytes, see KeyID) and the
+//	           64-byte ed25519 signature of everything from the magic to
+//	           the last tensor (flags included)
 //	sha256   32 bytes over everything before it
+//
+// The signature covers the whole model (schema, encoder, weights,
+// calibration, metadata); the checksum, outside it, catches corruption and
+// stays the bundle's identity (Digest). See sign.go.
 //
 // Decoding checks the checksum first and every length against the header's
 // architecture before allocating, so a truncated, corrupted or foreign blob
@@ -206,23 +213,55 @@ func Digest(data []byte) string {
 	return hex.EncodeToString(data[len(data)-sha256.Size:])
 }
 
-// Unmarshal decodes and verifies a bundle.
-func Unmarshal(data []byte) (*Bundle, error) {
-	const fixed = 8 + 2 + 2 + 4
+// fixed is the length of the magic, format, flags and header length.
+const fixed = 8 + 2 + 2 + 4
+
+// flagSigned marks a bundle that carries a signature block.
+const flagSigned = 1
+
+// frame checks an encoded bundle's magic, checksum, format and flags, and
+// returns its content (magic to last tensor: what a signature covers) and
+// its signature block (nil when unsigned). It allocates nothing.
+func frame(data []byte) (content, sig []byte, err error) {
 	if len(data) < 8 || !bytes.Equal(data[:8], magic[:]) {
-		return nil, ErrNotBundle
+		return nil, nil, ErrNotBundle
 	}
 	if len(data) < fixed+sha256.Size {
-		return nil, fmt.Errorf("%w: %d bytes", ErrChecksum, len(data))
+		return nil, nil, fmt.Errorf("%w: %d bytes", ErrChecksum, len(data))
 	}
 	body := data[:len(data)-sha256.Size]
 	if sum := sha256.Sum256(body); !bytes.Equal(sum[:], data[len(body):]) {
-		return nil, ErrChecksum
+		return nil, nil, ErrChecksum
 	}
 	if v := binary.LittleEndian.Uint16(data[8:]); v != FormatVersion {
-		return nil, fmt.Errorf("%w %d (this build reads %d)", ErrFormat, v, FormatVersion)
+		return nil, nil, fmt.Errorf("%w %d (this build reads %d)", ErrFormat, v, FormatVersion)
 	}
-	hlen := binary.LittleEndian.Uint32(data[12:])
+	flags := binary.LittleEndian.Uint16(data[10:])
+	if flags&^flagSigned != 0 {
+		return nil, nil, fmt.Errorf("%w: unknown flags %#x (written by a newer build?)", ErrFormat, flags)
+	}
+	if flags&flagSigned == 0 {
+		return body, nil, nil
+	}
+	if len(body) < fixed+sigSize {
+		return nil, nil, errors.New("model: bundle marked signed is too short to hold its signature")
+	}
+	return body[:len(body)-sigSize], body[len(body)-sigSize:], nil
+}
+
+// Unmarshal decodes and verifies a bundle. A signed bundle decodes too; its
+// signature is not checked (see UnmarshalVerified).
+func Unmarshal(data []byte) (*Bundle, error) {
+	body, _, err := frame(data)
+	if err != nil {
+		return nil, err
+	}
+	return decode(body)
+}
+
+// decode decodes a bundle's content (see frame).
+func decode(body []byte) (*Bundle, error) {
+	hlen := binary.LittleEndian.Uint32(body[12:])
 	if hlen > maxHeader || int(hlen) > len(body)-fixed {
 		return nil, fmt.Errorf("model: header length %d exceeds the bundle", hlen)
 	}
@@ -337,6 +376,12 @@ func (b *Bundle) WriteFile(path string) error {
 	if err != nil {
 		return err
 	}
+	return writeAtomic(path, data)
+}
+
+// writeAtomic writes data to a temporary file in path's directory and
+// renames it over path.
+func writeAtomic(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".model-*")
 	if err != nil {
 		return err
