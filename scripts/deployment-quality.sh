@@ -6,6 +6,7 @@
 # demo (`go run ./cmd/demo`) reports the same two figures in process.
 #
 #   scripts/deployment-quality.sh [SECONDS]   # default 240
+#   TRAINER_ARGS="--every 30s" scripts/deployment-quality.sh   # extra trainer flags
 #
 # Needs Go, Java 17 and Maven (for the broker), redis-server, kcat, python3.
 set -euo pipefail
@@ -38,7 +39,8 @@ for i in 1 2; do
 	"$work/scorer" run --brokers "$brokers" --redis 127.0.0.1:$rport --create-topics --metrics-addr 127.0.0.1:$((29200 + i)) >"$work/scorer-$i.log" 2>&1 &
 	pids+=($!)
 done
-"$work/trainer" run --brokers "$brokers" --redis 127.0.0.1:$rport --metrics-addr 127.0.0.1:29203 >"$work/trainer.log" 2>&1 &
+# shellcheck disable=SC2086 # TRAINER_ARGS is a list of flags
+"$work/trainer" run --brokers "$brokers" --redis 127.0.0.1:$rport --metrics-addr 127.0.0.1:29203 ${TRAINER_ARGS:-} >"$work/trainer.log" 2>&1 &
 pids+=($!)
 echo "running for ${secs}s ..." >&2
 sleep "$secs"

@@ -42,6 +42,12 @@ type Config struct {
 	// was skipped: the next try comes after RetryMin, doubling up to
 	// RetryMax, instead of a whole Every. Defaults 5s and min(Every, 5m).
 	RetryMin, RetryMax time.Duration
+	// RampStart: while a round trains on fewer rows than MaxRows (a young
+	// deployment whose window is still filling), the next round comes
+	// after RampStart, doubling each round up to Every, instead of a whole
+	// Every: a first model from the first 20,000 rows is a bootstrap,
+	// replaced as data arrives. Default 1m; negative: off.
+	RampStart time.Duration
 	// RoundTimeout bounds a round's I/O (the window read, the registry).
 	// Default max(Every, 10m).
 	RoundTimeout time.Duration
@@ -129,6 +135,9 @@ func New(cfg Config) (*Trainer, error) {
 	def(&cfg.Every, time.Hour)
 	def(&cfg.Window, 24*time.Hour)
 	def(&cfg.RetryMin, 5*time.Second)
+	if cfg.RampStart == 0 {
+		cfg.RampStart = time.Minute
+	}
 	def(&cfg.RetryMax, min(cfg.Every, 5*time.Minute))
 	cfg.RetryMax = max(cfg.RetryMax, cfg.RetryMin)
 	def(&cfg.RoundTimeout, max(cfg.Every, 10*time.Minute))
@@ -218,7 +227,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 			cancel()
 		}
 	}()
-	backoff := t.cfg.RetryMin
+	backoff, ramp := t.cfg.RetryMin, t.cfg.RampStart
 	for {
 		rctx, cancel := context.WithTimeout(ctx, t.cfg.RoundTimeout)
 		r, err := t.LeadAndTrain(rctx)
@@ -226,7 +235,8 @@ func (t *Trainer) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		wait := t.cfg.Every
+		var wait time.Duration
+		wait, ramp = t.next(r, ramp)
 		switch {
 		case err != nil:
 			wait, backoff = backoff, min(2*backoff, t.cfg.RetryMax)
@@ -247,6 +257,20 @@ func (t *Trainer) Run(ctx context.Context) error {
 		case <-timer.C:
 		}
 	}
+}
+
+// next returns the wait before the round after r, and the ramp for the one
+// after that: Every, except while rounds train on fewer rows than MaxRows,
+// when the wait is the ramp, which doubles up to Every.
+func (t *Trainer) next(r Round, ramp time.Duration) (time.Duration, time.Duration) {
+	if ramp <= 0 || ramp >= t.cfg.Every || r.Rows >= t.cfg.MaxRows {
+		return t.cfg.Every, ramp
+	}
+	switch r.Outcome {
+	case "promoted", "rejected":
+		return ramp, min(2*ramp, t.cfg.Every)
+	}
+	return t.cfg.Every, ramp
 }
 
 // LeadAndTrain takes or renews the leader lock and, as leader, trains one round.

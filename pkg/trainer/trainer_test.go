@@ -448,3 +448,30 @@ func TestTrainDecodesMessages(t *testing.T) {
 		t.Fatalf("schema of %d fields: %+v", n, b.Encoder.Schema.Fields)
 	}
 }
+
+// TestRampSchedule: a young deployment retrains after 1m, 2m, 4m... while
+// its rounds train on fewer rows than MaxRows, then every Every.
+func TestRampSchedule(t *testing.T) {
+	tr := &Trainer{cfg: Config{Every: time.Hour, MaxRows: 200_000, RampStart: time.Minute}}
+	ramp := tr.cfg.RampStart
+	var waits []time.Duration
+	for _, rows := range []int{29_000, 120_000, 190_000} {
+		var w time.Duration
+		w, ramp = tr.next(Round{Outcome: "promoted", Rows: rows}, ramp)
+		waits = append(waits, w)
+	}
+	w, _ := tr.next(Round{Outcome: "promoted", Rows: 200_000}, ramp)
+	waits = append(waits, w)
+	want := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, time.Hour}
+	if !slices.Equal(waits, want) {
+		t.Fatalf("waits %v, want %v", waits, want)
+	}
+	// Followers and skipped rounds keep their own schedules; off when negative.
+	if w, _ := tr.next(Round{Outcome: "follower"}, time.Minute); w != time.Hour {
+		t.Fatalf("follower waits %v", w)
+	}
+	tr.cfg.RampStart = -1
+	if w, _ := tr.next(Round{Outcome: "promoted", Rows: 10}, -1); w != time.Hour {
+		t.Fatalf("ramp off: %v", w)
+	}
+}
