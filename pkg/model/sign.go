@@ -276,7 +276,7 @@ func (r *Keyring) check(content, sig []byte) (KeyID, error) {
 		return id, fmt.Errorf("%w: signed by key %s, trusted keys: %s", ErrUnknownKey, id, r)
 	}
 	if !ed25519.Verify(pub, content, sig[keyIDSize:]) {
-		return id, fmt.Errorf("%w (key %s)", ErrBadSignature, id)
+		return id, fmt.Errorf("%w: signed as key %s", ErrBadSignature, id)
 	}
 	return id, nil
 }

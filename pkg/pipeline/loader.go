@@ -34,6 +34,14 @@ type LoaderConfig struct {
 	Logger *slog.Logger
 	// OnLoad, when set, is called after each swap (metrics, readiness).
 	OnLoad func(version int64, b *model.Bundle)
+	// Verify, when set, loads only bundles signed by one of its keys;
+	// others are refused (ErrUnsigned, ErrUnknownKey, ErrBadSignature)
+	// like bundles that do not decode. Nil loads any sound bundle.
+	Verify *model.Keyring
+	// OnReject, when set, is called once for each bundle refused (per
+	// digest), with the reason: model.RejectReason of the error, one of
+	// unsigned, unknown_key, bad_signature, corrupt (metrics).
+	OnReject func(version int64, reason string)
 }
 
 // Loader keeps Models on the registry's current model: it loads at start
@@ -42,13 +50,23 @@ type LoaderConfig struct {
 // after Redis has lost its data a new "version 1" is a different model and
 // is loaded, and the same model under a new number only changes the label.
 // A bundle that does not match its digest or fails to decode is logged and
-// skipped; the model in use stays.
+// skipped; the model in use stays. A bundle that fails to decode or, with
+// Verify, to verify is refused: logged and reported (OnReject) once, then
+// skipped without being read again while `current` names it.
 type Loader struct {
-	cfg    LoaderConfig
-	log    *slog.Logger
-	loaded int64
-	digest string
+	cfg     LoaderConfig
+	log     *slog.Logger
+	loaded  int64
+	digest  string
+	refused map[string]bool // digests of refused bundles, at most maxRefused
 }
+
+// maxRefused bounds the refused digests remembered; past it the set starts
+// again (a bundle refused then is reported once more).
+const maxRefused = 64
+
+// errBundleRefused marks a sync error already logged and reported as a refusal.
+var errBundleRefused = errors.New("bundle refused")
 
 // NewLoader checks cfg.
 func NewLoader(cfg LoaderConfig) (*Loader, error) {
@@ -65,7 +83,7 @@ func NewLoader(cfg LoaderConfig) (*Loader, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Loader{cfg: cfg, log: log}, nil
+	return &Loader{cfg: cfg, log: log, refused: map[string]bool{}}, nil
 }
 
 // Run follows the registry until ctx ends; it returns nil then.
@@ -78,7 +96,9 @@ func (l *Loader) Run(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for l.cfg.Models.Load() == nil {
 		if err := l.sync(ctx); err != nil {
-			l.log.Info("no usable model yet; waiting", "retry_in", backoff, "reason", err)
+			if !errors.Is(err, errBundleRefused) {
+				l.log.Info("no usable model yet; waiting", "retry_in", backoff, "reason", err)
+			}
 			select {
 			case <-ctx.Done():
 				return nil
@@ -100,7 +120,7 @@ func (l *Loader) Run(ctx context.Context) error {
 			}
 		case <-tick.C:
 		}
-		if err := l.sync(ctx); err != nil && ctx.Err() == nil {
+		if err := l.sync(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, errBundleRefused) {
 			l.log.Warn("model update failed; keeping the current model", "version", l.loaded, "err", err)
 		}
 	}
@@ -117,6 +137,9 @@ func (l *Loader) sync(ctx context.Context) error {
 		l.relabel(in, p.Version)
 		return nil
 	}
+	if l.refused[p.Digest] {
+		return errBundleRefused
+	}
 	blob, err := l.cfg.Registry.Get(ctx, p.Version)
 	if err != nil {
 		return err
@@ -131,17 +154,51 @@ func (l *Loader) sync(ctx context.Context) error {
 		l.relabel(in, p.Version)
 		return nil
 	}
+	if l.refused[d] {
+		return errBundleRefused
+	}
+	var signer []any
+	if l.cfg.Verify != nil {
+		id, err := l.cfg.Verify.Verify(blob)
+		if err != nil {
+			return l.refuse(p.Version, d, err)
+		}
+		signer = []any{"signed_by", id.String()}
+	}
 	b, err := model.Unmarshal(blob)
 	if err != nil {
-		return fmt.Errorf("version %d (%s): %w", p.Version, registry.Short(d), err)
+		return l.refuse(p.Version, d, err)
 	}
 	l.cfg.Models.Swap(&Model{Bundle: b, Version: strconv.FormatInt(p.Version, 10), Digest: d, Decider: l.cfg.NewDecider(b)})
-	l.log.Info("model loaded", "version", p.Version, "digest", registry.Short(d), "model", b.Describe())
+	l.log.Info("model loaded", append([]any{"version", p.Version, "digest", registry.Short(d), "model", b.Describe()}, signer...)...)
 	l.loaded, l.digest = p.Version, d
 	if l.cfg.OnLoad != nil {
 		l.cfg.OnLoad(p.Version, b)
 	}
 	return nil
+}
+
+// refuse records a bundle that will not be loaded, logs and reports it;
+// the model in use ("serving") stays.
+func (l *Loader) refuse(v int64, digest string, err error) error {
+	if len(l.refused) >= maxRefused {
+		clear(l.refused)
+	}
+	l.refused[digest] = true
+	reason := model.RejectReason(err)
+	args := []any{"version", v, "digest", registry.Short(digest), "reason", reason, "err", err}
+	if l.cfg.Models.Load() != nil {
+		args = append(args, "serving", l.loaded)
+	}
+	if reason == model.ReasonCorrupt {
+		l.log.Warn("model bundle refused: it does not decode", args...)
+	} else {
+		l.log.Error("model bundle refused: signature not accepted", args...)
+	}
+	if l.cfg.OnReject != nil {
+		l.cfg.OnReject(v, reason)
+	}
+	return fmt.Errorf("%w: version %d (%s): %w", errBundleRefused, v, registry.Short(digest), err)
 }
 
 // relabel keeps the model in use (and its decider's state) when the
