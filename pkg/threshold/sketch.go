@@ -55,7 +55,9 @@ func (s *Sketch) Alpha() float64 { return s.alpha }
 func (s *Sketch) Count() uint64 { return s.total }
 
 func (s *Sketch) index(x float64) int {
-	return int(math.Ceil(math.Log(x) * s.invLogG))
+	// +Inf shares the top bucket with the largest float: int(±Inf) is
+	// undefined and made grow panic.
+	return int(math.Ceil(math.Log(min(x, math.MaxFloat64)) * s.invLogG))
 }
 
 // Add records a score. NaN is ignored; negative scores count as zero.
@@ -139,9 +141,10 @@ func (s *Sketch) Quantile(q float64) float64 {
 	return s.value(s.offset + len(s.counts) - 1)
 }
 
-// value is the representative of bucket i: within (1±α) of every value in it.
+// value is the representative of bucket i: within (1±α) of every value in
+// it. The top bucket's would overflow; it is the largest float64 instead.
 func (s *Sketch) value(i int) float64 {
-	return 2 * math.Pow(s.gamma, float64(i)) / (s.gamma + 1)
+	return min(2*math.Pow(s.gamma, float64(i))/(s.gamma+1), math.MaxFloat64)
 }
 
 // Above returns the number of values greater than x (up to bucket accuracy).
@@ -216,31 +219,70 @@ func (s *Sketch) MarshalBinary() ([]byte, error) {
 	return b, nil
 }
 
-// UnmarshalSketch decodes MarshalBinary's output.
+// MaxSketchCount bounds the values a decoded sketch may count: 2^53, the
+// largest count a float64 (in which Quantile computes ranks) holds
+// exactly. Windows count tens of thousands of scores; a caller that knows
+// its windows' size bounds them tighter (pkg/fleet does).
+const MaxSketchCount = 1 << 53
+
+// MaxSketchBytes is the longest encoding UnmarshalSketch accepts: the
+// 28-byte header and maxBuckets counts of at most 10 bytes each.
+const MaxSketchBytes = 28 + binary.MaxVarintLen64*maxBuckets
+
+// Decoded accuracies are refused below minAlpha: none is used (0.01 by
+// default), and below about 1e-16 γ rounds to 1 and bucket indexes overflow.
+const minAlpha = 1e-6
+
+// ErrSketchCount is wrapped by UnmarshalSketch's error for a blob that
+// counts more than MaxSketchCount values, or more than a uint64 holds.
+var ErrSketchCount = errors.New("threshold: sketch blob counts more values than a sketch can hold")
+
+// UnmarshalSketch decodes MarshalBinary's output. Whatever the input, it
+// allocates at most 32 KiB for the buckets (maxBuckets = 4,096 counts of 8
+// bytes, and never more counts than the blob has bytes left to encode them)
+// plus the Sketch itself, and never copies the blob. It refuses an accuracy
+// outside [1e-6, 1) (NaN and negative included), a bucket range outside
+// the indexes a positive float64 can reach at that accuracy, and a total
+// count above MaxSketchCount (ErrSketchCount; sums are checked, so counts
+// cannot wrap around to a small total).
 func UnmarshalSketch(b []byte) (*Sketch, error) {
 	if len(b) < 28 {
 		return nil, errors.New("threshold: sketch blob is truncated")
 	}
 	alpha := math.Float64frombits(binary.LittleEndian.Uint64(b))
-	if !(alpha > 0 && alpha < 1) {
-		return nil, errors.New("threshold: sketch blob has a bad accuracy")
+	if !(alpha >= minAlpha && alpha < 1) {
+		return nil, fmt.Errorf("threshold: sketch blob has accuracy %v, outside [%v, 1)", alpha, minAlpha)
 	}
 	s := NewSketch(alpha)
 	s.zeros = binary.LittleEndian.Uint64(b[8:])
-	off := int(int64(binary.LittleEndian.Uint64(b[16:])))
+	if s.zeros > MaxSketchCount {
+		return nil, fmt.Errorf("%w (%d zeros)", ErrSketchCount, s.zeros)
+	}
+	off := int64(binary.LittleEndian.Uint64(b[16:]))
 	n := int(binary.LittleEndian.Uint32(b[24:]))
+	b = b[28:]
 	if n > maxBuckets {
 		return nil, errors.New("threshold: sketch blob has too many buckets")
 	}
-	b = b[28:]
+	if n > len(b) {
+		return nil, errors.New("threshold: sketch blob is truncated")
+	}
 	s.total = s.zeros
 	if n > 0 {
-		s.offset, s.counts = off, make([]uint64, n)
+		// The buckets a value in (minPositive, MaxFloat64] can fall in.
+		lo, hi := int64(s.index(minPositive)), int64(s.index(math.MaxFloat64))
+		if off < lo || off > hi-int64(n-1) {
+			return nil, fmt.Errorf("threshold: sketch blob has %d buckets from %d, outside %d to %d", n, off, lo, hi)
+		}
+		s.offset, s.counts = int(off), make([]uint64, n)
 	}
 	for k := range n {
 		c, w := binary.Uvarint(b)
 		if w <= 0 {
 			return nil, errors.New("threshold: sketch blob is truncated")
+		}
+		if c > MaxSketchCount-s.total {
+			return nil, fmt.Errorf("%w (more than %d)", ErrSketchCount, uint64(MaxSketchCount))
 		}
 		s.counts[k] = c
 		s.total += c
