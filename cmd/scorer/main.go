@@ -5,6 +5,9 @@
 //	scorer score  --model model.bin --input FILE --out scores.csv
 //	scorer impute --model model.bin --input FILE --out filled.csv
 //	scorer eval   --model model.bin --input FILE --label COLUMN [--plot eval.png]
+//
+// Each takes --verify-key PUB.pem (repeatable): the model must be signed by
+// one of the keys.
 package main
 
 import (
@@ -56,6 +59,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "score":
 		var c offline.ScoreConfig
 		fs.StringVar(&c.Model, "model", "model.bin", "model bundle")
+		offline.VerifyKeyFlag(fs, &c.VerifyKeys)
 		fs.StringVar(&c.Input, "input", "", "records (CSV or JSON Lines; - for standard input)")
 		fs.StringVar(&c.Out, "out", "-", "scores CSV (- for standard output)")
 		fs.IntVar(&c.TopK, "reasons", 3, "top reasons per record")
@@ -66,6 +70,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "impute":
 		var c offline.ImputeConfig
 		fs.StringVar(&c.Model, "model", "model.bin", "model bundle")
+		offline.VerifyKeyFlag(fs, &c.VerifyKeys)
 		fs.StringVar(&c.Input, "input", "", "records (CSV or JSON Lines; - for standard input)")
 		fs.StringVar(&c.Out, "out", "-", "filled CSV (- for standard output)")
 		fs.IntVar(&c.Iters, "iters", 3, "rounds of feeding estimates back into the model")
@@ -75,6 +80,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "eval":
 		var c offline.EvalConfig
 		fs.StringVar(&c.Model, "model", "model.bin", "model bundle")
+		offline.VerifyKeyFlag(fs, &c.VerifyKeys)
 		fs.StringVar(&c.Input, "input", "", "labelled records (CSV or JSON Lines; - for standard input)")
 		fs.StringVar(&c.Label, "label", "label", "label column (1 = fraud, 0 = normal)")
 		fs.StringVar(&c.Plot, "plot", "eval.png", "PNG of the precision-recall curve and score distributions (empty: none)")

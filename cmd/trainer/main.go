@@ -3,7 +3,8 @@
 // files:
 //
 //	trainer schema --input FILE                  print the inferred schema (JSON) to edit
-//	trainer fit --input FILE --out model.bin     fit a model bundle (schema inferred unless --schema)
+//	trainer fit --input FILE --out model.bin     fit a model bundle (schema inferred unless --schema;
+//	                                             signed with --signing-key KEY.pem)
 package main
 
 import (
@@ -82,6 +83,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fs.StringVar(&c.Schema, "schema", "", "schema file (JSON from 'trainer schema'); inferred when empty")
 		fs.StringVar(&c.Ignore, "ignore", "", "comma-separated fields to leave out of an inferred schema")
 		fs.IntVar(&c.MaxLevels, "max-levels", 50, "largest categorical vocabulary (most frequent levels)")
+		offline.SigningKeyFlag(fs, &c.SigningKey, "the bundle written to --out")
 		offline.AEFlags(fs, &c.AE)
 		if err = parseFlags(fs, args[1:]); err == nil {
 			_, err = offline.FitFile(ctx, c, stdin, stderr)

@@ -36,12 +36,23 @@ type FitConfig struct {
 	// MaxLevels caps categorical vocabularies (0: default 50).
 	MaxLevels int
 	AE        ae.Config
+	// SigningKey is a private key file (PEM PKCS#8 ed25519) that signs
+	// the bundle; empty: unsigned.
+	SigningKey string
 }
 
 // FitFile trains a model bundle on a file and writes it to cfg.Out.
 func FitFile(ctx context.Context, cfg FitConfig, stdin io.Reader, log io.Writer) (*model.Bundle, error) {
 	if cfg.Out == "" {
 		return nil, fmt.Errorf("no output given (use --out model.bin)")
+	}
+	var key *model.SigningKey
+	if cfg.SigningKey != "" { // a bad key fails now, not after training
+		k, err := model.LoadSigningKey(cfg.SigningKey)
+		if err != nil {
+			return nil, err
+		}
+		key = k
 	}
 	t, bad, err := readTable(ctx, cfg.Input, stdin, log)
 	if err != nil {
@@ -96,9 +107,12 @@ func FitFile(ctx context.Context, cfg FitConfig, stdin io.Reader, log io.Writer)
 	if err != nil {
 		return nil, err
 	}
-	if err := b.WriteFile(cfg.Out); err != nil {
+	if err := b.WriteSignedFile(cfg.Out, key); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(log, "wrote %s: %s\n", cfg.Out, b.Describe())
+	if key != nil {
+		fmt.Fprintf(log, "signed by key %s\n", key.ID())
+	}
 	return b, nil
 }

@@ -1,7 +1,9 @@
 package offline
 
 import (
+	"errors"
 	"flag"
+	"strings"
 
 	"github.com/fraudstream/fraudstream/pkg/ae"
 )
@@ -24,4 +26,32 @@ func AEFlags(fs *flag.FlagSet, c *ae.Config) {
 	fs.Float64Var(&c.TrimFraction, "trim", 0.05, "share of highest-error training rows left out after warm-up (contamination defence; negative: off)")
 	fs.IntVar(&c.WarmupEpochs, "warmup", 1, "epochs before trimming starts")
 	fs.BoolVar(&c.Linear, "linear", false, "score with linear field contributions e/norm instead of sqrt(e/norm)")
+}
+
+// KeyFiles is a flag of key file paths that may be repeated, each use a
+// path or a comma-separated list of paths.
+type KeyFiles []string
+
+func (k *KeyFiles) String() string { return strings.Join(*k, ",") }
+
+// Set adds the paths of one use of the flag.
+func (k *KeyFiles) Set(v string) error {
+	paths := SplitList(v)
+	if len(paths) == 0 {
+		return errors.New("no key file given")
+	}
+	*k = append(*k, paths...)
+	return nil
+}
+
+// VerifyKeyFlag registers --verify-key on fs, filling keys.
+func VerifyKeyFlag(fs *flag.FlagSet, keys *[]string) {
+	fs.Var((*KeyFiles)(keys), "verify-key", "public key (PEM, as 'openssl pkey -pubout' writes it) that model bundles must be signed with; "+
+		"repeat it or give a comma-separated list to trust several while keys rotate. A bundle that is unsigned or signed by another key is refused. "+
+		"Empty: signatures are not checked")
+}
+
+// SigningKeyFlag registers --signing-key on fs, filling path.
+func SigningKeyFlag(fs *flag.FlagSet, path *string, what string) {
+	fs.StringVar(path, "signing-key", "", "ed25519 private key (PEM PKCS#8, as 'openssl genpkey -algorithm ed25519' writes it) that signs "+what+"; empty: unsigned")
 }

@@ -151,8 +151,11 @@ func warnAbsent(rr features.RowReader, b *model.Bundle, good int, log io.Writer)
 // ScoreConfig configures ScoreFile.
 type ScoreConfig struct {
 	Model string
-	Input string
-	Out   string // "-" or empty for standard output
+	// VerifyKeys are public key files (PEM); when given, Model must be
+	// signed by one of them (see model.Keyring).
+	VerifyKeys []string
+	Input      string
+	Out        string // "-" or empty for standard output
 	// TopK reasons per row (default 3).
 	TopK int
 	// Embed adds the bottleneck vector as columns emb_0 … emb_{k-1}.
@@ -166,7 +169,7 @@ type ScoreConfig struct {
 // see model.Scorer.Reasons for which fields count as reasons), optionally
 // the embedding, and an error column that is non-empty for bad records.
 func ScoreFile(ctx context.Context, cfg ScoreConfig, stdin io.Reader, stdout, log io.Writer) error {
-	b, err := model.ReadFile(cfg.Model)
+	b, err := readModel(cfg.Model, cfg.VerifyKeys)
 	if err != nil {
 		return err
 	}
@@ -277,10 +280,11 @@ func boolInt(b bool) int {
 
 // ImputeConfig configures ImputeFile.
 type ImputeConfig struct {
-	Model string
-	Input string
-	Out   string
-	Iters int // feedback rounds (default 3)
+	Model      string
+	VerifyKeys []string // as ScoreConfig's
+	Input      string
+	Out        string
+	Iters      int // feedback rounds (default 3)
 }
 
 // ImputeFile writes the input's schema fields with missing learned fields
@@ -289,7 +293,7 @@ type ImputeConfig struct {
 // Timestamps are not imputed (an hour and weekday do not make a date): a
 // line on log names each timestamp field left empty and in how many records.
 func ImputeFile(ctx context.Context, cfg ImputeConfig, stdin io.Reader, stdout, log io.Writer) error {
-	b, err := model.ReadFile(cfg.Model)
+	b, err := readModel(cfg.Model, cfg.VerifyKeys)
 	if err != nil {
 		return err
 	}
@@ -405,10 +409,11 @@ func ImputeFile(ctx context.Context, cfg ImputeConfig, stdin io.Reader, stdout, 
 
 // EvalConfig configures EvalFile.
 type EvalConfig struct {
-	Model string
-	Input string
-	Label string // label column: 1/true/yes = fraud, 0/false/no = normal
-	Plot  string // PNG path; empty for none
+	Model      string
+	VerifyKeys []string // as ScoreConfig's
+	Input      string
+	Label      string // label column: 1/true/yes = fraud, 0/false/no = normal
+	Plot       string // PNG path; empty for none
 	// Ks for precision at k (default 100, 500, 1000).
 	Ks []int
 }
@@ -416,7 +421,7 @@ type EvalConfig struct {
 // EvalFile scores a labelled file and prints detection quality: ROC-AUC,
 // AUPRC, precision at k and recall at alert rates 0.1%, 0.5% and 1%.
 func EvalFile(ctx context.Context, cfg EvalConfig, stdin io.Reader, stdout, log io.Writer) (evaluate.Report, error) {
-	b, err := model.ReadFile(cfg.Model)
+	b, err := readModel(cfg.Model, cfg.VerifyKeys)
 	if err != nil {
 		return evaluate.Report{}, err
 	}
@@ -501,4 +506,14 @@ func EvalFile(ctx context.Context, cfg EvalConfig, stdin io.Reader, stdout, log 
 		fmt.Fprintf(log, "wrote %s\n", cfg.Plot)
 	}
 	return rep, nil
+}
+
+// readModel loads a bundle file, checking its signature against the keys
+// in the files keyFiles names, if any.
+func readModel(path string, keyFiles []string) (*model.Bundle, error) {
+	keys, err := model.LoadKeyring(keyFiles)
+	if err != nil {
+		return nil, err
+	}
+	return model.ReadFileVerified(path, keys)
 }

@@ -22,6 +22,8 @@
 //	<prefix>pin          the version an operator pinned, if any
 //	<prefix>schema       the deployment's pinned schema (JSON)
 //	<prefix>leader       the trainer leader lock ("<owner> <token>", with expiry)
+//	<prefix>signatures   present: only signed bundles are stored or made current
+//	                     (its value says who required it)
 //	<prefix>updates      pub/sub channel: "<n> <digest>" of each new current version
 //
 // A version's blob and info are written in the same transaction that moves
@@ -34,6 +36,14 @@
 // While a version is pinned, the trainer's rounds store their candidates
 // without promoting them (Store with promote fails with ErrPinned); operators
 // move or clear the pin (Rollback, Unpin).
+//
+// Signatures (model.Sign): once signatures are required, by an operator
+// (RequireSignatures) or by the first signed bundle stored, Store and
+// Rollback refuse a bundle that is not signed (ErrUnsigned), so that a
+// publisher without the signing key cannot make current a model that
+// verifying scorers would refuse. This guards against mistakes, not
+// attackers: whoever can write to Redis can write any key; the scorers'
+// verify keys are the defence. The registry does not check signatures.
 //
 // Every call is bounded by Config.Timeout. The deadline travels in the
 // context: give the client ContextTimeoutEnabled so that it reaches the
@@ -57,6 +67,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/fraudstream/fraudstream/pkg/features"
+	"github.com/fraudstream/fraudstream/pkg/model"
 )
 
 // Errors callers branch on.
@@ -76,6 +87,9 @@ var (
 	ErrDigest = errors.New("registry: bundle does not match its digest")
 	// ErrNoSchema means the deployment has no pinned schema yet.
 	ErrNoSchema = errors.New("registry: no pinned schema")
+	// ErrUnsigned means the registry requires signed bundles and this
+	// one is not signed.
+	ErrUnsigned = errors.New("registry: the registry requires signed models and this bundle is not signed")
 )
 
 // Config configures a Registry.
@@ -125,8 +139,9 @@ type Info struct {
 	ValLoss   float64 `json:"val_loss,omitempty"`
 	Rows      int     `json:"rows,omitempty"`
 	TrainedBy string  `json:"trained_by,omitempty"`
-	Current   bool    `json:"current"` // filled by List
-	Pinned    bool    `json:"pinned"`  // filled by List
+	Signer    string  `json:"signer,omitempty"` // key id of the bundle's signature; set by Store
+	Current   bool    `json:"current"`          // filled by List
+	Pinned    bool    `json:"pinned"`           // filled by List
 }
 
 // Pointer names the current model: its version number and its digest.
@@ -273,10 +288,18 @@ func (r *Registry) store(ctx context.Context, fence *Lock, blob []byte, info Inf
 	if info.Digest != "" && info.Digest != d {
 		return 0, fmt.Errorf("%w: Info.Digest %s, bundle %s", ErrDigest, Short(info.Digest), Short(d))
 	}
+	signer := signerOf(blob)
 	ctx, cancel := r.bound(ctx)
 	defer cancel()
 	var v int64
-	err = r.txn(ctx, fence, []string{r.key("pin")}, func(tx *redis.Tx) error {
+	err = r.txn(ctx, fence, []string{r.key("pin"), r.key("signatures")}, func(tx *redis.Tx) error {
+		required, err := r.signaturesRequired(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if required && signer == "" {
+			return ErrUnsigned
+		}
 		if promote {
 			if p, ok, err := r.pinned(ctx, tx); err != nil {
 				return err
@@ -290,7 +313,7 @@ func (r *Registry) store(ctx context.Context, fence *Lock, blob []byte, info Inf
 		}
 		v = n
 		in := info
-		in.Version, in.Stored, in.Promoted, in.Size, in.Digest = v, r.now().UTC(), promote, len(blob), d
+		in.Version, in.Stored, in.Promoted, in.Size, in.Digest, in.Signer = v, r.now().UTC(), promote, len(blob), d, signer
 		in.Current, in.Pinned = false, false
 		ij, err := json.Marshal(in)
 		if err != nil {
@@ -300,6 +323,9 @@ func (r *Registry) store(ctx context.Context, fence *Lock, blob []byte, info Inf
 			p.Set(ctx, r.key("blob", vstr(v)), blob, 0)
 			p.Set(ctx, r.key("info", vstr(v)), ij, 0)
 			p.ZAdd(ctx, r.key("versions"), redis.Z{Score: float64(v), Member: vstr(v)})
+			if signer != "" && !required {
+				p.Set(ctx, r.key("signatures"), fmt.Sprintf("version %d, the first signed bundle (key %s)", v, signer), 0)
+			}
 			if promote {
 				ptr := Pointer{Version: v, Digest: d}.String()
 				p.Set(ctx, r.key("current"), ptr, 0)
@@ -310,7 +336,7 @@ func (r *Registry) store(ctx context.Context, fence *Lock, blob []byte, info Inf
 		return err
 	})
 	if err != nil {
-		if errors.Is(err, ErrPinned) || errors.Is(err, ErrNotLeader) {
+		if errors.Is(err, ErrPinned) || errors.Is(err, ErrNotLeader) || errors.Is(err, ErrUnsigned) {
 			return 0, err
 		}
 		return 0, fmt.Errorf("registry: store: %w", err)
@@ -525,7 +551,7 @@ func (r *Registry) List(ctx context.Context) ([]Info, error) {
 func (r *Registry) Rollback(ctx context.Context, to int64, pin bool) error {
 	ctx, cancel := r.bound(ctx)
 	defer cancel()
-	err := r.txn(ctx, nil, []string{r.key("current"), r.key("pin"), r.key("info", vstr(to))}, func(tx *redis.Tx) error {
+	err := r.txn(ctx, nil, []string{r.key("current"), r.key("pin"), r.key("info", vstr(to)), r.key("signatures")}, func(tx *redis.Tx) error {
 		b, err := tx.Get(ctx, r.key("blob", vstr(to))).Bytes()
 		if errors.Is(err, redis.Nil) {
 			return fmt.Errorf("%w: %d", ErrNoVersion, to)
@@ -536,6 +562,11 @@ func (r *Registry) Rollback(ctx context.Context, to int64, pin bool) error {
 		d, err := checkBlob(b)
 		if err != nil {
 			return fmt.Errorf("version %d: %w", to, err)
+		}
+		if required, err := r.signaturesRequired(ctx, tx); err != nil {
+			return err
+		} else if required && signerOf(b) == "" {
+			return fmt.Errorf("%w: version %d", ErrUnsigned, to)
 		}
 		in := Info{Version: to, Digest: d, Size: len(b)}
 		if ij, err := tx.Get(ctx, r.key("info", vstr(to))).Bytes(); err == nil {
@@ -565,10 +596,61 @@ func (r *Registry) Rollback(ctx context.Context, to int64, pin bool) error {
 		})
 		return err
 	})
-	if err != nil && !errors.Is(err, ErrNoVersion) && !errors.Is(err, ErrDigest) {
+	if err != nil && !errors.Is(err, ErrNoVersion) && !errors.Is(err, ErrDigest) && !errors.Is(err, ErrUnsigned) {
 		return fmt.Errorf("registry: rollback to %d: %w", to, err)
 	}
 	return err
+}
+
+// signerOf returns the key id a bundle's signature names, or "" when it
+// is unsigned (or not a bundle the model package reads).
+func signerOf(blob []byte) string {
+	id, ok, err := model.Signer(blob)
+	if err != nil || !ok {
+		return ""
+	}
+	return id.String()
+}
+
+func (r *Registry) signaturesRequired(ctx context.Context, c redis.Cmdable) (bool, error) {
+	n, err := c.Exists(ctx, r.key("signatures")).Result()
+	if err != nil {
+		return false, fmt.Errorf("registry: read the signature requirement: %w", err)
+	}
+	return n > 0, nil
+}
+
+// SignaturesRequired reports whether only signed bundles are stored and
+// made current, and why (who required it).
+func (r *Registry) SignaturesRequired(ctx context.Context) (bool, string, error) {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	why, err := r.c.Get(ctx, r.key("signatures")).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, "", nil
+	}
+	if err != nil {
+		return false, "", fmt.Errorf("registry: read the signature requirement: %w", err)
+	}
+	return true, why, nil
+}
+
+// RequireSignatures makes Store and Rollback refuse unsigned bundles from
+// now on (why is recorded), or, with on false, accept them again. Versions
+// already stored are not checked.
+func (r *Registry) RequireSignatures(ctx context.Context, on bool, why string) error {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
+	var err error
+	if on {
+		err = r.c.Set(ctx, r.key("signatures"), why, 0).Err()
+	} else {
+		err = r.c.Del(ctx, r.key("signatures")).Err()
+	}
+	if err != nil {
+		return fmt.Errorf("registry: set the signature requirement: %w", err)
+	}
+	return nil
 }
 
 // Unpin clears the pin: the next training round may promote again.
