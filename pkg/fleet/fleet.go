@@ -14,10 +14,26 @@
 // worker's key expires after TTL, so a dead worker drops out of the fleet.
 // A worker that cannot reach Redis keeps deciding with the last peer view
 // it merged, plus its own fresh observations.
+//
+// Whoever can write to Redis could otherwise move every worker's
+// threshold, so a peer's window is merged only when it passes three checks:
+// with a shared secret (Config.Secret), its HMAC-SHA256 verifies, and the
+// MAC covers the worker ID and Redis key it was published under, so a
+// window cannot be replayed under another member's name; its sketch
+// decodes; and it counts no more values than a worker's window can hold
+// (Config.MaxCount). A window that fails is ignored and counted by reason
+// (Exchange.Rejected). Reads are bounded too: at most MaxPeers members and
+// the longest window a worker can publish. A MAC does not date a window:
+// a writer to Redis can still replay a worker's own earlier window under
+// its name, which holds real scores of that model and no more than a window.
 package fleet
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -41,7 +57,42 @@ type Config struct {
 	TTL time.Duration
 	// Timeout bounds one Sync's Redis round trips. Default 2s.
 	Timeout time.Duration
+	// Secret keys the HMAC-SHA256 that authenticates windows: a worker
+	// with one signs its window and merges only peers' windows that verify
+	// under the same secret. Nil: windows are neither signed nor verified,
+	// and anyone who can write to Redis can move the threshold with up to
+	// MaxPeers windows of MaxCount values each (the caller should warn).
+	Secret []byte
+	// MaxCount is the most values a peer's window may count; a window
+	// above it is ignored (RejectOverBound). Default DefaultMaxCount.
+	MaxCount uint64
+	// MaxPeers is the most members a Sync reads; with more, it merges none
+	// and keeps the last view. Default 1,000.
+	MaxPeers int
 }
+
+// DefaultMaxCount is the most scores the window of a worker running the
+// defaults can count: threshold.WindowConfig's 10 intervals of 5,000 scores
+// plus the 20,000 that pkg/pipeline seeds a budget with from a model's
+// calibration (its seedWeight), which stay until their interval turns over.
+const DefaultMaxCount = 10*5000 + 20000
+
+// Reasons a peer's window is ignored, as Rejected reports them.
+const (
+	// RejectUnsigned: the window has no MAC, and this worker has a secret.
+	RejectUnsigned = "unsigned"
+	// RejectBadMAC: the MAC does not verify: another secret, an altered
+	// window, or one replayed under another member's name.
+	RejectBadMAC = "bad_mac"
+	// RejectMalformed: not a window, or its sketch does not decode or is
+	// of another accuracy.
+	RejectMalformed = "malformed"
+	// RejectOverBound: the window counts more than MaxCount values.
+	RejectOverBound = "over_bound"
+)
+
+// RejectReasons lists the reasons, for exporting them all from the start.
+var RejectReasons = []string{RejectUnsigned, RejectBadMAC, RejectMalformed, RejectOverBound}
 
 // Budget is one model's fleet-wide budget on this worker. Decide is called
 // by the scoring goroutine while the exchange feeds it peers' windows, so
@@ -72,6 +123,8 @@ type Exchange struct {
 	cur atomic.Pointer[Budget]
 	// Peers skipped in the last Sync because they were on another model.
 	otherModel atomic.Int64
+	// Windows ignored since New, by reason (RejectReasons' order).
+	rejected [4]atomic.Int64
 }
 
 // New returns an exchange; it publishes nothing until a budget is attached.
@@ -79,6 +132,10 @@ func New(cfg Config) (*Exchange, error) {
 	if cfg.Client == nil || cfg.ID == "" {
 		return nil, errors.New("fleet: a Redis client and a worker ID are required")
 	}
+	if cfg.Secret != nil && len(cfg.Secret) == 0 {
+		return nil, errors.New("fleet: the secret is empty (nil turns authentication off)")
+	}
+	cfg.Secret = bytes.Clone(cfg.Secret)
 	if cfg.Prefix == "" {
 		cfg.Prefix = "fraudstream:fleet:"
 	}
@@ -87,6 +144,12 @@ func New(cfg Config) (*Exchange, error) {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second
+	}
+	if cfg.MaxCount == 0 {
+		cfg.MaxCount = DefaultMaxCount
+	}
+	if cfg.MaxPeers <= 0 {
+		cfg.MaxPeers = 1000
 	}
 	return &Exchange{cfg: cfg}, nil
 }
@@ -110,9 +173,28 @@ func (e *Exchange) Current() *Budget { return e.cur.Load() }
 // because they published a window of another model.
 func (e *Exchange) OtherModelPeers() int { return int(e.otherModel.Load()) }
 
+// Rejected returns how many peer windows were ignored since New, by reason
+// (every reason of RejectReasons is present). A peer is counted at each
+// Sync that reads its window.
+func (e *Exchange) Rejected() map[string]int64 {
+	out := make(map[string]int64, len(RejectReasons))
+	for k, r := range RejectReasons {
+		out[r] = e.rejected[k].Load()
+	}
+	return out
+}
+
+func (e *Exchange) reject(reason string) {
+	for k, r := range RejectReasons {
+		if r == reason {
+			e.rejected[k].Add(1)
+		}
+	}
+}
+
 // Sync publishes the attached budget's window and merges the windows of
-// the live peers on the same model into it. On a Redis error the budget
-// keeps its last peer view.
+// the live peers on the same model that pass the checks (see the package
+// comment) into it. On a Redis error the budget keeps its last peer view.
 func (e *Exchange) Sync(ctx context.Context) error {
 	fb := e.cur.Load()
 	if fb == nil {
@@ -129,52 +211,122 @@ func (e *Exchange) Sync(ctx context.Context) error {
 	}
 	members := e.cfg.Prefix + "members"
 	_, err = e.cfg.Client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, e.cfg.Prefix+"w:"+e.cfg.ID, encodeWindow(fb.model, blob), e.cfg.TTL)
+		p.Set(ctx, e.key(e.cfg.ID), e.encodeWindow(e.cfg.ID, fb.model, blob), e.cfg.TTL)
 		p.SAdd(ctx, members, e.cfg.ID)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("fleet: publish window: %w", err)
 	}
-	ids, err := e.cfg.Client.SMembers(ctx, members).Result()
+	// At most MaxPeers+1 members (and ourselves): enough to tell that
+	// there are too many without reading them all.
+	ids, err := e.cfg.Client.SRandMemberN(ctx, members, int64(e.cfg.MaxPeers)+2).Result()
 	if err != nil {
 		return fmt.Errorf("fleet: list workers: %w", err)
 	}
+	// Each window is read up to the longest a worker publishes, so that a
+	// planted giant value costs no more than that.
+	reads := make([]*redis.StringCmd, len(ids))
+	_, err = e.cfg.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for k, id := range ids {
+			if id != e.cfg.ID {
+				reads[k] = p.GetRange(ctx, e.key(id), 0, maxWindowBytes)
+			}
+		}
+		return nil
+	})
+	var rerr redis.Error
+	if err != nil && !errors.As(err, &rerr) {
+		return fmt.Errorf("fleet: read windows: %w", err)
+	}
+	var gone []any
 	peers := threshold.NewSketch(alpha)
-	other := 0
-	for _, id := range ids {
-		if id == e.cfg.ID {
-			continue
+	other, n := 0, 0
+	for k, id := range ids {
+		if reads[k] == nil {
+			continue // ourselves
 		}
-		b, err := e.cfg.Client.Get(ctx, e.cfg.Prefix+"w:"+id).Bytes()
-		if errors.Is(err, redis.Nil) {
-			e.cfg.Client.SRem(ctx, members, id) // expired: the worker is gone
-			continue
-		}
-		if err != nil {
+		b, err := reads[k].Bytes()
+		if err != nil && !errors.As(err, &rerr) {
 			return fmt.Errorf("fleet: read window of %s: %w", id, err)
 		}
-		model, sk, ok := decodeWindow(b)
-		if !ok {
-			continue // a foreign or damaged blob does not stop the fleet
+		if err == nil && len(b) == 0 {
+			gone = append(gone, id) // expired: the worker is gone
+			continue
 		}
-		if model != fb.model {
+		if n++; n > e.cfg.MaxPeers {
+			continue
+		}
+		var model string
+		var s *threshold.Sketch
+		reason := RejectMalformed // a reply error: a key of another type
+		if err == nil {
+			model, s, reason = e.check(id, b)
+		}
+		switch {
+		case reason != "":
+			e.reject(reason) // a forged or damaged window does not stop the fleet
+		case model != fb.model:
 			other++
-			continue
+		case peers.Merge(s) != nil:
+			e.reject(RejectMalformed) // another accuracy
 		}
-		s, err := threshold.UnmarshalSketch(sk)
-		if err != nil {
-			continue
-		}
-		if err := peers.Merge(s); err != nil {
-			continue
-		}
+	}
+	if len(gone) > 0 {
+		e.cfg.Client.SRem(ctx, members, gone...)
+	}
+	if n > e.cfg.MaxPeers {
+		return fmt.Errorf("fleet: more than %d live workers listed in %s; keeping the last view", e.cfg.MaxPeers, members)
 	}
 	e.otherModel.Store(int64(other))
 	fb.mu.Lock()
 	fb.b.SetPeers(peers)
 	fb.mu.Unlock()
 	return nil
+}
+
+// check decodes the window id published, b, and returns its model and
+// sketch, or the reason to ignore it. The MAC is checked first, so that an
+// unauthenticated window is not even decoded.
+func (e *Exchange) check(id string, b []byte) (model string, s *threshold.Sketch, reason string) {
+	format, model, sk, mac, ok := decodeWindow(b)
+	if !ok {
+		return "", nil, RejectMalformed
+	}
+	if e.cfg.Secret != nil {
+		if format != formatHMAC {
+			return "", nil, RejectUnsigned
+		}
+		if !hmac.Equal(mac, e.mac(id, b[:len(b)-len(mac)])) {
+			return "", nil, RejectBadMAC
+		}
+	}
+	s, err := threshold.UnmarshalSketch(sk)
+	switch {
+	case errors.Is(err, threshold.ErrSketchCount):
+		return "", nil, RejectOverBound
+	case err != nil:
+		return "", nil, RejectMalformed
+	case s.Count() > e.cfg.MaxCount:
+		return "", nil, RejectOverBound
+	}
+	return model, s, ""
+}
+
+func (e *Exchange) key(id string) string { return e.cfg.Prefix + "w:" + id }
+
+// mac authenticates a window's bytes as published by worker id under its
+// key; the lengths keep the three parts from running into one another.
+func (e *Exchange) mac(id string, window []byte) []byte {
+	h := hmac.New(sha256.New, e.cfg.Secret)
+	key := e.key(id)
+	var n [binary.MaxVarintLen64]byte
+	h.Write(n[:binary.PutUvarint(n[:], uint64(len(key)))])
+	h.Write([]byte(key))
+	h.Write(n[:binary.PutUvarint(n[:], uint64(len(id)))])
+	h.Write([]byte(id))
+	h.Write(window)
+	return h.Sum(nil)
 }
 
 // Run syncs every interval until ctx ends. Errors leave each budget with
@@ -194,22 +346,52 @@ func (e *Exchange) Run(ctx context.Context, every time.Duration, onError func(er
 	}
 }
 
-// A published window: one byte of model-identity length, the identity,
-// then the sketch's own encoding.
-func encodeWindow(model string, sketch []byte) []byte {
+// A published window: a format byte, one byte of model-identity length,
+// the identity, the sketch's own encoding and, in formatHMAC, the 32-byte
+// HMAC-SHA256 of everything before it (see Exchange.mac).
+const (
+	formatPlain = 1
+	formatHMAC  = 2
+)
+
+// maxWindowBytes is the longest window a worker publishes.
+const maxWindowBytes = 2 + 255 + threshold.MaxSketchBytes + sha256.Size
+
+func (e *Exchange) encodeWindow(id, model string, sketch []byte) []byte {
 	if len(model) > 255 {
 		model = model[:255]
 	}
-	out := make([]byte, 0, 1+len(model)+len(sketch))
-	out = append(out, byte(len(model)))
+	out := make([]byte, 0, 2+len(model)+len(sketch)+sha256.Size)
+	format := byte(formatPlain)
+	if e.cfg.Secret != nil {
+		format = formatHMAC
+	}
+	out = append(out, format, byte(len(model)))
 	out = append(out, model...)
-	return append(out, sketch...)
+	out = append(out, sketch...)
+	if format == formatHMAC {
+		out = append(out, e.mac(id, out)...)
+	}
+	return out
 }
 
-func decodeWindow(b []byte) (model string, sketch []byte, ok bool) {
-	if len(b) < 1 || len(b) < 1+int(b[0]) {
-		return "", nil, false
+// decodeWindow splits a window. A worker without a secret takes a signed
+// window's sketch without checking its MAC.
+func decodeWindow(b []byte) (format byte, model string, sketch, mac []byte, ok bool) {
+	if len(b) < 2 || len(b) > maxWindowBytes || len(b) < 2+int(b[1]) {
+		return 0, "", nil, nil, false
 	}
-	n := int(b[0])
-	return string(b[1 : 1+n]), b[1+n:], true
+	format, n := b[0], int(b[1])
+	model, sketch = string(b[2:2+n]), b[2+n:]
+	switch format {
+	case formatPlain:
+	case formatHMAC:
+		if len(sketch) < sha256.Size {
+			return 0, "", nil, nil, false
+		}
+		sketch, mac = sketch[:len(sketch)-sha256.Size], sketch[len(sketch)-sha256.Size:]
+	default:
+		return 0, "", nil, nil, false
+	}
+	return format, model, sketch, mac, true
 }
