@@ -57,6 +57,8 @@ type runConfig struct {
 	StallAfter   time.Duration
 	LogLevel     string
 	StuckAfter   time.Duration
+	// FleetSecretFile holds the HMAC secret of the fleet's windows.
+	FleetSecretFile string
 }
 
 func runFlags(fs *flag.FlagSet, c *runConfig) {
@@ -89,6 +91,7 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.DurationVar(&c.StuckAfter, "rejoin-after", 30*time.Second, "rejoin the consumer group when a fetch has waited this long while transactions wait on this worker's partitions (a stalled Kafka client)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error (debug adds the Kafka client's own error reports)")
 	fs.DurationVar(&c.StallAfter, "stall-after", 2*time.Minute, "/healthz fails when transactions wait and no batch has been committed for this long, or a batch has been in flight this long")
+	fs.StringVar(&c.FleetSecretFile, "fleet-secret-file", os.Getenv("FRAUDSTREAM_FLEET_SECRET_FILE"), "file holding the secret (at least 16 bytes, shared by all scorers) that authenticates the fleet budget's windows in Redis with HMAC-SHA256; windows without it are ignored (default $FRAUDSTREAM_FLEET_SECRET_FILE; empty: unauthenticated)")
 }
 
 func (c runConfig) validate() error {
@@ -132,6 +135,15 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	}
 	if c.Policy != "budget" {
 		log.Info("alert policy is not the fleet budget", "policy", c.Policy)
+	}
+	var fleetSecret []byte
+	if c.FleetSecretFile != "" {
+		var err error
+		if fleetSecret, err = readFleetSecret(c.FleetSecretFile); err != nil {
+			return err
+		}
+	} else if c.Policy == "budget" && c.Segments == "" {
+		log.Warn("the fleet budget's windows are not authenticated: whoever can write to Redis can move every scorer's threshold; set --fleet-secret-file")
 	}
 	host, _ := os.Hostname()
 	worker := fmt.Sprintf("%s-%d", host, os.Getpid())
@@ -185,13 +197,14 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 		metrics.MustRegister(budget)
 	}
 
-	exchange, err := fleet.New(fleet.Config{Client: rc, Prefix: c.Prefix + "fleet:" + c.Group + ":", ID: worker})
+	exchange, err := fleet.New(fleet.Config{Client: rc, Prefix: c.Prefix + "fleet:" + c.Group + ":", ID: worker, Secret: fleetSecret})
 	if err != nil {
 		return err
 	}
 	metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fraudstream_fleet_other_model_peers",
 		Help: "Live scorer workers on another model than this one's, left out of its alert budget (a rollout in progress)."},
 		func() float64 { return float64(exchange.OtherModelPeers()) }))
+	metrics.MustRegister(fleetRejected(exchange)...)
 	models := &pipeline.Current{}
 	segments := offline.SplitList(c.Segments)
 	first := make(chan struct{})
