@@ -40,6 +40,7 @@ type runConfig struct {
 	MinISR       int
 	Redis        string
 	Prefix       string
+	VerifyKeys   []string // public key files; empty: model signatures are not checked
 	MetricsAddr  string
 	Batch        int
 	Linger       time.Duration
@@ -85,6 +86,7 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.Float64Var(&c.Budget, "budget", 0.005, "budget policy: share of transactions to alert on (0.005 = 50 per 10,000)")
 	fs.Float64Var(&c.Quantile, "threshold-quantile", 0.995, "calibrated policy: alert above this quantile of the model's validation scores")
 	fs.DurationVar(&c.Poll, "model-poll", 10*time.Second, "how often to check the registry in case a notice was missed")
+	offline.VerifyKeyFlag(fs, &c.VerifyKeys)
 	fs.IntVar(&c.MaxBytes, "max-message-bytes", 64<<10, "a transaction larger than this goes to the dead-letter topic, cut to this size")
 	fs.Float64Var(&c.MaxUnusable, "max-unusable", 0.5, "a transaction whose learned fields are more than this share missing or invalid goes to the dead-letter topic instead of being scored")
 	fs.DurationVar(&c.Drain, "drain-timeout", 10*time.Second, "on SIGTERM, how long the batch in flight may take to be written and committed (past it, it is left to be redelivered)")
@@ -133,6 +135,17 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	if err := c.validate(); err != nil {
 		return err
 	}
+	// Model signatures: a bad key file fails now; without keys, whoever
+	// can write to Redis chooses the model every worker runs.
+	verifyKeys, err := model.LoadKeyring(c.VerifyKeys)
+	if err != nil {
+		return err
+	}
+	if verifyKeys == nil {
+		log.Warn("model signatures are not checked (no --verify-key): any model written to the registry is loaded")
+	} else {
+		log.Info("models must be signed", "trusted_keys", verifyKeys.String())
+	}
 	if c.Policy != "budget" {
 		log.Info("alert policy is not the fleet budget", "policy", c.Policy)
 	}
@@ -177,6 +190,12 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	trainedAt := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fraudstream_model_trained_timestamp_seconds", Help: "When the model in use was trained."})
 	gl := &groupLag{admin: admin, group: c.Group, topic: c.Tx, log: log}
 	metrics.MustRegister(version, loaded, trainedAt, gl)
+	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fraudstream_model_rejected_total",
+		Help: "Model bundles refused (each once), by reason: unsigned, unknown_key, bad_signature (with --verify-key) or corrupt."}, []string{"reason"})
+	for _, r := range []string{model.ReasonUnsigned, model.ReasonUnknownKey, model.ReasonBadSignature, model.ReasonCorrupt} {
+		rejected.WithLabelValues(r) // exported at zero, so that increase() sees the first refusal
+	}
+	metrics.MustRegister(rejected)
 	// The records waiting on this worker's own partitions: what "stalled"
 	// is judged on (a worker without partitions has none).
 	metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fraudstream_assigned_lag",
@@ -211,6 +230,7 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	var firstOnce sync.Once
 	var ready atomic.Bool
 	loader, err := pipeline.NewLoader(pipeline.LoaderConfig{Registry: reg, Models: models, Logger: log, Poll: c.Poll,
+		Verify: verifyKeys, OnReject: func(_ int64, reason string) { rejected.WithLabelValues(reason).Inc() },
 		NewDecider: func(b *model.Bundle) pipeline.Decider { return newDecider(c, exchange, models.Load(), b, segments) },
 		OnLoad: func(v int64, b *model.Bundle) {
 			version.Set(float64(v))
