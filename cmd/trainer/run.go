@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -74,6 +75,7 @@ type runConfig struct {
 	Once        bool
 	MetricsAddr string
 	AE          ae.Config
+	SigningKey  string
 }
 
 // daemon is `trainer run`.
@@ -82,15 +84,25 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var c runConfig
 	daemonFlags(fs, &c)
-	if err := parseFlags(fs, args); err != nil {
+	err := parseFlags(fs, args)
+	if err != nil {
 		return err
 	}
 	log := ops.NewLogger(stderr)
+	var key *model.SigningKey
+	if c.SigningKey != "" {
+		if key, err = model.LoadSigningKey(c.SigningKey); err != nil {
+			return err
+		}
+	}
 	reg, closeReg, err := c.reg.open()
 	if err != nil {
 		return err
 	}
 	defer closeReg()
+	if err := checkSigning(ctx, reg, key, log); err != nil {
+		return err
+	}
 	var schema *features.Schema
 	if c.Schema != "" {
 		f, err := os.Open(c.Schema)
@@ -117,7 +129,7 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 	metrics.MustRegister(rounds, loss, rows, dur, share)
 	cfg := trainer.Config{Stream: stream.Config{Brokers: strings.Split(c.Brokers, ","), ClientID: "fraudstream-trainer"}, Topic: c.Topic, Registry: reg,
 		Every: c.Every, Window: c.Window, MaxRows: c.MaxRows, MinRows: c.MinRows, Schema: schema, AllowSchemaChange: c.AllowSchema, Ignore: offline.SplitList(c.Ignore),
-		AE: c.AE, Gate: c.Gate, HoldBack: c.HoldBack, MinHeldBack: c.MinHeldBack, Logger: log,
+		AE: c.AE, Gate: c.Gate, HoldBack: c.HoldBack, MinHeldBack: c.MinHeldBack, Logger: log, SigningKey: key,
 		OnRound: func(r trainer.Round) {
 			rounds.WithLabelValues(r.Outcome).Inc()
 			if r.Outcome == "promoted" || r.Outcome == "rejected" {
@@ -187,7 +199,28 @@ func daemonFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.Float64Var(&c.Gate.MaxScoreShift, "max-score-shift", 0.1, "a candidate whose calibration fits the held-back rows worse than the current model's by more than this KS distance (plus sampling noise) is not promoted (negative: off)")
 	fs.BoolVar(&c.Once, "once", false, "train one round (leader lock not taken) and exit")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":9102", "listen address for /metrics, /healthz and /readyz (ready while Redis and Kafka answer; empty: off)")
+	offline.SigningKeyFlag(fs, &c.SigningKey, "every model stored in the registry (scorers with --verify-key load only signed models)")
 	offline.AEFlags(fs, &c.AE)
+}
+
+// checkSigning fails when the registry requires signed models and there is
+// no key to sign with, rather than every round; and says whether models
+// are signed.
+func checkSigning(ctx context.Context, reg *registry.Registry, key *model.SigningKey, log *slog.Logger) error {
+	if key != nil {
+		log.Info("models are signed", "key", key.ID().String())
+		return nil
+	}
+	required, why, err := reg.SignaturesRequired(ctx)
+	if err != nil {
+		log.Warn("could not read whether the registry requires signed models (the rounds will tell)", "err", err)
+		return nil
+	}
+	if required {
+		return fmt.Errorf("the registry requires signed models (%s): give --signing-key KEY.pem, or lift the requirement with 'trainer models require-signatures --off'", why)
+	}
+	log.Warn("models are not signed (no --signing-key): scorers with --verify-key will refuse them")
+	return nil
 }
 
 const modelsUsage = `usage: trainer models <command> [flags]
@@ -198,9 +231,11 @@ commands:
   rollback   --to N [--no-pin]: make version N current again; pinned unless --no-pin
   pin        [--to N]: make version N (default: the current one) current and pin it
   unpin      clear the pin: training rounds may promote again
-  publish    --model FILE [--no-pin]: store a bundle fitted offline as the current version;
-             pinned unless --no-pin
+  publish    --model FILE [--no-pin] [--signing-key KEY.pem]: store a bundle fitted offline as
+             the current version, signed with the key if given; pinned unless --no-pin
   schema     print the deployment's pinned schema (JSON)
+  require-signatures [--off]: refuse (or accept again) unsigned models in publish, rollback
+             and training rounds; the first signed model stored turns this on
 
 While a version is pinned, training rounds record their candidates without promoting them
 (reason "pinned"). Version numbers start again at 1 if Redis loses its data: the digest
@@ -266,28 +301,34 @@ var modelsCommands = map[string]modelsCommand{
 				return nil
 			}
 		}},
-	"publish": {help: "store a model bundle fitted offline (trainer fit) and make it current; pinned unless --no-pin", keep: true,
+	"publish": {help: "store a model bundle fitted offline (trainer fit) and make it current; pinned unless --no-pin. " +
+		"The file is published as it is (signed or not) unless --signing-key signs it; an unsigned model is refused once the registry requires signatures", keep: true,
 		flags: func(fs *flag.FlagSet) modelsAction {
 			file := fs.String("model", "", "model bundle file to publish")
 			noPin := fs.Bool("no-pin", false, "do not pin: the next training round may promote a newer model over it")
+			var keyFile string
+			offline.SigningKeyFlag(fs, &keyFile, "the bundle before it is published (replacing any signature it has)")
 			return func(ctx context.Context, reg *registry.Registry, stdout io.Writer) error {
 				if *file == "" {
 					return errors.New("publish needs --model FILE")
 				}
-				b, err := model.ReadFile(*file)
-				if err != nil {
+				return publish(ctx, reg, stdout, *file, keyFile, !*noPin)
+			}
+		}},
+	"require-signatures": {help: "refuse unsigned models from now on in publish, rollback and training rounds (scorers with --verify-key would refuse them); " +
+		"the first signed model stored turns this on by itself. Versions already stored are not checked",
+		flags: func(fs *flag.FlagSet) modelsAction {
+			off := fs.Bool("off", false, "accept unsigned models again")
+			return func(ctx context.Context, reg *registry.Registry, stdout io.Writer) error {
+				if err := reg.RequireSignatures(ctx, !*off, "required by an operator (trainer models require-signatures)"); err != nil {
 					return err
 				}
-				blob, err := b.MarshalBinary()
-				if err != nil {
-					return err
+				if *off {
+					fmt.Fprintln(stdout, "unsigned models are accepted again (scorers with --verify-key still refuse them)")
+				} else {
+					fmt.Fprintln(stdout, "signatures are required: unsigned models are refused by publish, rollback and training rounds")
 				}
-				v, err := reg.Store(ctx, blob, registry.Info{Summary: b.Describe(), ValLoss: b.Meta.ValLoss, Rows: b.Meta.Rows, TrainedBy: "publish " + *file}, false)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(stdout, "published %s as version %d\n", *file, v)
-				return point(ctx, reg, stdout, v, !*noPin)
+				return nil
 			}
 		}},
 	"schema": {help: "print the deployment's pinned schema (JSON); training rounds use it instead of inferring one",
@@ -341,6 +382,46 @@ func models(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return do(ctx, reg, stdout)
 }
 
+// publish stores a bundle file, signed with the key in keyFile if given,
+// and makes it current.
+func publish(ctx context.Context, reg *registry.Registry, stdout io.Writer, file, keyFile string, pin bool) error {
+	var key *model.SigningKey
+	if keyFile != "" {
+		k, err := model.LoadSigningKey(keyFile)
+		if err != nil {
+			return err
+		}
+		key = k
+	}
+	// The file's own bytes are published: re-encoding would drop a signature.
+	blob, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	b, err := model.Unmarshal(blob)
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	if key != nil {
+		if blob, err = model.Sign(blob, key); err != nil {
+			return err
+		}
+	}
+	v, err := reg.Store(ctx, blob, registry.Info{Summary: b.Describe(), ValLoss: b.Meta.ValLoss, Rows: b.Meta.Rows, TrainedBy: "publish " + file}, false)
+	if errors.Is(err, registry.ErrUnsigned) {
+		return fmt.Errorf("%s is not signed and the registry requires signed models: publish it with --signing-key KEY.pem (or fit it with trainer fit --signing-key)", file)
+	}
+	if err != nil {
+		return err
+	}
+	signed := "unsigned"
+	if id, ok, _ := model.Signer(blob); ok {
+		signed = "signed by key " + id.String()
+	}
+	fmt.Fprintf(stdout, "published %s as version %d (%s)\n", file, v, signed)
+	return point(ctx, reg, stdout, v, pin)
+}
+
 // point makes version v current, pinned or not, and says what that means.
 func point(ctx context.Context, reg *registry.Registry, stdout io.Writer, v int64, pin bool) error {
 	if err := reg.Rollback(ctx, v, pin); err != nil {
@@ -364,7 +445,7 @@ func listModels(ctx context.Context, reg *registry.Registry, stdout io.Writer) e
 		return err
 	}
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "VERSION\tCURRENT\tDIGEST\tPINNED\tPROMOTED\tSTORED\tROWS\tVAL LOSS\tNOTE")
+	fmt.Fprintln(w, "VERSION\tCURRENT\tDIGEST\tPINNED\tPROMOTED\tSTORED\tROWS\tVAL LOSS\tSIGNER\tNOTE")
 	for _, in := range list {
 		cur, pin := "", ""
 		if in.Current {
@@ -377,7 +458,11 @@ func listModels(ctx context.Context, reg *registry.Registry, stdout io.Writer) e
 		if note == "" {
 			note = in.Summary
 		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%v\t%s\t%d\t%.4f\t%s\n", in.Version, cur, registry.Short(in.Digest), pin, in.Promoted, in.Stored.Format(time.RFC3339), in.Rows, in.ValLoss, note)
+		signer := in.Signer
+		if signer == "" {
+			signer = "-"
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%v\t%s\t%d\t%.4f\t%s\t%s\n", in.Version, cur, registry.Short(in.Digest), pin, in.Promoted, in.Stored.Format(time.RFC3339), in.Rows, in.ValLoss, signer, note)
 	}
 	return w.Flush()
 }

@@ -85,6 +85,8 @@ type Config struct {
 	Now         func() time.Time
 	// OnRound, when set, receives every round's outcome (metrics).
 	OnRound func(Round)
+	// SigningKey, when set, signs every candidate stored (model.Sign).
+	SigningKey *model.SigningKey
 }
 
 // Round is one training round's outcome. Loss, Current and Gate are those
@@ -564,6 +566,11 @@ func (t *Trainer) store(ctx context.Context, r Round, cand *model.Bundle, promot
 	blob, err := cand.MarshalBinary()
 	if err != nil {
 		return r, err
+	}
+	if t.cfg.SigningKey != nil {
+		if blob, err = model.Sign(blob, t.cfg.SigningKey); err != nil {
+			return r, err
+		}
 	}
 	store := t.cfg.Registry.Store
 	if t.lock != nil {
