@@ -66,6 +66,7 @@ type runConfig struct {
 	Window      time.Duration
 	MaxRows     int
 	MinRows     int
+	RampStart   time.Duration
 	Schema      string
 	AllowSchema bool
 	Ignore      string
@@ -128,7 +129,7 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 		Help: "Last round's share of held-back rows above each model's own calibrated (1-budget) quantile."}, []string{"model"})
 	metrics.MustRegister(rounds, loss, rows, dur, share)
 	cfg := trainer.Config{Stream: stream.Config{Brokers: strings.Split(c.Brokers, ","), ClientID: "fraudstream-trainer"}, Topic: c.Topic, Registry: reg,
-		Every: c.Every, Window: c.Window, MaxRows: c.MaxRows, MinRows: c.MinRows, Schema: schema, AllowSchemaChange: c.AllowSchema, Ignore: offline.SplitList(c.Ignore),
+		Every: c.Every, Window: c.Window, MaxRows: c.MaxRows, MinRows: c.MinRows, RampStart: c.RampStart, Schema: schema, AllowSchemaChange: c.AllowSchema, Ignore: offline.SplitList(c.Ignore),
 		AE: c.AE, Gate: c.Gate, HoldBack: c.HoldBack, MinHeldBack: c.MinHeldBack, Logger: log, SigningKey: key,
 		OnRound: func(r trainer.Round) {
 			rounds.WithLabelValues(r.Outcome).Inc()
@@ -189,6 +190,7 @@ func daemonFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.DurationVar(&c.Window, "window", 24*time.Hour, "how far back each round reads")
 	fs.IntVar(&c.MaxRows, "max-rows", 200_000, "rows a round trains on at most (uniform sample of the window)")
 	fs.IntVar(&c.MinRows, "min-rows", 20_000, "fewest rows worth training on (a round with fewer is skipped and retried with backoff)")
+	fs.DurationVar(&c.RampStart, "ramp-start", time.Minute, "while rounds train on fewer rows than --max-rows, the next comes after this, doubling up to --every (negative: always --every)")
 	fs.StringVar(&c.Schema, "schema", "", "schema file (JSON, as 'trainer schema' writes it); default: the registry's pinned schema ('trainer models schema'), else inferred from the first window and pinned with the first promoted model")
 	fs.BoolVar(&c.AllowSchema, "allow-schema-change", false, "train on a --schema whose kinds differ from the pinned schema's (the changes are logged; it is pinned once its model is promoted)")
 	fs.StringVar(&c.Ignore, "ignore", "", "comma-separated fields an inferred schema leaves out")
