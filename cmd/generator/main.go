@@ -22,6 +22,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/fraudstream/fraudstream/pkg/connect"
 	"github.com/fraudstream/fraudstream/pkg/generator"
 	"github.com/fraudstream/fraudstream/pkg/stream"
 )
@@ -41,9 +42,12 @@ type flags struct {
 	count                 *int
 	fraud                 *float64
 	seed                  *uint64
+	kafka                 *connect.Kafka // TLS and SASL
 }
 
 func newFlags(fs *flag.FlagSet) flags {
+	kafka := &connect.Kafka{}
+	kafka.Register(fs)
 	return flags{
 		brokers:    fs.String("brokers", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated"),
 		topic:      fs.String("topic", "transactions", "topic to produce to (created when missing)"),
@@ -53,6 +57,7 @@ func newFlags(fs *flag.FlagSet) flags {
 		fraud:      fs.Float64("fraud-rate", 0.005, "share of fraudulent transactions"),
 		seed:       fs.Uint64("seed", 1, "random seed"),
 		truth:      fs.String("truth", "", "write tx_id,pattern of every transaction to this CSV"),
+		kafka:      kafka,
 	}
 }
 
@@ -64,7 +69,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	brokers, topic, partitions, rate, count, fraud, seed, truthPath := f.brokers, f.topic, f.partitions, f.rate, f.count, f.fraud, f.seed, f.truth
-	cfg := stream.Config{Brokers: strings.Split(*brokers, ","), ClientID: "fraudstream-generator"}
+	cfg, err := f.kafka.Stream(strings.Split(*brokers, ","), "fraudstream-generator")
+	if err != nil {
+		return err
+	}
+	if w := f.kafka.Warning(); w != "" {
+		fmt.Fprintln(stderr, "generator:", w)
+	}
+	// A refused login or an untrusted certificate is said as such, not as
+	// the topic's creation failing.
+	if err := f.kafka.Check(ctx, cfg); connect.Fatal(err) {
+		return err
+	}
 	if err := stream.EnsureTopics(ctx, cfg, stream.Topic{Name: *topic, Partitions: *partitions}); err != nil {
 		return err
 	}

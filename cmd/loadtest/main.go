@@ -29,6 +29,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/fraudstream/fraudstream/pkg/ae"
+	"github.com/fraudstream/fraudstream/pkg/connect"
 	"github.com/fraudstream/fraudstream/pkg/features"
 	"github.com/fraudstream/fraudstream/pkg/generator"
 	"github.com/fraudstream/fraudstream/pkg/model"
@@ -65,6 +66,7 @@ func modeFlags(mode string, c *config, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("loadtest "+mode, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.brokers, "brokers", "", "Kafka brokers (empty: start the embedded broker)")
+	c.kafka.Register(fs)
 	fs.IntVar(&c.scorers, "scorers", 2, "scorer workers in the group")
 	fs.DurationVar(&maxWait, "max-wait", 50*time.Millisecond, "the scorers' fetch MaxWait")
 	fs.Float64Var(&c.quantile, "threshold-quantile", 0.99, "alert above this quantile of validation scores (0.99: about 1% alerts)")
@@ -100,6 +102,7 @@ func usage(w io.Writer) {
 
 type config struct {
 	brokers  string
+	kafka    connect.Kafka // TLS and SASL, with --brokers
 	messages int
 	scorers  int
 	rate     int
@@ -127,8 +130,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
-	sc := stream.Config{Brokers: strings.Split(c.brokers, ",")}
-	if c.brokers == "" {
+	var sc stream.Config
+	if c.brokers != "" {
+		var err error
+		if sc, err = c.kafka.Stream(strings.Split(c.brokers, ","), "fraudstream-loadtest"); err != nil {
+			return err
+		}
+		if err := c.kafka.Check(ctx, sc); connect.Fatal(err) {
+			return err
+		}
+	} else {
 		e, err := stream.StartEmbedded(0)
 		if err != nil {
 			return err

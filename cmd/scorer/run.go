@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/fraudstream/fraudstream/pkg/connect"
 	"github.com/fraudstream/fraudstream/pkg/fleet"
 	"github.com/fraudstream/fraudstream/pkg/model"
 	"github.com/fraudstream/fraudstream/pkg/offline"
@@ -38,7 +39,8 @@ type runConfig struct {
 	Partitions   int
 	Replication  int
 	MinISR       int
-	Redis        string
+	Kafka        connect.Kafka // TLS and SASL
+	Redis        connect.Redis
 	Prefix       string
 	VerifyKeys   []string // public key files; empty: model signatures are not checked
 	MetricsAddr  string
@@ -73,7 +75,8 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.IntVar(&c.Partitions, "partitions", 6, "--create-topics: partitions of each topic created (the dead-letter topic too)")
 	fs.IntVar(&c.Replication, "replication", 0, "--create-topics: replication factor (0: the broker's default.replication.factor)")
 	fs.IntVar(&c.MinISR, "min-insync-replicas", 0, "--create-topics: min.insync.replicas of each topic created (0: the broker's default)")
-	fs.StringVar(&c.Redis, "redis", "127.0.0.1:6379", "Redis address of the model registry")
+	c.Kafka.Register(fs)
+	c.Redis.Register(fs, "127.0.0.1:6379", "the model registry")
 	fs.StringVar(&c.Prefix, "registry-prefix", "fraudstream:model:", "key prefix of the model registry")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":9101", "listen address for /metrics, /healthz and /readyz (empty: off)")
 	fs.IntVar(&c.Batch, "batch", 1024, "largest batch of transactions")
@@ -135,6 +138,23 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	if err := c.validate(); err != nil {
 		return err
 	}
+	host, _ := os.Hostname()
+	worker := fmt.Sprintf("%s-%d", host, os.Getpid())
+	// A client id of its own tells this worker apart in the group (liveness
+	// looks up its partitions by it).
+	sc, err := c.Kafka.Stream(offline.SplitList(c.Brokers), "fraudstream-scorer-"+worker)
+	if err != nil {
+		return err
+	}
+	sc.Logger = log
+	redisOpts, err := c.Redis.Options(redis.Options{DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
+	if err != nil {
+		return err
+	}
+	log.Info("connections", "kafka", c.Kafka.String(), "redis", c.Redis.String())
+	if w := c.Kafka.Warning(); w != "" {
+		log.Warn(w)
+	}
 	// Model signatures: a bad key file fails now; without keys, whoever
 	// can write to Redis chooses the model every worker runs.
 	verifyKeys, err := model.LoadKeyring(c.VerifyKeys)
@@ -158,11 +178,11 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	} else if c.Policy == "budget" && c.Segments == "" {
 		log.Warn("the fleet budget's windows are not authenticated: whoever can write to Redis can move every scorer's threshold; set --fleet-secret-file")
 	}
-	host, _ := os.Hostname()
-	worker := fmt.Sprintf("%s-%d", host, os.Getpid())
-	// A client id of its own tells this worker apart in the group (liveness
-	// looks up its partitions by it).
-	sc := stream.Config{Brokers: offline.SplitList(c.Brokers), ClientID: "fraudstream-scorer-" + worker, Logger: log}
+	// A refused login or an untrusted certificate ends the worker now, with
+	// that error; an unreachable broker is waited for (prepareTopics).
+	if err := c.Kafka.Check(ctx, sc); connect.Fatal(err) {
+		return err
+	}
 	admin, err := stream.NewAdmin(sc)
 	if err != nil {
 		return err
@@ -171,8 +191,13 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	if err := prepareTopics(ctx, c, admin, log); err != nil {
 		return err
 	}
-	rc := redis.NewClient(&redis.Options{Addr: c.Redis, DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
+	rc := redis.NewClient(redisOpts)
 	defer rc.Close()
+	if err := c.Redis.Check(ctx, rc); connect.Fatal(err) {
+		return err
+	} else if err != nil {
+		log.Warn("Redis unreachable; the model loader retries", "err", err)
+	}
 	reg, err := registry.New(registry.Config{Client: rc, Prefix: c.Prefix})
 	if err != nil {
 		return err
@@ -375,7 +400,9 @@ func identity(b *model.Bundle) string {
 
 // prepareTopics checks that the topics exist or, with --create-topics,
 // creates the missing ones. Unreachable brokers are retried with backoff;
-// a missing topic is an error that names it.
+// a missing topic is an error that names it, and so are refused
+// credentials and untrusted certificates (connect.Fatal), which retrying
+// cannot cure.
 func prepareTopics(ctx context.Context, c runConfig, admin *stream.Admin, log *slog.Logger) error {
 	names := []string{c.Tx, c.Alerts, c.Dead}
 	if c.Scores != "" {
@@ -399,6 +426,8 @@ func prepareTopics(ctx context.Context, c runConfig, admin *stream.Admin, log *s
 			return nil
 		case errors.As(err, &missing), ctx.Err() != nil:
 			return err
+		case connect.Fatal(err):
+			return c.Kafka.Explain(err)
 		}
 		log.Warn("Kafka unreachable; retrying", "retry_in", backoff, "err", err)
 		select {

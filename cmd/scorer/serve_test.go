@@ -109,7 +109,7 @@ func testConfig(broker *stream.Embedded, redisAddr, metrics string) runConfig {
 	runFlags(fs, &c)
 	fs.Parse(nil)
 	sfx := fmt.Sprint(time.Now().UnixNano())
-	c.Brokers, c.Redis, c.MetricsAddr = strings.Join(broker.Addrs(), ","), redisAddr, metrics
+	c.Brokers, c.Redis.Addr, c.MetricsAddr = strings.Join(broker.Addrs(), ","), redisAddr, metrics
 	c.Tx, c.Alerts, c.Scores, c.Dead, c.Group = "tx-"+sfx, "alerts-"+sfx, "scores-"+sfx, "dead-"+sfx, "g-"+sfx
 	c.Poll = 200 * time.Millisecond
 	return c

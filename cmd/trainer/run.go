@@ -18,17 +18,17 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/fraudstream/fraudstream/pkg/ae"
+	"github.com/fraudstream/fraudstream/pkg/connect"
 	"github.com/fraudstream/fraudstream/pkg/features"
 	"github.com/fraudstream/fraudstream/pkg/model"
 	"github.com/fraudstream/fraudstream/pkg/offline"
 	"github.com/fraudstream/fraudstream/pkg/ops"
 	"github.com/fraudstream/fraudstream/pkg/registry"
-	"github.com/fraudstream/fraudstream/pkg/stream"
 	"github.com/fraudstream/fraudstream/pkg/trainer"
 )
 
 type registryFlags struct {
-	Redis          string
+	Redis          connect.Redis
 	Prefix         string
 	Keep           int
 	KeepCandidates int
@@ -37,7 +37,7 @@ type registryFlags struct {
 // register adds the registry's address flags, and with keep the trimming
 // flags of the commands that store versions.
 func (r *registryFlags) register(fs *flag.FlagSet, keep bool) {
-	fs.StringVar(&r.Redis, "redis", "127.0.0.1:6379", "Redis address of the model registry")
+	r.Redis.Register(fs, "127.0.0.1:6379", "the model registry")
 	fs.StringVar(&r.Prefix, "registry-prefix", "fraudstream:model:", "key prefix of the model registry")
 	if keep {
 		fs.IntVar(&r.Keep, "keep", 5, "promoted model versions kept in the registry (rollback targets)")
@@ -45,11 +45,22 @@ func (r *registryFlags) register(fs *flag.FlagSet, keep bool) {
 	}
 }
 
-// open connects to the registry. Every call has a deadline: the registry
-// bounds each one (5s) and the client passes that deadline to the socket.
-func (r *registryFlags) open() (*registry.Registry, func(), error) {
-	c := redis.NewClient(&redis.Options{Addr: r.Redis, DialTimeout: 3 * time.Second, ReadTimeout: 5 * time.Second,
+// open connects to the registry and checks the connection once (within
+// 5s): an error that retrying cannot cure (connect.Fatal: a refused
+// password, an untrusted certificate) is returned, and so is any other when
+// strict. Every call has a deadline: the registry bounds each one (5s) and
+// the client passes that deadline to the socket.
+func (r *registryFlags) open(ctx context.Context, strict bool) (*registry.Registry, func(), error) {
+	o, err := r.Redis.Options(redis.Options{DialTimeout: 3 * time.Second, ReadTimeout: 5 * time.Second,
 		WriteTimeout: 5 * time.Second, ContextTimeoutEnabled: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	c := redis.NewClient(o)
+	if err := r.Redis.Check(ctx, c); err != nil && (strict || connect.Fatal(err)) {
+		c.Close()
+		return nil, nil, err
+	}
 	reg, err := registry.New(registry.Config{Client: c, Prefix: r.Prefix, Keep: r.Keep, KeepCandidates: r.KeepCandidates})
 	if err != nil {
 		c.Close()
@@ -61,6 +72,7 @@ func (r *registryFlags) open() (*registry.Registry, func(), error) {
 type runConfig struct {
 	reg         registryFlags
 	Brokers     string
+	Kafka       connect.Kafka // TLS and SASL
 	Topic       string
 	Every       time.Duration
 	Window      time.Duration
@@ -96,11 +108,26 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 			return err
 		}
 	}
-	reg, closeReg, err := c.reg.open()
+	sc, err := c.Kafka.Stream(strings.Split(c.Brokers, ","), "fraudstream-trainer")
+	if err != nil {
+		return err
+	}
+	log.Info("connections", "kafka", c.Kafka.String(), "redis", c.reg.Redis.String())
+	if w := c.Kafka.Warning(); w != "" {
+		log.Warn(w)
+	}
+	// A refused login or an untrusted certificate ends the trainer now, with
+	// that error; an unreachable service is retried by the rounds.
+	reg, closeReg, err := c.reg.open(ctx, false)
 	if err != nil {
 		return err
 	}
 	defer closeReg()
+	if err := c.Kafka.Check(ctx, sc); connect.Fatal(err) {
+		return err
+	} else if err != nil {
+		log.Warn("Kafka unreachable; the rounds retry", "err", err)
+	}
 	if err := checkSigning(ctx, reg, key, log); err != nil {
 		return err
 	}
@@ -128,7 +155,7 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 	share := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fraudstream_trainer_gate_alert_share",
 		Help: "Last round's share of held-back rows above each model's own calibrated (1-budget) quantile."}, []string{"model"})
 	metrics.MustRegister(rounds, loss, rows, dur, share)
-	cfg := trainer.Config{Stream: stream.Config{Brokers: strings.Split(c.Brokers, ","), ClientID: "fraudstream-trainer"}, Topic: c.Topic, Registry: reg,
+	cfg := trainer.Config{Stream: sc, Topic: c.Topic, Registry: reg,
 		Every: c.Every, Window: c.Window, MaxRows: c.MaxRows, MinRows: c.MinRows, RampStart: c.RampStart, Schema: schema, AllowSchemaChange: c.AllowSchema, Ignore: offline.SplitList(c.Ignore),
 		AE: c.AE, Gate: c.Gate, HoldBack: c.HoldBack, MinHeldBack: c.MinHeldBack, Logger: log, SigningKey: key,
 		OnRound: func(r trainer.Round) {
@@ -185,6 +212,7 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 func daemonFlags(fs *flag.FlagSet, c *runConfig) {
 	c.reg.register(fs, true)
 	fs.StringVar(&c.Brokers, "brokers", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated")
+	c.Kafka.Register(fs)
 	fs.StringVar(&c.Topic, "transactions", "transactions", "topic of transactions to learn from")
 	fs.DurationVar(&c.Every, "every", time.Hour, "interval between training rounds")
 	fs.DurationVar(&c.Window, "window", 24*time.Hour, "how far back each round reads")
@@ -376,7 +404,7 @@ func models(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	reg, closeReg, err := rf.open()
+	reg, closeReg, err := rf.open(ctx, true)
 	if err != nil {
 		return err
 	}
