@@ -6,6 +6,7 @@
 #   scripts/kafka.sh start DIR [PORT]   # PORT defaults to 19092; prints KAFKA_BROKERS=127.0.0.1:PORT
 #   scripts/kafka.sh start-secure DIR [PORT]
 #   scripts/kafka.sh stop DIR
+#   scripts/kafka.sh libs DIR        # only fetch the jars into DIR/libs
 #
 # start-secure serves SASL_SSL on PORT instead of PLAINTEXT: TLS with a
 # certificate from a CA made in DIR/tls (scripts/tls-certs.sh; the broker's
@@ -22,21 +23,29 @@
 # (add FRAUDSTREAM_KAFKA_SASL_MECHANISM=scram-sha-512, or plain, or scram-sha-256).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-cmd=${1:?usage: kafka.sh start|start-secure|stop DIR [PORT]}
-dir=${2:?usage: kafka.sh start|start-secure|stop DIR [PORT]}
+cmd=${1:?usage: kafka.sh start|start-secure|stop|libs DIR [PORT]}
+dir=${2:?usage: kafka.sh start|start-secure|stop|libs DIR [PORT]}
 port=${3:-19092}
 ctl=$((port + 1))
 
-case "$cmd" in
-start | start-secure)
+libs() {
 	mkdir -p "$dir"
 	if [ ! -d "$dir/libs" ]; then
 		if ! mvn -B -Dstyle.color=never -f "$here/kafka/pom.xml" dependency:copy-dependencies \
 			-DoutputDirectory="$dir/libs" -DincludeScope=runtime >"$dir/mvn.log" 2>&1; then
 			tail -30 "$dir/mvn.log" >&2
+			rm -rf "$dir/libs"
 			exit 1
 		fi
 	fi
+}
+
+case "$cmd" in
+libs)
+	libs
+	;;
+start | start-secure)
+	libs
 	scram=()
 	if [ "$cmd" = start ]; then
 		listeners="listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$ctl
@@ -145,7 +154,7 @@ stop)
 	fi
 	;;
 *)
-	echo "usage: kafka.sh start|start-secure|stop DIR [PORT]" >&2
+	echo "usage: kafka.sh start|start-secure|stop|libs DIR [PORT]" >&2
 	exit 2
 	;;
 esac
