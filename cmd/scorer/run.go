@@ -56,6 +56,7 @@ type runConfig struct {
 	Poll         time.Duration
 	MaxBytes     int
 	MaxUnusable  float64
+	MaxKeys      int
 	Drain        time.Duration
 	StallAfter   time.Duration
 	LogLevel     string
@@ -91,6 +92,7 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.DurationVar(&c.Poll, "model-poll", 10*time.Second, "how often to check the registry in case a notice was missed")
 	offline.VerifyKeyFlag(fs, &c.VerifyKeys)
 	fs.IntVar(&c.MaxBytes, "max-message-bytes", 64<<10, "a transaction larger than this goes to the dead-letter topic, cut to this size")
+	fs.IntVar(&c.MaxKeys, "max-keys", 1000, "a transaction with more top-level keys than this goes to the dead-letter topic")
 	fs.Float64Var(&c.MaxUnusable, "max-unusable", 0.5, "a transaction whose learned fields are more than this share missing or invalid goes to the dead-letter topic instead of being scored")
 	fs.DurationVar(&c.Drain, "drain-timeout", 10*time.Second, "on SIGTERM, how long the batch in flight may take to be written and committed (past it, it is left to be redelivered)")
 	fs.DurationVar(&c.StuckAfter, "rejoin-after", 30*time.Second, "rejoin the consumer group when a fetch has waited this long while transactions wait on this worker's partitions (a stalled Kafka client)")
@@ -114,6 +116,9 @@ func (c runConfig) validate() error {
 	}
 	if c.Segments != "" && c.Policy != "budget" {
 		return fmt.Errorf("--segment-fields needs --policy budget, not %s", c.Policy)
+	}
+	if c.MaxKeys < 1 {
+		return fmt.Errorf("--max-keys %d must be at least 1", c.MaxKeys)
 	}
 	if !(c.MaxUnusable > 0 && c.MaxUnusable <= 1) {
 		return fmt.Errorf("--max-unusable %v must be a share above 0 and at most 1", c.MaxUnusable)
@@ -328,7 +333,7 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	}()
 	pl, err := pipeline.New(pipeline.Config{Source: src, Sink: prod, Models: models, Alerts: c.Alerts, Scores: c.Scores, Dead: c.Dead,
 		Logger: log, Metrics: metrics, BatchSize: c.Batch, Linger: c.Linger, SegmentFields: segments,
-		MaxRecordBytes: c.MaxBytes, MaxUnusable: c.MaxUnusable, DrainTimeout: c.Drain})
+		MaxRecordBytes: c.MaxBytes, MaxKeys: c.MaxKeys, MaxUnusable: c.MaxUnusable, DrainTimeout: c.Drain})
 	if err != nil {
 		cancel()
 		wg.Wait()

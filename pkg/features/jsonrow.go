@@ -80,6 +80,12 @@ type jrSlot struct {
 //
 // A RowDecoder is not safe for concurrent use; use one per goroutine.
 type RowDecoder struct {
+	// MaxKeys, when above zero, makes Decode refuse an object with more
+	// top-level keys than this: the work per message is bounded by its
+	// bytes anyway, but a record with thousands of keys is not a
+	// transaction, and the streaming path sends it aside.
+	MaxKeys int
+
 	names   []string
 	table   []jrSlot
 	mask    uint32
@@ -256,6 +262,9 @@ func (d *RowDecoder) decode(msg []byte, row []string) error {
 		i++
 	} else {
 		for pos := 0; ; pos++ {
+			if pos == d.MaxKeys && d.MaxKeys > 0 {
+				return jrErr(i, "more than "+strconv.Itoa(d.MaxKeys)+" keys: not a transaction record")
+			}
 			// Key.
 			if i >= n || msg[i] != '"' {
 				return jrUnexpected(msg, i, "looking for beginning of object key string")

@@ -759,3 +759,25 @@ func BenchmarkRowDecoderBaselineEncodingJSON(b *testing.B) {
 		}
 	}
 }
+
+// TestRowDecoderMaxKeys: an object with MaxKeys keys decodes, one more key
+// is refused with an error that says why, and the decoder goes on.
+func TestRowDecoderMaxKeys(t *testing.T) {
+	d := NewRowDecoder([]string{"a"})
+	d.MaxKeys = 3
+	row := make([]string, 1)
+	if err := d.Decode([]byte(`{"x":1,"a":"ok","y":[1,2]}`), row); err != nil || row[0] != "ok" {
+		t.Fatalf("3 keys: %v %q", err, row[0])
+	}
+	err := d.Decode([]byte(`{"x":1,"a":"ok","y":2,"z":3}`), row)
+	if err == nil || !strings.Contains(err.Error(), "more than 3 keys") || row[0] != "" {
+		t.Fatalf("4 keys: %v %q", err, row[0])
+	}
+	if err := d.Decode([]byte(`{"a":"again"}`), row); err != nil || row[0] != "again" {
+		t.Fatalf("after a refusal: %v %q", err, row[0])
+	}
+	d.MaxKeys = 0 // no limit
+	if err := d.Decode([]byte(`{"x":1,"a":"ok","y":2,"z":3}`), row); err != nil {
+		t.Fatal(err)
+	}
+}

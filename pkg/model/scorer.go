@@ -119,6 +119,10 @@ func (s *Scorer) SetRow(i int, row []string) int {
 // SetJSON decodes a JSON object (a Kafka message value) and encodes it into
 // slot i. msg must stay unchanged until the slot is reused if Observed is
 // called. A malformed message returns an error and leaves the slot unusable.
+// SetMaxKeys makes SetJSON refuse a record with more than n top-level keys
+// (n <= 0: no limit, the default).
+func (s *Scorer) SetMaxKeys(n int) { s.dec.MaxKeys = max(n, 0) }
+
 func (s *Scorer) SetJSON(i int, msg []byte) (invalid int, err error) {
 	row := s.jsonRow[i]
 	if err := s.dec.Decode(msg, row); err != nil {

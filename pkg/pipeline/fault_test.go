@@ -158,15 +158,15 @@ func TestRefusedRecordGoesToDeadLetter(t *testing.T) {
 	}
 }
 
-// TestBadRecordsAreSetAside: an oversized record, an empty object and a
-// wrong-typed object go to the dead-letter topic with their reasons (today's
+// TestBadRecordsAreSetAside: an oversized record, a record with more keys
+// than MaxKeys, an empty object and a wrong-typed object go to the dead-letter topic with their reasons (today's
 // main scored the last two as top alerts); invalid values are counted per
 // field.
 func TestBadRecordsAreSetAside(t *testing.T) {
 	sink := &scriptedSink{}
 	src := &memSource{}
 	reg := prometheus.NewPedanticRegistry()
-	p := newTestPipeline(t, sink, src, Config{MaxRecordBytes: 4096, Metrics: reg})
+	p := newTestPipeline(t, sink, src, Config{MaxRecordBytes: 4096, MaxKeys: 50, Metrics: reg})
 	msgs := batchOf(t, 3, 20)
 	big := append([]byte(`{"tx_id":"big","note":"`), bytes.Repeat([]byte("x"), 10_000)...)
 	big = append(big, `"}`...)
@@ -177,6 +177,18 @@ func TestBadRecordsAreSetAside(t *testing.T) {
 	}
 	// One invalid value in an otherwise good record: scored, and counted.
 	msgs = append(msgs, kafka.Message{Topic: "tx", Offset: 103, Value: []byte(`{"tx_id":"half","amount":"EUR 12.50","merchant":"m1","ts":"2026-11-03T10:00:00Z"}`)})
+	// A good record with 47 extra keys (50 in all) is scored; with 48, it is
+	// not a transaction record.
+	wide := func(extra int) []byte {
+		var b strings.Builder
+		b.WriteString(`{"tx_id":"wide","amount":12.5,"merchant":"m1"`)
+		for k := range extra {
+			fmt.Fprintf(&b, `,"k%d":%d`, k, k)
+		}
+		b.WriteString(`}`)
+		return []byte(b.String())
+	}
+	msgs = append(msgs, kafka.Message{Topic: "tx", Offset: 104, Value: wide(47)}, kafka.Message{Topic: "tx", Offset: 105, Value: wide(48)})
 	if err := p.Process(context.Background(), msgs); err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +206,10 @@ func TestBadRecordsAreSetAside(t *testing.T) {
 	if r := stream.Header(dead["102"], stream.HeaderReason); !strings.Contains(r, "invalid: amount") || !strings.Contains(r, "ts") {
 		t.Errorf("wrong-typed object: %q", r)
 	}
-	if len(dead) != 3 || len(sink.on("scores")) != 21 || len(src.committed) != len(msgs) {
+	if r := stream.Header(dead["105"], stream.HeaderReason); !strings.Contains(r, "more than 50 keys") {
+		t.Errorf("record with 51 keys: %q", r)
+	}
+	if len(dead) != 4 || len(sink.on("scores")) != 22 || len(src.committed) != len(msgs) {
 		t.Fatalf("%d dead letters, %d decisions, %d committed", len(dead), len(sink.on("scores")), len(src.committed))
 	}
 	if v := testutil.ToFloat64(p.m.invalid.WithLabelValues("amount")); v != 2 {

@@ -101,6 +101,9 @@ type Config struct {
 	// output is larger than about this plus its own fields, which keeps
 	// every write under a broker's message limit. Default 64 KiB.
 	MaxRecordBytes int
+	// MaxKeys: a record with more top-level keys than this goes to the
+	// dead-letter topic. Default 1,000.
+	MaxKeys int
 	// MaxUnusable: a record whose learned fields are more than this share
 	// missing or invalid is sent to the dead-letter topic instead of being
 	// scored (an empty or wrong-typed object would otherwise be a top
@@ -175,6 +178,9 @@ func New(cfg Config) (*Pipeline, error) {
 	}
 	if cfg.MaxRecordBytes <= 0 {
 		cfg.MaxRecordBytes = 64 << 10
+	}
+	if cfg.MaxKeys <= 0 {
+		cfg.MaxKeys = 1000
 	}
 	if cfg.MaxUnusable == 0 {
 		cfg.MaxUnusable = 0.5
@@ -313,6 +319,7 @@ func (p *Pipeline) prepare(b *model.Bundle, n int) {
 	}
 	p.bundle = b
 	p.sc = b.NewScorer(max(n, p.cfg.BatchSize))
+	p.sc.SetMaxKeys(p.cfg.MaxKeys)
 	p.sc.Remember(cols...)
 }
 
