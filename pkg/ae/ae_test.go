@@ -270,3 +270,21 @@ func TestMatmul(t *testing.T) {
 		}
 	}
 }
+
+// TestScoreNothing: scoring no rows (every record of a batch set aside)
+// is a no-op, whichever layer path the widths take.
+func TestScoreNothing(t *testing.T) {
+	for _, hidden := range []int{32, 48} { // 48: padded weights
+		m, err := New(testFields, hidden, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := NewScorer(m, 16)
+		d := randomData(m, 4, 1)
+		scores := []float32{-1}
+		s.Score(d, 0, 0, scores[:0], nil)
+		if scores[0] != -1 {
+			t.Fatalf("hidden %d: Score(0 rows) wrote %v", hidden, scores)
+		}
+	}
+}

@@ -202,6 +202,9 @@ func (m *Model) refresh() {
 // weights when there are any, so that every product runs on vek32's fast
 // 32-column path without copying weights per call.
 func (m *Model) layer(b *buffers, l int, out, in []float32, k, n int) {
+	if n == 0 {
+		return
+	}
 	wp := m.wp[l]
 	if wp == nil {
 		w := m.W[l]

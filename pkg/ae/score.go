@@ -29,10 +29,14 @@ func (s *Scorer) Cap() int { return s.b.cap }
 // contribution. Numeric
 // errors use the unclipped target, so values far outside the training range
 // score high. After Score, Output and Expected describe the same rows.
+// n = 0 (a batch whose every record was set aside) does nothing.
 func (s *Scorer) Score(d *Data, from, n int, scores, contrib []float32) {
 	m := s.m
 	if n > s.b.cap {
 		panic("ae: batch larger than the scorer's capacity")
+	}
+	if n <= 0 {
+		return
 	}
 	F := len(m.Fields)
 	m.fillInput(s.b, d, from, n)

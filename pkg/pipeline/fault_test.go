@@ -218,6 +218,15 @@ func TestBadRecordsAreSetAside(t *testing.T) {
 	if v := testutil.ToFloat64(p.m.missing.WithLabelValues("merchant")); v != 1 {
 		t.Errorf("missing merchants counted: %v, want 1", v)
 	}
+	// A batch of nothing but bad records: all dead-lettered and committed,
+	// nothing to score (this panicked once in the network's padded layers).
+	only := []kafka.Message{{Topic: "tx", Offset: 200, Value: []byte(`not json`)}, {Topic: "tx", Offset: 201, Value: []byte(`{}`)}}
+	if err := p.Process(context.Background(), only); err != nil {
+		t.Fatal(err)
+	}
+	if d := len(sink.on("dead")); d != 6 {
+		t.Errorf("%d dead letters after a batch of 2 bad records, want 6", d)
+	}
 }
 
 // TestDecisionIDsAreDeterministic: a redelivered record decided by the same
