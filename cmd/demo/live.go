@@ -449,6 +449,11 @@ func summarise(ctx context.Context, c liveConfig, tr *truth, stdout io.Writer) e
 	for {
 		select {
 		case <-ctx.Done():
+			if total.decisions > 0 {
+				fmt.Fprintf(stdout, "total: %d decisions in %.0fs | alerts %d (%.2f%%) | precision %.3f recall %.3f\n",
+					total.decisions, time.Since(start).Seconds(), total.alerts, 100*float64(total.alerts)/float64(total.decisions),
+					ratio(total.tp, total.tp+total.fp), ratio(total.tp, total.tp+total.fn))
+			}
 			return nil
 		case <-tick.C:
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -56,6 +57,17 @@ func TestLiveDemo(t *testing.T) {
 	rec, _ := strconv.ParseFloat(last[7], 64)
 	if prec < 0.2 || rec < 0.2 {
 		t.Fatalf("running precision %.2f recall %.2f:\n%s", prec, rec, text)
+	}
+	// The run ends with its totals, which agree with the last running
+	// figures (decisions read after the last summary may move them a little).
+	tot := regexp.MustCompile(`total: (\d+) decisions in \d+s \| alerts (\d+) \(([\d.]+)%\) \| precision ([\d.]+) recall ([\d.]+)`).FindStringSubmatch(text)
+	if tot == nil {
+		t.Fatalf("no totals:\n%s", text)
+	}
+	tp, _ := strconv.ParseFloat(tot[4], 64)
+	tr, _ := strconv.ParseFloat(tot[5], 64)
+	if math.Abs(tp-prec) > 0.05 || math.Abs(tr-rec) > 0.05 {
+		t.Fatalf("totals precision %.3f recall %.3f, last running %.2f / %.2f:\n%s", tp, tr, prec, rec, text)
 	}
 }
 

@@ -288,3 +288,65 @@ func TestScoreNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestConstantFieldIsNotNoise: a field that never varies in training (a
+// timestamp whose cycles the data did not cover encodes as zeros) gets a
+// normaliser no smaller than the fields' mean, so the network's small
+// output noise on it is never a top reason; a value it never took still
+// stands out.
+func TestConstantFieldIsNotNoise(t *testing.T) {
+	m0, _ := New(testFields, 32, 8)
+	d := randomData(m0, 4000, 7)
+	for r := range d.N { // "time" (columns 1..4) constant
+		clear(d.Num[r*m0.numCols+1 : r*m0.numCols+5])
+	}
+	m, _, err := Train(testFields, d, Config{Seed: 1, Epochs: 10, Hidden: 32, Bottleneck: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mean float32
+	for _, v := range m.Norm {
+		mean += v / float32(len(m.Norm))
+	}
+	// fitNorm's mean includes the constant field's own (tiny) error.
+	if m.Norm[1] < 0.5*mean {
+		t.Fatalf("constant field's normaliser %g, fields' mean %g", m.Norm[1], mean)
+	}
+	test := randomData(m, 1000, 99)
+	for r := range test.N {
+		clear(test.Num[r*m.numCols+1 : r*m.numCols+5])
+	}
+	s := NewScorer(m, 1000)
+	scores := make([]float32, test.N)
+	contrib := make([]float32, test.N*len(m.Fields))
+	s.Score(test, 0, test.N, scores, contrib)
+	top := 0
+	for r := range test.N {
+		c := contrib[r*len(m.Fields) : (r+1)*len(m.Fields)]
+		best := 0
+		for f := range c {
+			if c[f] > c[best] {
+				best = f
+			}
+		}
+		if best == 1 {
+			top++
+		}
+	}
+	if top > 10 {
+		t.Fatalf("the constant field is the top reason of %d of 1000 rows", top)
+	}
+	// A value the field never took stands out above every normal row.
+	var most float32
+	for r := range test.N {
+		most = max(most, contrib[r*len(m.Fields)+1])
+	}
+	odd := randomData(m, 1, 5)
+	odd.Num[1], odd.Num[2] = 1, -1
+	var sc [1]float32
+	c := make([]float32, len(m.Fields))
+	s.Score(odd, 0, 1, sc[:], c)
+	if !(c[1] > 1.5*most) {
+		t.Fatalf("a new value of the constant field contributes %v; normal rows at most %v", c[1], most)
+	}
+}

@@ -577,7 +577,11 @@ func (m *Model) fitMissing(d *Data) {
 
 // fitNorm sets each field's normaliser to its mean validation error, with
 // the top 1% of errors left out so that anomalies in the validation rows do
-// not inflate it.
+// not inflate it. A field that is constant in the validation rows has no
+// error scale of its own: the network reproduces it almost exactly, and
+// dividing by that would turn the network's noise into a top reason. It
+// gets at least the mean of the fields' normalisers, so a new value still
+// stands out and noise does not.
 func (m *Model) fitNorm(val *Data) {
 	F := len(m.Fields)
 	errs := make([][]float32, F)
@@ -613,10 +617,43 @@ func (m *Model) fitNorm(val *Data) {
 	}
 	floor := float32(math.Max(mean*1e-3, 1e-6))
 	for f := range F {
+		if m.constant(val, f) {
+			m.Norm[f] = max(m.Norm[f], float32(mean))
+		}
 		if !(m.Norm[f] > floor) {
 			m.Norm[f] = floor
 		}
 	}
+}
+
+// constant reports whether field f takes one value (or is missing) in
+// every row of d.
+func (m *Model) constant(d *Data, f int) bool {
+	F := len(m.Fields)
+	first := -1
+	for r := range d.N {
+		if m.catIdx[f] < 0 && d.Miss[r*F+f] {
+			continue
+		}
+		if first < 0 {
+			first = r
+			continue
+		}
+		if c := m.catIdx[f]; c >= 0 {
+			if d.Cat[r*m.catFields+c] != d.Cat[first*m.catFields+c] {
+				return false
+			}
+			continue
+		}
+		o, w := m.numOff[f], m.Fields[f].Numeric
+		a, b := d.Num[r*m.numCols+o:r*m.numCols+o+w], d.Num[first*m.numCols+o:first*m.numCols+o+w]
+		for j := range a {
+			if a[j] != b[j] {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Loss is the mean clean reconstruction loss per row of d (the training

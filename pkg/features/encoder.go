@@ -42,6 +42,13 @@ type EncodedField struct {
 	HasRange bool    `json:"has_range,omitempty"`
 	Min      float64 `json:"min,omitempty"`
 	Max      float64 `json:"max,omitempty"`
+	// Timestamp: the training data did not cover the hour-of-day or the
+	// day-of-week cycle (fewer than MinHours distinct hours, fewer than 7
+	// weekdays), so that part is encoded as a constant and not learned:
+	// a day-long window makes every weekday after it look new, and a
+	// minute-long one every later hour.
+	NoHour    bool `json:"no_hour,omitempty"`
+	NoWeekday bool `json:"no_weekday,omitempty"`
 	// Categorical: Levels[0] is MISSING, Levels[1] is OTHER.
 	Levels []string `json:"levels,omitempty"`
 	// NumOff/NumWidth locate a numeric or timestamp field's columns; CatIdx a
@@ -90,6 +97,7 @@ func FitEncoder(s *Schema, rows [][]string, opt EncoderOptions) (*Encoder, error
 			ef.NumOff, ef.NumWidth = e.NumCols, 1
 			e.NumCols++
 		case Timestamp:
+			fitTimestamp(&ef, rows, i)
 			ef.NumOff, ef.NumWidth = e.NumCols, timestampWidth
 			e.NumCols += timestampWidth
 		case Categorical:
@@ -146,6 +154,40 @@ func fitNumeric(ef *EncodedField, transform string, rows [][]string, col int) {
 	if !(ef.Scale > 1e-9) {
 		ef.Scale = 1
 	}
+}
+
+// MinHours is the number of distinct hours of the day a timestamp field
+// must show in training for its hour of day to be learned.
+const MinHours = 20
+
+// fitTimestamp learns a cycle only when the training rows cover it: at
+// least MinHours distinct hours of the day, all seven weekdays.
+func fitTimestamp(ef *EncodedField, rows [][]string, col int) {
+	var hours [24]bool
+	var days [7]bool
+	for _, r := range rows {
+		if col >= len(r) || IsNull(r[col]) {
+			continue
+		}
+		c, ok := parseClock(strings.TrimSpace(r[col]), ef.Layout)
+		if !ok {
+			continue
+		}
+		hours[min(max(int(c.hour), 0), 23)] = true
+		days[c.weekday%7] = true
+	}
+	nh, nd := 0, 0
+	for _, h := range hours {
+		if h {
+			nh++
+		}
+	}
+	for _, d := range days {
+		if d {
+			nd++
+		}
+	}
+	ef.NoHour, ef.NoWeekday = nh < MinHours, nd < 7
 }
 
 // heavyTailed reports a right tail far longer than the body: amounts, counts.
@@ -313,6 +355,12 @@ func (e *Encoder) Encode(row []string, num []float32, cat []int32, miss []bool) 
 			}
 			hs, hc := math.Sincos(2 * math.Pi * c.hour / 24)
 			ds, dc := math.Sincos(2 * math.Pi * float64(c.weekday) / 7)
+			if f.NoHour {
+				hs, hc = 0, 0
+			}
+			if f.NoWeekday {
+				ds, dc = 0, 0
+			}
 			cols[0], cols[1], cols[2], cols[3] = float32(hs), float32(hc), float32(ds), float32(dc)
 			miss[i] = false
 		case Categorical:
@@ -392,6 +440,14 @@ func (e *Encoder) Decode(field int, num []float32, level int) string {
 		}
 		days := [...]string{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"}
 		mins := int(math.Round(h*60)) % (24 * 60)
+		switch {
+		case f.NoHour && f.NoWeekday:
+			return ""
+		case f.NoHour:
+			return days[int(math.Round(d))%7]
+		case f.NoWeekday:
+			return fmt.Sprintf("%02d:%02d", mins/60, mins%60)
+		}
 		return fmt.Sprintf("%s %02d:%02d", days[int(math.Round(d))%7], mins/60, mins%60)
 	case Categorical:
 		if level >= 0 && level < len(f.Levels) {

@@ -1,6 +1,7 @@
 package features
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -24,7 +25,8 @@ func testEncoder(t testing.TB) *Encoder {
 		if i == 7 {
 			m = "rare" // seen once: below MinCount
 		}
-		rows = append(rows, []string{fmt.Sprint(i), fmt.Sprintf("%.2f", math.Exp(float64(i%100)/20)), m, "2024-01-01T10:00:00Z", "x"})
+		ts := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Hour).Format(time.RFC3339) // 41 days
+		rows = append(rows, []string{fmt.Sprint(i), fmt.Sprintf("%.2f", math.Exp(float64(i%100)/20)), m, ts, "x"})
 	}
 	e, err := FitEncoder(s, rows, EncoderOptions{})
 	if err != nil {
@@ -246,5 +248,67 @@ func TestNegativeAmountIsFarFromData(t *testing.T) {
 	}
 	if got := e.Decode(0, []float32{neg}, -1); got != "-5000" {
 		t.Fatalf("decoded %q", got)
+	}
+}
+
+// TestTimestampCyclesNeedCoverage: the hour of day is learned only from
+// training rows that cover most hours, the weekday only from rows that
+// cover all seven days; an unlearned part encodes as a constant, so a new
+// day (or hour) does not make every transaction look strange, and the
+// reconstruction is described without it.
+func TestTimestampCyclesNeedCoverage(t *testing.T) {
+	s := &Schema{Fields: []Field{{Name: "ts", Kind: Timestamp, Layout: time.RFC3339}}}
+	fit := func(span, step time.Duration) EncodedField {
+		var rows [][]string
+		start := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+		for at := start; at.Sub(start) < span; at = at.Add(step) {
+			rows = append(rows, []string{at.Format(time.RFC3339)})
+		}
+		e, err := FitEncoder(s, rows, EncoderOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.Fields[0]
+	}
+	for _, tc := range []struct {
+		span, step        time.Duration
+		noHour, noWeekday bool
+	}{
+		{5 * time.Minute, time.Second, true, true},
+		{24 * time.Hour, time.Minute, false, true},
+		{19 * time.Hour, time.Minute, true, true},
+		{7 * 24 * time.Hour, time.Hour, false, false},
+		{6 * 24 * time.Hour, time.Hour, false, true},
+	} {
+		f := fit(tc.span, tc.step)
+		if f.NoHour != tc.noHour || f.NoWeekday != tc.noWeekday {
+			t.Errorf("trained on %v: NoHour %v NoWeekday %v, want %v %v", tc.span, f.NoHour, f.NoWeekday, tc.noHour, tc.noWeekday)
+		}
+	}
+	// One day of training: the weekday columns are constant, the hour's are not.
+	var rows [][]string
+	for h := range 24 {
+		rows = append(rows, []string{time.Date(2024, 1, 1, h, 30, 0, 0, time.UTC).Format(time.RFC3339)})
+	}
+	e, err := FitEncoder(s, rows, EncoderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	num, miss := make([]float32, 4), make([]bool, 1)
+	e.Encode([]string{"2024-01-03T06:00:00Z"}, num, nil, miss) // a Wednesday, unseen
+	if num[2] != 0 || num[3] != 0 || math.Abs(float64(num[1])) > 1e-6 || math.Abs(float64(num[0])-1) > 1e-6 {
+		t.Errorf("06:00 on an unseen weekday encodes as %v, want [1 ~0 0 0]", num)
+	}
+	if got := e.Decode(0, []float32{1, 0, 0.5, 0.5}, -1); got != "06:00" {
+		t.Errorf("decoded %q, want 06:00 without a weekday", got)
+	}
+	// The flags travel with the encoder.
+	b, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Encoder
+	if err := json.Unmarshal(b, &back); err != nil || !back.Fields[0].NoWeekday || back.Fields[0].NoHour {
+		t.Fatalf("round trip: %v %+v", err, back.Fields)
 	}
 }
