@@ -70,9 +70,9 @@ type Model struct {
 	sparse             int   // sparse input rows: missing indicators and categorical levels
 	numOff, catIdx     []int // per field; -1 where not applicable
 	wt                 [4][]float32
-	// wp[l] is W[l] (for layer 0 its dense rows) with columns zero-padded
-	// to a multiple of 32 when its width is not one; see matmul.
-	wp [4][]float32
+	// pk[l] is W[l] and B[l] packed for the forward kernel (dense); for
+	// layer 0, only W's dense (numeric) rows.
+	pk [4]packed
 }
 
 // Dims returns the layer sizes [In, Hidden, Bottleneck, Hidden, Out].
@@ -172,7 +172,8 @@ func (m *Model) layout() error {
 	return nil
 }
 
-// refresh rebuilds the transposed weights used by the backward pass.
+// refresh rebuilds the transposed weights used by the backward pass and
+// the packed weights of the forward pass; call it after any change to W or B.
 func (m *Model) refresh() {
 	d := m.Dims()
 	for l := range 4 {
@@ -184,52 +185,7 @@ func (m *Model) refresh() {
 		if l == 0 {
 			r = m.numCols
 		}
-		if c%32 == 0 || c > 128 || r == 0 {
-			m.wp[l] = nil
-			continue
-		}
-		c32 := (c + 31) &^ 31
-		if len(m.wp[l]) != r*c32 {
-			m.wp[l] = make([]float32, r*c32)
-		}
-		for i := range r {
-			copy(m.wp[l][i*c32:i*c32+c], m.W[l][i*c:(i+1)*c])
-		}
-	}
-}
-
-// layer writes in (n × k) · W[l] into out (n × width) using the padded
-// weights when there are any, so that every product runs on vek32's fast
-// 32-column path without copying weights per call.
-func (m *Model) layer(b *buffers, l int, out, in []float32, k, n int) {
-	if n == 0 {
-		return
-	}
-	wp := m.wp[l]
-	if wp == nil {
-		w := m.W[l]
-		if l == 0 {
-			w = w[:k*m.Hidden]
-		}
-		matmul(out, in, w, k, &b.pad)
-		return
-	}
-	c := len(out) / n
-	c32 := len(wp) / k
-	block := max(1, vekSerialLimit/(k*c32))
-	if block < 4 && n >= 4 {
-		block = 3
-	}
-	if cap(b.pad) < block*c32 {
-		b.pad = make([]float32, block*c32)
-	}
-	for r := 0; r < n; r += block {
-		e := min(n, r+block)
-		cp := b.pad[:(e-r)*c32]
-		vek32.MatMul_Into(cp, in[r*k:e*k], wp, k)
-		for i := r; i < e; i++ {
-			copy(out[i*c:(i+1)*c], cp[(i-r)*c32:(i-r)*c32+c])
-		}
+		m.pk[l].pack(m.W[l][:r*c], m.B[l], r, c)
 	}
 }
 
@@ -282,7 +238,7 @@ func (m *Model) Clone() *Model {
 		c.W[l] = append([]float32(nil), m.W[l]...)
 		c.B[l] = append([]float32(nil), m.B[l]...)
 		c.wt[l] = append([]float32(nil), m.wt[l]...)
-		c.wp[l] = append([]float32(nil), m.wp[l]...)
+		c.pk[l] = m.pk[l].clone()
 	}
 	c.Fields = append([]Field(nil), m.Fields...)
 	c.Norm = append([]float32(nil), m.Norm...)
@@ -348,15 +304,6 @@ func matmul(dst, a, b []float32, k int, pad *[]float32) {
 }
 
 const vekSerialLimit = 100_000 - 1
-
-func addBias(x, b []float32, n int) {
-	w := len(b)
-	for i := range n {
-		vek32.Add_Inplace(x[i*w:(i+1)*w], b)
-	}
-}
-
-func relu(x []float32) { vek32.MaximumNumber_Inplace(x, 0) }
 
 // buffers is the scratch space of one forward/backward pass over up to cap rows.
 type buffers struct {
@@ -468,37 +415,48 @@ func (m *Model) setMissing(b *buffers, r, f int) {
 
 // forward runs the network on the first n input rows into b.act.
 func (m *Model) forward(b *buffers, n int) {
+	if n <= 0 {
+		return
+	}
 	d := m.Dims()
 	F := len(m.Fields)
 	H := d[1]
-	// Layer 0: dense numeric product plus the active sparse rows.
+	// Layer 0: dense numeric product plus the active sparse rows (missing
+	// indicators, categorical levels). ReLU is fused into the kernel when
+	// no row has an active sparse input (all-present numeric batches);
+	// otherwise it follows the sparse sums.
 	h1 := b.act[0][:n*H]
-	if m.numCols > 0 {
-		m.layer(b, 0, h1, b.x[:n*m.numCols], m.numCols, n)
-	} else {
-		clear(h1)
-	}
-	ws := m.W[0][m.numCols*H:]
-	for r := range n {
-		h := h1[r*H : (r+1)*H]
-		vek32.Add_Inplace(h, m.B[0])
-		for _, s := range b.sp[r*F : (r+1)*F] {
-			if s >= 0 {
-				vek32.Add_Inplace(h, ws[int(s)*H:int(s+1)*H])
+	sparse := anyActive(b.sp[:n*F])
+	dense(h1, b.x, &m.pk[0], n, m.numCols, H, !sparse)
+	if sparse {
+		ws := m.W[0][m.numCols*H:]
+		for r := range n {
+			h := h1[r*H : (r+1)*H]
+			for _, s := range b.sp[r*F : (r+1)*F] {
+				if s >= 0 {
+					vek32.Add_Inplace(h, ws[int(s)*H:int(s+1)*H])
+				}
 			}
 		}
+		vek32.MaximumNumber_Inplace(h1, 0)
 	}
-	relu(h1)
 	in := h1
 	for l := 1; l < 4; l++ {
 		out := b.act[l][:n*d[l+1]]
-		m.layer(b, l, out, in, d[l], n)
-		addBias(out, m.B[l], n)
-		if l == 2 {
-			relu(out)
-		}
+		dense(out, in, &m.pk[l], n, d[l], d[l+1], l == 2)
 		in = out
 	}
+}
+
+// anyActive reports whether any sparse input row is active (≥ 0).
+func anyActive(sp []int32) bool {
+	// -1 has every bit set; ANDing keeps the sign bit only while all are
+	// negative.
+	and := int32(-1)
+	for _, s := range sp {
+		and &= s
+	}
+	return and >= 0
 }
 
 // fieldErrors computes each field's reconstruction error for rows

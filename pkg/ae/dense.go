@@ -1,0 +1,126 @@
+package ae
+
+//go:generate sh -c "cd internal/asmgen && go run . -out ../../dense_amd64.s -stubs ../../dense_amd64_stub.go -pkg ae"
+
+// panelWidth is the number of output columns a packed panel holds: two
+// AVX2 vectors, the width of the assembly kernel's tiles.
+const panelWidth = 16
+
+// packed holds one layer's weights and biases laid out for dense: the
+// output columns are cut into panels of 16, each stored as its 16 biases
+// followed by its k rows of 16 weights (zero-padded past the layer's
+// width), so that the kernel streams a panel front to back. It is built
+// once per weight change (refresh), never per call.
+type packed struct {
+	k, c, panels int
+	w            []float32 // panels × (16 + 16k)
+	// mask selects the valid columns of the last panel when c is not a
+	// multiple of 16 (-1 valid, 0 not); nil otherwise.
+	mask []int32
+}
+
+// pack lays out w (k×c, row-major) and bias (c) into p, reusing its memory.
+func (p *packed) pack(w, bias []float32, k, c int) {
+	p.k, p.c = k, c
+	p.panels = (c + panelWidth - 1) / panelWidth
+	size := p.panels * panelWidth * (k + 1)
+	if cap(p.w) < size {
+		p.w = make([]float32, size)
+	}
+	p.w = p.w[:size]
+	clear(p.w)
+	for q := range p.panels {
+		j0 := q * panelWidth
+		j1 := min(c, j0+panelWidth)
+		dst := p.w[q*panelWidth*(k+1):]
+		copy(dst[:j1-j0], bias[j0:j1])
+		for i := range k {
+			copy(dst[(i+1)*panelWidth:(i+1)*panelWidth+j1-j0], w[i*c+j0:i*c+j1])
+		}
+	}
+	p.mask = nil
+	if r := c % panelWidth; r != 0 {
+		p.mask = make([]int32, panelWidth)
+		for j := range r {
+			p.mask[j] = -1
+		}
+	}
+}
+
+// clone returns a deep copy.
+func (p *packed) clone() packed {
+	c := *p
+	c.w = append([]float32(nil), p.w...)
+	c.mask = append([]int32(nil), p.mask...)
+	if p.mask == nil {
+		c.mask = nil
+	}
+	return c
+}
+
+// useAsm selects the assembly kernel; it is false where the CPU lacks it
+// or under the purego build tag, and tests switch it off to check the
+// fallback on the same machine.
+var useAsm = haveAsm
+
+// dense writes act(in · W + bias) into out for n rows, where in has row
+// stride lda and out row stride ldc (both in elements) and act is ReLU
+// when relu is set, else the identity.
+func dense(out, in []float32, p *packed, n, lda, ldc int, relu bool) {
+	if n <= 0 {
+		return
+	}
+	if p.k == 0 {
+		for r := range n {
+			o := out[r*ldc : r*ldc+p.c]
+			for q := range p.panels {
+				j0 := q * panelWidth
+				b := p.w[q*panelWidth : q*panelWidth+min(panelWidth, p.c-j0)]
+				for j, v := range b {
+					if relu {
+						v = max(v, 0)
+					}
+					o[j0+j] = v
+				}
+			}
+		}
+		return
+	}
+	// The kernels index in and out without bounds checks: check the
+	// extents once here.
+	_ = in[(n-1)*lda+p.k-1]
+	_ = out[(n-1)*ldc+p.c-1]
+	if useAsm {
+		denseAsm(out, in, p, n, lda, ldc, relu)
+		return
+	}
+	denseGo(out, in, p, n, lda, ldc, relu)
+}
+
+// denseGo is the portable kernel: per row and panel, 16 accumulators
+// started at the biases.
+func denseGo(out, in []float32, p *packed, n, lda, ldc int, relu bool) {
+	k := p.k
+	ps := panelWidth * (k + 1)
+	for r := range n {
+		a := in[r*lda : r*lda+k]
+		o := out[r*ldc : r*ldc+p.c]
+		for q := range p.panels {
+			pw := p.w[q*ps : (q+1)*ps]
+			var acc [panelWidth]float32
+			copy(acc[:], pw[:panelWidth])
+			for i, x := range a {
+				row := pw[(i+1)*panelWidth : (i+2)*panelWidth]
+				for j := range acc {
+					acc[j] += x * row[j]
+				}
+			}
+			if relu {
+				for j, v := range acc {
+					acc[j] = max(v, 0)
+				}
+			}
+			copy(o[q*panelWidth:], acc[:])
+		}
+	}
+}

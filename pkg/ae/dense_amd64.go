@@ -1,0 +1,22 @@
+//go:build amd64 && !purego
+
+package ae
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
+
+// haveAsm: the kernel in dense_amd64.s needs AVX2 and FMA (and the OS
+// saving YMM state, which cpu.X86.HasAVX2 already checks).
+var haveAsm = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+
+// denseAsm runs denseAVX2; dense has checked the slices' extents.
+func denseAsm(out, in []float32, p *packed, n, lda, ldc int, relu bool) {
+	var mask *int32
+	if p.mask != nil {
+		mask = unsafe.SliceData(p.mask)
+	}
+	denseAVX2(unsafe.SliceData(in), unsafe.SliceData(p.w), unsafe.SliceData(out), lda, ldc, n, p.k, p.panels, mask, relu)
+}

@@ -1,0 +1,11 @@
+//go:build !amd64 || purego
+
+package ae
+
+// haveAsm is false: this build has no assembly kernel (another
+// architecture, or the purego tag).
+const haveAsm = false
+
+func denseAsm(out, in []float32, p *packed, n, lda, ldc int, relu bool) {
+	panic("ae: no assembly kernel in this build")
+}

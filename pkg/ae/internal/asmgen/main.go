@@ -1,0 +1,194 @@
+// Command asmgen writes pkg/ae's AVX2+FMA dense-layer kernel
+// (dense_amd64.s and its Go declaration) with avo. It lives in its own
+// module so that avo is not a dependency of the main module; run it through
+// `go generate ./pkg/ae`.
+package main
+
+import (
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// The kernel computes rows of out = act(in · W + bias) a 6×16 tile at a
+// time: 12 YMM accumulators, two weight vectors and one broadcast input.
+const (
+	mr = 6  // rows per tile
+	nr = 16 // columns per panel (two YMM vectors)
+)
+
+func main() {
+	ConstraintExpr("amd64,!purego")
+	TEXT("denseAVX2", NOSPLIT, "func(a, w, c *float32, lda, ldc, rows, k, panels int, mask *int32, relu bool)")
+	Pragma("noescape")
+	Doc(
+		"denseAVX2 writes act(a · W + bias) into c for rows rows of a (row",
+		"strides lda and ldc in elements) and panels packed panels of w, each",
+		"16 biases then k×16 weights. When mask is non-nil, the last panel is",
+		"stored through the 16-lane mask (0 or -1 per column). relu applies",
+		"max(0, x). Requires AVX2 and FMA, rows ≥ 0, k ≥ 1, panels ≥ 1.",
+	)
+	aBlk := Load(Param("a"), GP64())
+	cBlk := Load(Param("c"), GP64())
+	lda := Load(Param("lda"), GP64())
+	ldc := Load(Param("ldc"), GP64())
+	rows := Load(Param("rows"), GP64())
+	SHLQ(U8(2), lda) // bytes
+	SHLQ(U8(2), ldc)
+
+	// Full tiles of mr rows, then one tail tile of 1..mr-1 rows.
+	Label("rowloop")
+	CMPQ(rows, U32(mr))
+	JL(LabelRef("tail"))
+	tile(mr, aBlk, cBlk, lda, ldc)
+	// Advance mr rows: a += mr*lda, c += mr*ldc.
+	t := GP64()
+	IMUL3Q(U32(mr), lda, t)
+	ADDQ(t, aBlk)
+	IMUL3Q(U32(mr), ldc, t)
+	ADDQ(t, cBlk)
+	SUBQ(U32(mr), rows)
+	JMP(LabelRef("rowloop"))
+
+	Label("tail")
+	for m := 1; m < mr; m++ {
+		CMPQ(rows, U32(m))
+		JE(LabelRef(fmt.Sprintf("tail%d", m)))
+	}
+	RET()
+	for m := 1; m < mr; m++ {
+		Label(fmt.Sprintf("tail%d", m))
+		tile(m, aBlk, cBlk, lda, ldc)
+		RET()
+	}
+	Generate()
+}
+
+// tile emits the code for m rows at aBlk/cBlk across every panel: the full
+// panels with plain stores, then, when a mask is given, the last panel with
+// masked stores.
+func tile(m int, aBlk, cBlk, lda, ldc Register) {
+	p := fmt.Sprintf("m%d", m)
+	wp := Load(Param("w"), GP64())
+	cp := GP64()
+	MOVQ(cBlk, cp)
+	full := Load(Param("panels"), GP64())
+	mask := Load(Param("mask"), GP64())
+	TESTQ(mask, mask)
+	JZ(LabelRef(p + "nomask"))
+	DECQ(full)
+	Label(p + "nomask")
+	TESTQ(full, full)
+	JZ(LabelRef(p + "last"))
+
+	Label(p + "panel")
+	panel(m, p+"full", aBlk, wp, cp, lda, ldc, nil)
+	ADDQ(U8(4*nr), cp)
+	DECQ(full)
+	JNZ(LabelRef(p + "panel"))
+
+	Label(p + "last")
+	mask = Load(Param("mask"), GP64())
+	TESTQ(mask, mask)
+	JZ(LabelRef(p + "done"))
+	panel(m, p+"masked", aBlk, wp, cp, lda, ldc, mask)
+	Label(p + "done")
+}
+
+// panel emits one m×16 tile: accumulators start at the panel's biases, the
+// k loop adds a[r][kk]·W[kk][0:16] to row r, then relu and the stores. wp
+// ends at the next panel.
+func panel(m int, p string, aBlk, wp, cp, lda, ldc, mask Register) {
+	acc := make([][2]VecVirtual, m)
+	for r := range acc {
+		acc[r] = [2]VecVirtual{YMM(), YMM()}
+		VMOVUPS(Mem{Base: wp}, acc[r][0])
+		VMOVUPS(Mem{Base: wp, Disp: 32}, acc[r][1])
+	}
+	ADDQ(U8(4*nr), wp)
+	// Row r of the tile: rows 0-2 off a0, rows 3-5 off a3, each at
+	// base + (r%3)·lda.
+	a0, a3 := GP64(), GP64()
+	MOVQ(aBlk, a0)
+	if m > 3 {
+		LEAQ(Mem{Base: aBlk, Index: lda, Scale: 2}, a3)
+		ADDQ(lda, a3)
+	}
+	row := func(base, a3 Register, r int) Mem {
+		b := base
+		if r >= 3 {
+			b = a3
+		}
+		switch r % 3 {
+		case 0:
+			return Mem{Base: b}
+		case 1:
+			return Mem{Base: b, Index: lda, Scale: 1}
+		default:
+			return Mem{Base: b, Index: lda, Scale: 2}
+		}
+	}
+	kc := Load(Param("k"), GP64())
+	Label(p + "k")
+	w0, w1, x := YMM(), YMM(), YMM()
+	VMOVUPS(Mem{Base: wp}, w0)
+	VMOVUPS(Mem{Base: wp, Disp: 32}, w1)
+	for r := range m {
+		VBROADCASTSS(row(a0, a3, r), x)
+		VFMADD231PS(w0, x, acc[r][0])
+		VFMADD231PS(w1, x, acc[r][1])
+	}
+	ADDQ(U8(4*nr), wp)
+	ADDQ(U8(4), a0)
+	if m > 3 {
+		ADDQ(U8(4), a3)
+	}
+	DECQ(kc)
+	JNZ(LabelRef(p + "k"))
+
+	relu := Load(Param("relu"), GP8())
+	TESTB(relu, relu)
+	JZ(LabelRef(p + "store"))
+	zero := YMM()
+	VXORPS(zero, zero, zero)
+	for r := range m {
+		VMAXPS(zero, acc[r][0], acc[r][0])
+		VMAXPS(zero, acc[r][1], acc[r][1])
+	}
+	Label(p + "store")
+	c3 := GP64()
+	if m > 3 {
+		LEAQ(Mem{Base: cp, Index: ldc, Scale: 2}, c3)
+		ADDQ(ldc, c3)
+	}
+	crow := func(r int) Mem {
+		b := cp
+		if r >= 3 {
+			b = c3
+		}
+		switch r % 3 {
+		case 0:
+			return Mem{Base: b}
+		case 1:
+			return Mem{Base: b, Index: ldc, Scale: 1}
+		default:
+			return Mem{Base: b, Index: ldc, Scale: 2}
+		}
+	}
+	if mask == nil {
+		for r := range m {
+			VMOVUPS(acc[r][0], crow(r))
+			VMOVUPS(acc[r][1], crow(r).Offset(32))
+		}
+		return
+	}
+	m0, m1 := YMM(), YMM()
+	VMOVDQU(Mem{Base: mask}, m0)
+	VMOVDQU(Mem{Base: mask, Disp: 32}, m1)
+	for r := range m {
+		VMASKMOVPS(acc[r][0], m0, crow(r))
+		VMASKMOVPS(acc[r][1], m1, crow(r).Offset(32))
+	}
+}
