@@ -144,7 +144,9 @@ type Topic struct {
 // EnsureTopics creates those of topics that do not exist yet; existing
 // topics are left exactly as they are (their partition count included). It
 // first asks which exist, so a deployment whose topics exist needs no
-// permission to create topics.
+// permission to create topics. It returns once the topics it created have
+// a leader for every partition (at most 30 s), so a write right after it
+// is not refused.
 func EnsureTopics(ctx context.Context, cfg Config, topics ...Topic) error {
 	a, err := NewAdmin(cfg)
 	if err != nil {
@@ -197,13 +199,66 @@ func (a *Admin) EnsureTopics(ctx context.Context, topics ...Topic) error {
 	if err != nil {
 		return fmt.Errorf("stream: create topics: %w", err)
 	}
+	created := make([]string, 0, len(req.Topics))
 	for _, tc := range req.Topics {
 		// Another process may have created it since we looked.
 		if e := res.Errors[tc.Topic]; e != nil && !errors.Is(e, kafka.TopicAlreadyExists) {
 			return fmt.Errorf("stream: create topic %s (partitions %d, replication %d): %w", tc.Topic, tc.NumPartitions, tc.ReplicationFactor, e)
 		}
+		created = append(created, tc.Topic)
 	}
-	return nil
+	return a.waitLeaders(ctx, created)
+}
+
+// leaderWait bounds how long EnsureTopics waits for new topics' leaders.
+const leaderWait = 30 * time.Second
+
+// waitLeaders returns once every partition of topics has a leader in the
+// metadata: a broker answers CreateTopics before its partitions have
+// leaders, and a write in that gap fails with NOT_LEADER_OR_FOLLOWER.
+func (a *Admin) waitLeaders(ctx context.Context, topics []string) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, leaderWait)
+	defer cancel()
+	wait := 20 * time.Millisecond
+	for {
+		pending := ""
+		md, err := a.cl.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+		if err != nil {
+			pending = err.Error()
+		} else {
+			pending = leaderless(md, topics)
+		}
+		if pending == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stream: created %s, but %s after %s", strings.Join(topics, ", "), pending, leaderWait)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// leaderless describes the first of topics that lacks a leader for some
+// partition, or returns "".
+func leaderless(md *kafka.MetadataResponse, topics []string) string {
+	for _, name := range topics {
+		i := slices.IndexFunc(md.Topics, func(t kafka.Topic) bool { return t.Name == name })
+		switch {
+		case i < 0 || md.Topics[i].Error != nil || len(md.Topics[i].Partitions) == 0:
+			return "topic " + name + " is not in the metadata yet"
+		}
+		for _, p := range md.Topics[i].Partitions {
+			if p.Error != nil || p.Leader.ID < 0 || p.Leader.Host == "" {
+				return fmt.Sprintf("partition %d of %s has no leader yet", p.ID, name)
+			}
+		}
+	}
+	return ""
 }
 
 // GroupLag returns, per partition of topic, how many messages the consumer

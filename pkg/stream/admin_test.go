@@ -270,3 +270,27 @@ func TestMemberLag(t *testing.T) {
 		})
 	}
 }
+
+// TestLeaderless: EnsureTopics waits while a created topic is missing from
+// the metadata or a partition has no leader (the gap in which writes fail
+// with NOT_LEADER_OR_FOLLOWER), and not once every partition has one.
+func TestLeaderless(t *testing.T) {
+	led := kafka.Broker{ID: 1, Host: "127.0.0.1", Port: 9092}
+	md := &kafka.MetadataResponse{Topics: []kafka.Topic{
+		{Name: "a", Partitions: []kafka.Partition{{ID: 0, Leader: led}, {ID: 1, Leader: led}}},
+		{Name: "b", Partitions: []kafka.Partition{{ID: 0, Leader: led}, {ID: 1, Leader: kafka.Broker{ID: -1}}}},
+	}}
+	if got := leaderless(md, []string{"a"}); got != "" {
+		t.Errorf("topic with leaders: %q", got)
+	}
+	if got := leaderless(md, []string{"a", "b"}); !strings.Contains(got, "partition 1 of b has no leader") {
+		t.Errorf("partition without a leader: %q", got)
+	}
+	if got := leaderless(md, []string{"c"}); !strings.Contains(got, "c is not in the metadata") {
+		t.Errorf("missing topic: %q", got)
+	}
+	md.Topics[0].Partitions = nil
+	if got := leaderless(md, []string{"a"}); got == "" {
+		t.Error("a topic without partitions counted as ready")
+	}
+}
