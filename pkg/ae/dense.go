@@ -6,24 +6,25 @@ package ae
 // AVX2 vectors, the width of the assembly kernel's tiles.
 const panelWidth = 16
 
-// packed holds one layer's weights and biases laid out for dense: the
-// output columns are cut into panels of 16, each stored as its 16 biases
-// followed by its k rows of 16 weights (zero-padded past the layer's
-// width), so that the kernel streams a panel front to back. It is built
-// once per weight change (refresh), never per call.
+// packed holds one layer's weights laid out for dense: the output columns
+// are cut into panels of 16, each stored as its k rows of 16 weights
+// (zero-padded past the layer's width), so that the kernel streams a panel
+// front to back. It is built once per weight change (refresh), never per
+// call. Biases are read from Model.B as they are, so that a change to B
+// takes effect at once, as it always has.
 type packed struct {
 	k, c, panels int
-	w            []float32 // panels × (16 + 16k)
+	w            []float32 // panels × 16k
 	// mask selects the valid columns of the last panel when c is not a
 	// multiple of 16 (-1 valid, 0 not); nil otherwise.
 	mask []int32
 }
 
-// pack lays out w (k×c, row-major) and bias (c) into p, reusing its memory.
-func (p *packed) pack(w, bias []float32, k, c int) {
+// pack lays out w (k×c, row-major) into p, reusing its memory.
+func (p *packed) pack(w []float32, k, c int) {
 	p.k, p.c = k, c
 	p.panels = (c + panelWidth - 1) / panelWidth
-	size := p.panels * panelWidth * (k + 1)
+	size := p.panels * panelWidth * k
 	if cap(p.w) < size {
 		p.w = make([]float32, size)
 	}
@@ -32,10 +33,9 @@ func (p *packed) pack(w, bias []float32, k, c int) {
 	for q := range p.panels {
 		j0 := q * panelWidth
 		j1 := min(c, j0+panelWidth)
-		dst := p.w[q*panelWidth*(k+1):]
-		copy(dst[:j1-j0], bias[j0:j1])
+		dst := p.w[q*panelWidth*k:]
 		for i := range k {
-			copy(dst[(i+1)*panelWidth:(i+1)*panelWidth+j1-j0], w[i*c+j0:i*c+j1])
+			copy(dst[i*panelWidth:i*panelWidth+j1-j0], w[i*c+j0:i*c+j1])
 		}
 	}
 	p.mask = nil
@@ -64,24 +64,21 @@ func (p *packed) clone() packed {
 var useAsm = haveAsm
 
 // dense writes act(in · W + bias) into out for n rows, where in has row
-// stride lda and out row stride ldc (both in elements) and act is ReLU
-// when relu is set, else the identity.
-func dense(out, in []float32, p *packed, n, lda, ldc int, relu bool) {
+// stride lda and out row stride ldc (both in elements), W is packed in p,
+// bias has W's width, and act is ReLU when relu is set, else the identity.
+func dense(out, in []float32, p *packed, bias []float32, n, lda, ldc int, relu bool) {
 	if n <= 0 {
 		return
 	}
+	bias = bias[:p.c]
 	if p.k == 0 {
 		for r := range n {
 			o := out[r*ldc : r*ldc+p.c]
-			for q := range p.panels {
-				j0 := q * panelWidth
-				b := p.w[q*panelWidth : q*panelWidth+min(panelWidth, p.c-j0)]
-				for j, v := range b {
-					if relu {
-						v = max(v, 0)
-					}
-					o[j0+j] = v
+			for j, v := range bias {
+				if relu {
+					v = max(v, 0)
 				}
+				o[j] = v
 			}
 		}
 		return
@@ -91,26 +88,26 @@ func dense(out, in []float32, p *packed, n, lda, ldc int, relu bool) {
 	_ = in[(n-1)*lda+p.k-1]
 	_ = out[(n-1)*ldc+p.c-1]
 	if useAsm {
-		denseAsm(out, in, p, n, lda, ldc, relu)
+		denseAsm(out, in, p, bias, n, lda, ldc, relu)
 		return
 	}
-	denseGo(out, in, p, n, lda, ldc, relu)
+	denseGo(out, in, p, bias, n, lda, ldc, relu)
 }
 
 // denseGo is the portable kernel: per row and panel, 16 accumulators
 // started at the biases.
-func denseGo(out, in []float32, p *packed, n, lda, ldc int, relu bool) {
+func denseGo(out, in []float32, p *packed, bias []float32, n, lda, ldc int, relu bool) {
 	k := p.k
-	ps := panelWidth * (k + 1)
+	ps := panelWidth * k
 	for r := range n {
 		a := in[r*lda : r*lda+k]
 		o := out[r*ldc : r*ldc+p.c]
 		for q := range p.panels {
 			pw := p.w[q*ps : (q+1)*ps]
 			var acc [panelWidth]float32
-			copy(acc[:], pw[:panelWidth])
+			copy(acc[:], bias[q*panelWidth:])
 			for i, x := range a {
-				row := pw[(i+1)*panelWidth : (i+2)*panelWidth]
+				row := pw[i*panelWidth : (i+1)*panelWidth]
 				for j := range acc {
 					acc[j] += x * row[j]
 				}

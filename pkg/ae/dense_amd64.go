@@ -13,10 +13,10 @@ import (
 var haveAsm = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 
 // denseAsm runs denseAVX2; dense has checked the slices' extents.
-func denseAsm(out, in []float32, p *packed, n, lda, ldc int, relu bool) {
+func denseAsm(out, in []float32, p *packed, bias []float32, n, lda, ldc int, relu bool) {
 	var mask *int32
 	if p.mask != nil {
 		mask = unsafe.SliceData(p.mask)
 	}
-	denseAVX2(unsafe.SliceData(in), unsafe.SliceData(p.w), unsafe.SliceData(out), lda, ldc, n, p.k, p.panels, mask, relu)
+	denseAVX2(unsafe.SliceData(in), unsafe.SliceData(p.w), unsafe.SliceData(bias), unsafe.SliceData(out), lda, ldc, n, p.k, p.panels, mask, relu)
 }

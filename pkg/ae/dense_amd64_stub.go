@@ -6,9 +6,11 @@ package ae
 
 // denseAVX2 writes act(a · W + bias) into c for rows rows of a (row
 // strides lda and ldc in elements) and panels packed panels of w, each
-// 16 biases then k×16 weights. When mask is non-nil, the last panel is
-// stored through the 16-lane mask (0 or -1 per column). relu applies
-// max(0, x). Requires AVX2 and FMA, rows ≥ 0, k ≥ 1, panels ≥ 1.
+// k×16 weights, with 16 biases a panel. When mask is non-nil, the last
+// panel's biases are loaded and its outputs stored through the 16-lane
+// mask (0 or -1 per column), so bias needs only the layer's width.
+// relu applies max(0, x). Requires AVX2 and FMA, rows ≥ 0, k ≥ 1,
+// panels ≥ 1.
 //
 //go:noescape
-func denseAVX2(a *float32, w *float32, c *float32, lda int, ldc int, rows int, k int, panels int, mask *int32, relu bool)
+func denseAVX2(a *float32, w *float32, bias *float32, c *float32, lda int, ldc int, rows int, k int, panels int, mask *int32, relu bool)

@@ -6,6 +6,6 @@ package ae
 // architecture, or the purego tag).
 const haveAsm = false
 
-func denseAsm(out, in []float32, p *packed, n, lda, ldc int, relu bool) {
+func denseAsm(out, in []float32, p *packed, bias []float32, n, lda, ldc int, relu bool) {
 	panic("ae: no assembly kernel in this build")
 }

@@ -39,14 +39,14 @@ func TestDenseKernel(t *testing.T) {
 					lda, ldc := k+rng.IntN(3), c+rng.IntN(3)
 					in := randSlice(rng, max(0, (n-1)*lda+k))
 					w, b := randSlice(rng, k*c), randSlice(rng, c)
-					p.pack(w, b, k, c)
+					p.pack(w, k, c)
 					const guard = 1e30
 					out := make([]float32, n*ldc+7)
 					for i := range out {
 						out[i] = guard
 					}
 					relu := (n+k+c)%2 == 0
-					dense(out, in, &p, n, lda, ldc, relu)
+					dense(out, in, &p, b, n, lda, ldc, relu)
 					for r := range n {
 						for j := range ldc {
 							got := out[r*ldc+j]
@@ -194,6 +194,124 @@ func TestScoreAllocatesNothing(t *testing.T) {
 		contrib := make([]float32, 100*len(testFields))
 		if a := testing.AllocsPerRun(20, func() { s.Score(d, 0, 100, scores, contrib) }); a != 0 {
 			t.Errorf("Score allocates %v times per call", a)
+		}
+	})
+}
+
+// TestScoreMatchesReference: scores and contributions equal the documented
+// sums computed in float64 from the plain network (numeric squared errors
+// against unclipped targets, categorical cross-entropy, missing numeric
+// fields contributing their surprisal), for the one-column numeric layout
+// (Score's whole-batch path) and a mixed one, with and without sqrt, with
+// either kernel.
+func TestScoreMatchesReference(t *testing.T) {
+	numeric := make([]Field, 30)
+	for i := range numeric {
+		numeric[i] = Field{Name: fmt.Sprint("f", i), Numeric: 1}
+	}
+	for _, tc := range []struct {
+		name   string
+		fields []Field
+		linear bool
+	}{{"numeric", numeric, false}, {"numeric-linear", numeric, true}, {"mixed", testFields, false}, {"mixed-linear", testFields, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			kernels(t, func(t *testing.T) {
+				m, err := New(tc.fields, 64, 16)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rng := rand.New(rand.NewPCG(7, 7))
+				m.init(rng)
+				m.Linear = tc.linear
+				F := len(tc.fields)
+				for f := range F {
+					m.Norm[f] = float32(0.5 + rng.Float64())
+					m.MissSurprisal[f] = float32(rng.Float64() * 3)
+				}
+				const n = 50
+				d := NewData(m, n)
+				for i := range d.Num {
+					d.Num[i] = float32(rng.NormFloat64() * 4) // some beyond InputClip
+				}
+				for i := range d.Cat {
+					d.Cat[i] = int32(rng.IntN(7) - 1) // some out of range
+				}
+				for i := range d.Miss {
+					d.Miss[i] = rng.Float64() < 0.1
+				}
+				s := NewScorer(m, n)
+				scores := make([]float32, n)
+				contrib := make([]float32, n*F)
+				s.Score(d, 0, n, scores, contrib)
+				scores2 := make([]float32, n)
+				s.Score(d, 0, n, scores2, nil)
+				y := referenceForward(m, s.b, n)
+				for r := range n {
+					var want float64
+					for f, fd := range tc.fields {
+						var e float64
+						switch {
+						case fd.Levels > 0:
+							z := y[r][m.outOff[f] : m.outOff[f]+fd.Levels]
+							lvl := int(d.Cat[r*m.catFields+m.catIdx[f]])
+							if lvl < 0 || lvl >= fd.Levels {
+								lvl = 0
+							}
+							var se float64
+							for _, v := range z {
+								se += math.Exp(v)
+							}
+							e = (math.Log(se) - z[lvl]) / float64(m.Norm[f])
+						case d.Miss[r*F+f]:
+							e = float64(m.MissSurprisal[f])
+						default:
+							for j := range fd.Numeric {
+								v := y[r][m.outOff[f]+j] - float64(d.Num[r*m.numCols+m.numOff[f]+j])
+								e += v * v
+							}
+							e /= float64(fd.Numeric) * float64(m.Norm[f])
+						}
+						if !tc.linear {
+							e = math.Sqrt(e)
+						}
+						if got := contrib[r*F+f]; math.Abs(float64(got)-e) > 1e-3*(1+e) {
+							t.Fatalf("row %d field %d: contribution %v, want %v", r, f, got, e)
+						}
+						want += e
+					}
+					if math.Abs(float64(scores[r])-want) > 1e-3*(1+want) {
+						t.Fatalf("row %d: score %v, want %v", r, scores[r], want)
+					}
+					if scores2[r] != scores[r] {
+						t.Fatalf("row %d: score %v without contributions, %v with", r, scores2[r], scores[r])
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestBiasChangeTakesEffect: B is read as it is on every pass (the
+// kernels pack only W), so a change to an exported bias shows in the next
+// Score, as it did before the packed kernels; pkg/model's reason tests
+// rely on it.
+func TestBiasChangeTakesEffect(t *testing.T) {
+	kernels(t, func(t *testing.T) {
+		m, err := New(testFields, 64, 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.init(rand.New(rand.NewPCG(1, 1)))
+		d := randomData(m, 3, 1)
+		s := NewScorer(m, 3)
+		scores := make([]float32, 3)
+		s.Score(d, 0, 3, scores, nil)
+		last := m.out - 1 // the ragged last panel
+		before := s.Output(2)[last]
+		m.B[3][last] += 5
+		s.Score(d, 0, 3, scores, nil)
+		if got := s.Output(2)[last]; math.Abs(float64(got-before-5)) > 1e-4 {
+			t.Fatalf("output %v after adding 5 to its bias, was %v", got, before)
 		}
 	})
 }

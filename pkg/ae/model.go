@@ -1,9 +1,11 @@
 package ae
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
+	"unsafe"
 
 	"github.com/viterin/vek/vek32"
 )
@@ -70,8 +72,8 @@ type Model struct {
 	sparse             int   // sparse input rows: missing indicators and categorical levels
 	numOff, catIdx     []int // per field; -1 where not applicable
 	wt                 [4][]float32
-	// pk[l] is W[l] and B[l] packed for the forward kernel (dense); for
-	// layer 0, only W's dense (numeric) rows.
+	// pk[l] is W[l] packed for the forward kernel (dense); for layer 0,
+	// only its dense (numeric) rows. refresh rebuilds it after W changes.
 	pk [4]packed
 }
 
@@ -185,7 +187,7 @@ func (m *Model) refresh() {
 		if l == 0 {
 			r = m.numCols
 		}
-		m.pk[l].pack(m.W[l][:r*c], m.B[l], r, c)
+		m.pk[l].pack(m.W[l][:r*c], r, c)
 	}
 }
 
@@ -317,12 +319,13 @@ type buffers struct {
 	grad [4][]float32 // gradients w.r.t. act
 	tr   []float32    // transpose scratch
 	ferr []float32    // per-field errors, cap × F
+	work []float32    // scratch, cap × F
 }
 
 // newBuffers sizes scratch for cap rows; only training needs gradients.
 func newBuffers(m *Model, cap int, train bool) *buffers {
 	d := m.Dims()
-	b := &buffers{cap: cap, x: make([]float32, cap*m.numCols), sp: make([]int32, cap*len(m.Fields)), ferr: make([]float32, cap*len(m.Fields))}
+	b := &buffers{cap: cap, x: make([]float32, cap*m.numCols), sp: make([]int32, cap*len(m.Fields)), ferr: make([]float32, cap*len(m.Fields)), work: make([]float32, cap*len(m.Fields))}
 	maxL := 0
 	for _, f := range m.Fields {
 		maxL = max(maxL, f.Levels)
@@ -346,37 +349,71 @@ func newBuffers(m *Model, cap int, train bool) *buffers {
 }
 
 // fillInput writes the network input for rows [from, from+n) of data into
-// b.x and b.sp, unperturbed.
+// b.x and b.sp, unperturbed. It works on the whole batch at once: clip the
+// numeric columns, mark every sparse slot inactive, then visit only the
+// missing flags that are set and the categorical fields.
 func (m *Model) fillInput(b *buffers, d *Data, from, n int) {
 	F := len(m.Fields)
 	nc := m.numCols
 	if nc > 0 {
 		x := b.x[:n*nc]
-		copy(x, d.Num[from*nc:(from+n)*nc])
-		vek32.MinimumNumber_Inplace(x, m.InputClip)
+		vek32.MinimumNumber_Into(x, d.Num[from*nc:(from+n)*nc], m.InputClip)
 		vek32.MaximumNumber_Inplace(x, -m.InputClip)
 	}
-	for r := range n {
-		row := from + r
-		sp := b.sp[r*F : (r+1)*F]
-		miss := d.Miss[row*F : (row+1)*F]
-		for f := range F {
-			if c := m.catIdx[f]; c >= 0 {
-				l := d.Cat[row*m.catFields+c]
-				if l < 0 || int(l) >= m.Fields[f].Levels {
-					l = 0
-				}
-				sp[f] = int32(m.sOff[f]) + l
-				continue
+	sp := b.sp[:n*F]
+	fill(sp, -1)
+	miss := d.Miss[from*F : (from+n)*F]
+	for i := nextTrue(miss, 0); i >= 0; i = nextTrue(miss, i+1) {
+		r, f := i/F, i%F
+		if m.catIdx[f] >= 0 {
+			continue // a categorical field's level says it is missing
+		}
+		clear(b.x[r*nc+m.numOff[f] : r*nc+m.numOff[f]+m.Fields[f].Numeric])
+		sp[i] = int32(m.sOff[f])
+	}
+	if m.catFields == 0 {
+		return
+	}
+	for f := range F {
+		c := m.catIdx[f]
+		if c < 0 {
+			continue
+		}
+		L, off := int32(m.Fields[f].Levels), int32(m.sOff[f])
+		for r := range n {
+			l := d.Cat[(from+r)*m.catFields+c]
+			if l < 0 || l >= L {
+				l = 0
 			}
-			if miss[f] {
-				clear(b.x[r*nc+m.numOff[f] : r*nc+m.numOff[f]+m.Fields[f].Numeric])
-				sp[f] = int32(m.sOff[f])
-				continue
-			}
-			sp[f] = -1
+			sp[r*F+f] = off + l
 		}
 	}
+}
+
+// fill sets every element of s to v, doubling copies.
+func fill(s []int32, v int32) {
+	if len(s) == 0 {
+		return
+	}
+	s[0] = v
+	for i := 1; i < len(s); i *= 2 {
+		copy(s[i:], s[:i])
+	}
+}
+
+// nextTrue returns the index of the first true element of s at or after
+// from, or -1. Most batches have few missing values, so it searches with
+// bytes.IndexByte rather than testing each flag.
+func nextTrue(s []bool, from int) int {
+	if from >= len(s) {
+		return -1
+	}
+	rest := s[from:]
+	i := bytes.IndexByte(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(rest))), len(rest)), 1)
+	if i < 0 {
+		return -1
+	}
+	return from + i
 }
 
 // fieldInput sets field f of input row r from row `row` of d.
@@ -427,7 +464,7 @@ func (m *Model) forward(b *buffers, n int) {
 	// otherwise it follows the sparse sums.
 	h1 := b.act[0][:n*H]
 	sparse := anyActive(b.sp[:n*F])
-	dense(h1, b.x, &m.pk[0], n, m.numCols, H, !sparse)
+	dense(h1, b.x, &m.pk[0], m.B[0], n, m.numCols, H, !sparse)
 	if sparse {
 		ws := m.W[0][m.numCols*H:]
 		for r := range n {
@@ -443,7 +480,7 @@ func (m *Model) forward(b *buffers, n int) {
 	in := h1
 	for l := 1; l < 4; l++ {
 		out := b.act[l][:n*d[l+1]]
-		dense(out, in, &m.pk[l], n, d[l], d[l+1], l == 2)
+		dense(out, in, &m.pk[l], m.B[l], n, d[l], d[l+1], l == 2)
 		in = out
 	}
 }
@@ -451,12 +488,38 @@ func (m *Model) forward(b *buffers, n int) {
 // anyActive reports whether any sparse input row is active (≥ 0).
 func anyActive(sp []int32) bool {
 	// -1 has every bit set; ANDing keeps the sign bit only while all are
-	// negative.
+	// negative. Eight at a time to keep the loop short.
 	and := int32(-1)
+	for len(sp) >= 8 {
+		and &= sp[0] & sp[1] & sp[2] & sp[3] & sp[4] & sp[5] & sp[6] & sp[7]
+		sp = sp[8:]
+	}
 	for _, s := range sp {
 		and &= s
 	}
 	return and >= 0
+}
+
+// batchErrors writes each field's reconstruction error for rows
+// [from, from+n) into b.ferr (n × F) as fieldErrors does for scoring
+// (unclipped targets) and returns it. When every field is one numeric
+// column, errors, outputs and targets line up element for element, so it
+// works on the whole batch in two vector passes.
+func (m *Model) batchErrors(b *buffers, d *Data, from, n int) []float32 {
+	F := len(m.Fields)
+	fe := b.ferr[:n*F]
+	if m.catFields != 0 || m.numCols != F {
+		m.fieldErrors(b, d, from, n, nil, 0, false)
+		return fe
+	}
+	diff := b.work[:n*F] // vek32 refuses Mul_Inplace(fe, fe)
+	vek32.Sub_Into(diff, b.act[3][:n*F], d.Num[from*F:(from+n)*F])
+	vek32.Mul_Into(fe, diff, diff)
+	miss := d.Miss[from*F : (from+n)*F]
+	for i := nextTrue(miss, 0); i >= 0; i = nextTrue(miss, i+1) {
+		fe[i] = 0
+	}
+	return fe
 }
 
 // fieldErrors computes each field's reconstruction error for rows

@@ -1,6 +1,10 @@
 package ae
 
-import "github.com/viterin/vek/vek32"
+import (
+	"slices"
+
+	"github.com/viterin/vek/vek32"
+)
 
 // Scorer scores batches with one model. It owns scratch space sized for
 // batches of up to Cap rows and allocates nothing per call. A Scorer is not
@@ -8,12 +12,17 @@ import "github.com/viterin/vek/vek32"
 type Scorer struct {
 	m *Model
 	b *buffers
+	// normRow is the Norm that normRep (Norm repeated Cap times) was built
+	// from.
+	normRow, normRep []float32
 }
 
 // NewScorer returns a scorer for batches of up to batchCap rows.
 func NewScorer(m *Model, batchCap int) *Scorer {
 	batchCap = max(batchCap, 1)
-	return &Scorer{m: m, b: newBuffers(m, batchCap, false)}
+	s := &Scorer{m: m, b: newBuffers(m, batchCap, false)}
+	s.norms(0) // built here rather than on the first Score
+	return s
 }
 
 // Model returns the scorer's model.
@@ -41,29 +50,60 @@ func (s *Scorer) Score(d *Data, from, n int, scores, contrib []float32) {
 	F := len(m.Fields)
 	m.fillInput(s.b, d, from, n)
 	m.forward(s.b, n)
-	m.fieldErrors(s.b, d, from, n, nil, 0, false)
-	norm := m.Norm
-	for r := range n {
-		fe := s.b.ferr[r*F : (r+1)*F]
-		var sum float32
-		c := s.b.ex[:F] // scratch when the caller wants no contributions
-		if contrib != nil {
-			c = contrib[r*F : (r+1)*F]
-		}
-		vek32.Div_Into(c, fe, norm)
-		miss := d.Miss[(from+r)*F : (from+r+1)*F]
-		for f, mi := range miss {
-			if mi && m.catIdx[f] < 0 {
-				c[f] = m.MissSurprisal[f]
-			}
-		}
-		if !m.Linear {
-			vek32.MaximumNumber_Inplace(c, 0) // rounding can leave -1e-7
-			vek32.Sqrt_Inplace(c)
-		}
-		sum = vek32.Sum(c)
-		scores[r] = sum
+	fe := m.batchErrors(s.b, d, from, n)
+	// Contributions for the whole batch at once: e_f / Norm_f, missing
+	// numeric fields replaced by their surprisal, then sqrt.
+	c := fe // scratch when the caller wants no contributions
+	if contrib != nil {
+		c = contrib[:n*F]
+		vek32.Div_Into(c, fe, s.norms(n))
+	} else {
+		vek32.Div_Inplace(c, s.norms(n))
 	}
+	miss := d.Miss[from*F : (from+n)*F]
+	for i := nextTrue(miss, 0); i >= 0; i = nextTrue(miss, i+1) {
+		if f := i % F; m.catIdx[f] < 0 {
+			c[i] = m.MissSurprisal[f]
+		}
+	}
+	if !m.Linear {
+		vek32.MaximumNumber_Inplace(c, 0) // rounding can leave -1e-7
+		vek32.Sqrt_Inplace(c)
+	}
+	for r := range n {
+		scores[r] = sum(c[r*F : (r+1)*F])
+	}
+}
+
+// norms returns the model's normalisers repeated for n rows, rebuilding
+// the copy when the model's Norm has changed since the last call.
+func (s *Scorer) norms(n int) []float32 {
+	F := len(s.m.Fields)
+	if len(s.normRow) != F || !slices.Equal(s.normRow, s.m.Norm) {
+		s.normRow = append(s.normRow[:0], s.m.Norm...)
+		s.normRep = s.normRep[:0]
+		for range s.b.cap {
+			s.normRep = append(s.normRep, s.normRow...)
+		}
+	}
+	return s.normRep[:n*F]
+}
+
+// sum adds x with four partial sums, so that short rows do not wait on
+// one long chain of additions.
+func sum(x []float32) float32 {
+	var s0, s1, s2, s3 float32
+	for len(x) >= 4 {
+		s0 += x[0]
+		s1 += x[1]
+		s2 += x[2]
+		s3 += x[3]
+		x = x[4:]
+	}
+	for _, v := range x {
+		s0 += v
+	}
+	return (s0 + s1) + (s2 + s3)
 }
 
 // ScoreAll scores every row of d in batches.

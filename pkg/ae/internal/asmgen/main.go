@@ -21,14 +21,16 @@ const (
 
 func main() {
 	ConstraintExpr("amd64,!purego")
-	TEXT("denseAVX2", NOSPLIT, "func(a, w, c *float32, lda, ldc, rows, k, panels int, mask *int32, relu bool)")
+	TEXT("denseAVX2", NOSPLIT, "func(a, w, bias, c *float32, lda, ldc, rows, k, panels int, mask *int32, relu bool)")
 	Pragma("noescape")
 	Doc(
 		"denseAVX2 writes act(a · W + bias) into c for rows rows of a (row",
 		"strides lda and ldc in elements) and panels packed panels of w, each",
-		"16 biases then k×16 weights. When mask is non-nil, the last panel is",
-		"stored through the 16-lane mask (0 or -1 per column). relu applies",
-		"max(0, x). Requires AVX2 and FMA, rows ≥ 0, k ≥ 1, panels ≥ 1.",
+		"k×16 weights, with 16 biases a panel. When mask is non-nil, the last",
+		"panel's biases are loaded and its outputs stored through the 16-lane",
+		"mask (0 or -1 per column), so bias needs only the layer's width.",
+		"relu applies max(0, x). Requires AVX2 and FMA, rows ≥ 0, k ≥ 1,",
+		"panels ≥ 1.",
 	)
 	aBlk := Load(Param("a"), GP64())
 	cBlk := Load(Param("c"), GP64())
@@ -72,6 +74,7 @@ func main() {
 func tile(m int, aBlk, cBlk, lda, ldc Register) {
 	p := fmt.Sprintf("m%d", m)
 	wp := Load(Param("w"), GP64())
+	bp := Load(Param("bias"), GP64())
 	cp := GP64()
 	MOVQ(cBlk, cp)
 	full := Load(Param("panels"), GP64())
@@ -84,8 +87,9 @@ func tile(m int, aBlk, cBlk, lda, ldc Register) {
 	JZ(LabelRef(p + "last"))
 
 	Label(p + "panel")
-	panel(m, p+"full", aBlk, wp, cp, lda, ldc, nil)
+	panel(m, p+"full", aBlk, wp, bp, cp, lda, ldc, nil)
 	ADDQ(U8(4*nr), cp)
+	ADDQ(U8(4*nr), bp)
 	DECQ(full)
 	JNZ(LabelRef(p + "panel"))
 
@@ -93,21 +97,32 @@ func tile(m int, aBlk, cBlk, lda, ldc Register) {
 	mask = Load(Param("mask"), GP64())
 	TESTQ(mask, mask)
 	JZ(LabelRef(p + "done"))
-	panel(m, p+"masked", aBlk, wp, cp, lda, ldc, mask)
+	panel(m, p+"masked", aBlk, wp, bp, cp, lda, ldc, mask)
 	Label(p + "done")
 }
 
-// panel emits one m×16 tile: accumulators start at the panel's biases, the
-// k loop adds a[r][kk]·W[kk][0:16] to row r, then relu and the stores. wp
-// ends at the next panel.
-func panel(m int, p string, aBlk, wp, cp, lda, ldc, mask Register) {
+// panel emits one m×16 tile: accumulators start at the panel's biases
+// (bp; through the mask when there is one), the k loop adds
+// a[r][kk]·W[kk][0:16] to row r, then relu and the stores. wp ends at the
+// next panel.
+func panel(m int, p string, aBlk, wp, bp, cp, lda, ldc, mask Register) {
 	acc := make([][2]VecVirtual, m)
+	b0, b1 := YMM(), YMM()
+	if mask == nil {
+		VMOVUPS(Mem{Base: bp}, b0)
+		VMOVUPS(Mem{Base: bp, Disp: 32}, b1)
+	} else {
+		m0, m1 := YMM(), YMM()
+		VMOVDQU(Mem{Base: mask}, m0)
+		VMOVDQU(Mem{Base: mask, Disp: 32}, m1)
+		VMASKMOVPS(Mem{Base: bp}, m0, b0)
+		VMASKMOVPS(Mem{Base: bp, Disp: 32}, m1, b1)
+	}
 	for r := range acc {
 		acc[r] = [2]VecVirtual{YMM(), YMM()}
-		VMOVUPS(Mem{Base: wp}, acc[r][0])
-		VMOVUPS(Mem{Base: wp, Disp: 32}, acc[r][1])
+		VMOVAPS(b0, acc[r][0])
+		VMOVAPS(b1, acc[r][1])
 	}
-	ADDQ(U8(4*nr), wp)
 	// Row r of the tile: rows 0-2 off a0, rows 3-5 off a3, each at
 	// base + (r%3)·lda.
 	a0, a3 := GP64(), GP64()
