@@ -121,3 +121,23 @@ func denseGo(out, in []float32, p *packed, bias []float32, n, lda, ldc int, relu
 		}
 	}
 }
+
+// clamp writes src limited to [lo, hi] into dst (which may be src); NaN
+// stays NaN.
+func clamp(dst, src []float32, lo, hi float32) {
+	src = src[:len(dst)]
+	n := 0
+	if useAsm {
+		n = len(dst) &^ 7
+		clampAsm(dst[:n], src[:n], lo, hi)
+	}
+	for i := n; i < len(dst); i++ {
+		v := src[i]
+		if v < lo {
+			v = lo
+		} else if v > hi {
+			v = hi
+		}
+		dst[i] = v
+	}
+}

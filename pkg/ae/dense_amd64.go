@@ -20,3 +20,10 @@ func denseAsm(out, in []float32, p *packed, bias []float32, n, lda, ldc int, rel
 	}
 	denseAVX2(unsafe.SliceData(in), unsafe.SliceData(p.w), unsafe.SliceData(bias), unsafe.SliceData(out), lda, ldc, n, p.k, p.panels, mask, relu)
 }
+
+// clampAsm runs clampAVX2 on len(dst), a multiple of 8.
+func clampAsm(dst, src []float32, lo, hi float32) {
+	if len(dst) > 0 {
+		clampAVX2(unsafe.SliceData(dst), unsafe.SliceData(src), len(dst), lo, hi)
+	}
+}

@@ -219,6 +219,7 @@ tail:
 	JE   tail4
 	CMPQ SI, $0x00000005
 	JE   tail5
+	VZEROUPPER
 	RET
 
 tail1:
@@ -303,6 +304,7 @@ m1maskedstore:
 	VMASKMOVPS Y1, Y3, 32(CX)
 
 m1done:
+	VZEROUPPER
 	RET
 
 tail2:
@@ -405,6 +407,7 @@ m2maskedstore:
 	VMASKMOVPS Y1, Y5, 32(CX)(BX*1)
 
 m2done:
+	VZEROUPPER
 	RET
 
 tail3:
@@ -525,6 +528,7 @@ m3maskedstore:
 	VMASKMOVPS Y1, Y7, 32(CX)(BX*2)
 
 m3done:
+	VZEROUPPER
 	RET
 
 tail4:
@@ -674,6 +678,7 @@ m4maskedstore:
 	VMASKMOVPS Y1, Y9, 32(AX)
 
 m4done:
+	VZEROUPPER
 	RET
 
 tail5:
@@ -841,4 +846,54 @@ m5maskedstore:
 	VMASKMOVPS Y1, Y11, 32(AX)(BX*1)
 
 m5done:
+	VZEROUPPER
+	RET
+
+// func clampAVX2(dst *float32, src *float32, n int, lo float32, hi float32)
+// Requires: AVX
+TEXT ·clampAVX2(SB), NOSPLIT, $0-32
+	MOVQ         dst+0(FP), AX
+	MOVQ         src+8(FP), CX
+	MOVQ         n+16(FP), DX
+	VBROADCASTSS lo+24(FP), Y0
+	VBROADCASTSS hi+28(FP), Y1
+
+clamp32:
+	CMPQ    DX, $0x20
+	JL      clamp8
+	VMOVUPS (CX), Y2
+	VMOVUPS 32(CX), Y3
+	VMOVUPS 64(CX), Y4
+	VMOVUPS 96(CX), Y5
+	VMAXPS  Y2, Y0, Y2
+	VMINPS  Y2, Y1, Y2
+	VMOVUPS Y2, (AX)
+	VMAXPS  Y3, Y0, Y3
+	VMINPS  Y3, Y1, Y3
+	VMOVUPS Y3, 32(AX)
+	VMAXPS  Y4, Y0, Y4
+	VMINPS  Y4, Y1, Y4
+	VMOVUPS Y4, 64(AX)
+	VMAXPS  Y5, Y0, Y5
+	VMINPS  Y5, Y1, Y5
+	VMOVUPS Y5, 96(AX)
+	ADDQ    $0x80, CX
+	ADDQ    $0x80, AX
+	SUBQ    $0x20, DX
+	JMP     clamp32
+
+clamp8:
+	TESTQ   DX, DX
+	JZ      clampdone
+	VMOVUPS (CX), Y2
+	VMAXPS  Y2, Y0, Y2
+	VMINPS  Y2, Y1, Y2
+	VMOVUPS Y2, (AX)
+	ADDQ    $0x20, CX
+	ADDQ    $0x20, AX
+	SUBQ    $0x08, DX
+	JMP     clamp8
+
+clampdone:
+	VZEROUPPER
 	RET

@@ -14,3 +14,9 @@ package ae
 //
 //go:noescape
 func denseAVX2(a *float32, w *float32, bias *float32, c *float32, lda int, ldc int, rows int, k int, panels int, mask *int32, relu bool)
+
+// clampAVX2 writes src[i] limited to [lo, hi] into dst[i] for i < n, n a
+// multiple of 8; NaN stays NaN. dst may be src. Requires AVX.
+//
+//go:noescape
+func clampAVX2(dst *float32, src *float32, n int, lo float32, hi float32)

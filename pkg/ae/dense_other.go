@@ -9,3 +9,7 @@ const haveAsm = false
 func denseAsm(out, in []float32, p *packed, bias []float32, n, lda, ldc int, relu bool) {
 	panic("ae: no assembly kernel in this build")
 }
+
+func clampAsm(dst, src []float32, lo, hi float32) {
+	panic("ae: no assembly kernel in this build")
+}

@@ -315,3 +315,43 @@ func TestBiasChangeTakesEffect(t *testing.T) {
 		}
 	})
 }
+
+// TestClamp: clamp bounds every element, lengths with and without a
+// ragged tail, in place and not; NaN stays NaN, as vek32's vector
+// MinimumNumber/MaximumNumber (which the input clip and Score's max(0, ·)
+// used before) leave it.
+func TestClamp(t *testing.T) {
+	kernels(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(9, 9))
+		for n := range 70 {
+			src := randSlice(rng, n)
+			for i := range src {
+				src[i] *= 20
+				switch rng.IntN(10) {
+				case 0:
+					src[i] = float32(math.NaN())
+				case 1:
+					src[i] = float32(math.Inf(rng.IntN(2)*2 - 1))
+				}
+			}
+			for _, b := range [][2]float32{{-10, 10}, {0, float32(math.Inf(1))}} {
+				lo, hi := b[0], b[1]
+				for _, inPlace := range []bool{true, false} {
+					dst := make([]float32, n)
+					in := src
+					if inPlace {
+						copy(dst, src)
+						in = dst
+					}
+					clamp(dst, in, lo, hi)
+					for i, v := range src {
+						want := min(max(v, lo), hi) // NaN stays NaN
+						if got := dst[i]; got != want && !(got != got && v != v) {
+							t.Fatalf("[%v, %v] n=%d inPlace=%v: %v became %v, want %v", lo, hi, n, inPlace, v, got, want)
+						}
+					}
+				}
+			}
+		}
+	})
+}

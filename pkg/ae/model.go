@@ -357,8 +357,7 @@ func (m *Model) fillInput(b *buffers, d *Data, from, n int) {
 	nc := m.numCols
 	if nc > 0 {
 		x := b.x[:n*nc]
-		vek32.MinimumNumber_Into(x, d.Num[from*nc:(from+n)*nc], m.InputClip)
-		vek32.MaximumNumber_Inplace(x, -m.InputClip)
+		clamp(x, d.Num[from*nc:(from+n)*nc], -m.InputClip, m.InputClip)
 	}
 	sp := b.sp[:n*F]
 	fill(sp, -1)

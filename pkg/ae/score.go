@@ -1,6 +1,7 @@
 package ae
 
 import (
+	"math"
 	"slices"
 
 	"github.com/viterin/vek/vek32"
@@ -67,7 +68,7 @@ func (s *Scorer) Score(d *Data, from, n int, scores, contrib []float32) {
 		}
 	}
 	if !m.Linear {
-		vek32.MaximumNumber_Inplace(c, 0) // rounding can leave -1e-7
+		clamp(c, c, 0, float32(math.Inf(1))) // rounding can leave -1e-7
 		vek32.Sqrt_Inplace(c)
 	}
 	for r := range n {

@@ -59,13 +59,68 @@ func main() {
 		CMPQ(rows, U32(m))
 		JE(LabelRef(fmt.Sprintf("tail%d", m)))
 	}
+	VZEROUPPER()
 	RET()
 	for m := 1; m < mr; m++ {
 		Label(fmt.Sprintf("tail%d", m))
 		tile(m, aBlk, cBlk, lda, ldc)
+		VZEROUPPER()
 		RET()
 	}
+	clamp()
 	Generate()
+}
+
+// clamp emits clampAVX2(dst, src, n, lo, hi): dst[i] = src[i] limited to
+// [lo, hi] for n a multiple of 8. VMAXPS and VMINPS return their second
+// source operand when either is NaN; that is the element here, so NaN
+// stays NaN, as in vek32's vector MaximumNumber/MinimumNumber.
+func clamp() {
+	TEXT("clampAVX2", NOSPLIT, "func(dst, src *float32, n int, lo, hi float32)")
+	Pragma("noescape")
+	Doc(
+		"clampAVX2 writes src[i] limited to [lo, hi] into dst[i] for i < n, n a",
+		"multiple of 8; NaN stays NaN. dst may be src. Requires AVX.",
+	)
+	dst := Load(Param("dst"), GP64())
+	src := Load(Param("src"), GP64())
+	n := Load(Param("n"), GP64())
+	lo, hi := YMM(), YMM()
+	VBROADCASTSS(NewParamAddr("lo", 24), lo)
+	VBROADCASTSS(NewParamAddr("hi", 28), hi)
+	bound := func(x VecVirtual) {
+		VMAXPS(x, lo, x)
+		VMINPS(x, hi, x)
+	}
+	Label("clamp32")
+	CMPQ(n, U8(32))
+	JL(LabelRef("clamp8"))
+	v := [4]VecVirtual{YMM(), YMM(), YMM(), YMM()}
+	for i := range v {
+		VMOVUPS(Mem{Base: src, Disp: 32 * i}, v[i])
+	}
+	for i := range v {
+		bound(v[i])
+		VMOVUPS(v[i], Mem{Base: dst, Disp: 32 * i})
+	}
+	ADDQ(U8(128), src)
+	ADDQ(U8(128), dst)
+	SUBQ(U8(32), n)
+	JMP(LabelRef("clamp32"))
+	Label("clamp8")
+	TESTQ(n, n)
+	JZ(LabelRef("clampdone"))
+	x := YMM()
+	VMOVUPS(Mem{Base: src}, x)
+	bound(x)
+	VMOVUPS(x, Mem{Base: dst})
+	ADDQ(U8(32), src)
+	ADDQ(U8(32), dst)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("clamp8"))
+	Label("clampdone")
+	VZEROUPPER()
+	RET()
 }
 
 // tile emits the code for m rows at aBlk/cBlk across every panel: the full
