@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Go against PyTorch on the same core, one at a time: pkg/ae's
+# BenchmarkScoreBatch30 (score pre-encoded batches of 1024, 30 numeric
+# fields, network 30-64-16-64-30) and score.py (the same work in PyTorch,
+# one thread), alternately, ROUNDS times each, pinned to CPU (default 1) with
+# taskset. Prints each measurement, the medians and their ratio.
+#
+#   bench/torch/compare.sh            # from the repository root
+#   ROUNDS=5 CPU=0 SECONDS_EACH=3 bench/torch/compare.sh
+#
+# Needs PyTorch for $PYTHON (Debian: apt-get install python3-torch, whose
+# interpreter is /usr/bin/python3) and, for a fair figure, OpenBLAS behind
+# it (apt-get install libopenblas0-pthread; with only Debian's reference
+# libblas3, PyTorch is about 10x slower here). The BLAS in use is printed.
+# Nothing else should run on CPU while it measures.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+rounds=${ROUNDS:-3}
+cpu=${CPU:-1}
+secs=${SECONDS_EACH:-2}
+python=${PYTHON:-/usr/bin/python3}
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+go test -c -o "$work/ae.test" ./pkg/ae
+"$python" -c 'import torch' 2>/dev/null || { echo "no PyTorch for $python (apt-get install python3-torch)"; exit 1; }
+echo "cpu $cpu, $rounds rounds, ${secs}s each; Go $(go env GOVERSION); $("$python" bench/torch/score.py --info)"
+
+go_runs=() torch_runs=()
+for i in $(seq "$rounds"); do
+	g=$(GOMAXPROCS=1 taskset -c "$cpu" "$work/ae.test" -test.run '^$' -test.bench '^BenchmarkScoreBatch30$' \
+		-test.benchtime "${secs}s" | awk '/^BenchmarkScoreBatch30/ { for (i = 1; i < NF; i++) if ($(i+1) == "records/s") print $i }')
+	echo "round $i  go    $g records/s"
+	t=$(OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 taskset -c "$cpu" "$python" bench/torch/score.py --seconds "$secs" | awk '/^torch/ { print $2 }')
+	echo "round $i  torch $t records/s"
+	go_runs+=("$g") torch_runs+=("$t")
+done
+
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2 }'; }
+gm=$(median "${go_runs[@]}")
+tm=$(median "${torch_runs[@]}")
+echo "median go $gm, torch $tm records/s"
+awk -v g="$gm" -v t="$tm" 'BEGIN { printf "go / torch = %.2f\n", g / t }'
+for i in $(seq 0 $((rounds - 1))); do
+	awk -v r=$((i + 1)) -v g="${go_runs[$i]}" -v t="${torch_runs[$i]}" 'BEGIN { printf "round %d ratio %.2f\n", r, g / t }'
+done
