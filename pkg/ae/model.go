@@ -175,7 +175,8 @@ func (m *Model) layout() error {
 }
 
 // refresh rebuilds the transposed weights used by the backward pass and
-// the packed weights of the forward pass; call it after any change to W or B.
+// the packed weights of the forward pass; call it after any change to W
+// (biases are read from B as they are).
 func (m *Model) refresh() {
 	d := m.Dims()
 	for l := range 4 {
@@ -474,7 +475,7 @@ func (m *Model) forward(b *buffers, n int) {
 				}
 			}
 		}
-		vek32.MaximumNumber_Inplace(h1, 0)
+		clamp(h1, h1, 0, float32(math.Inf(1))) // ReLU
 	}
 	in := h1
 	for l := 1; l < 4; l++ {
