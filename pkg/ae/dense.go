@@ -143,3 +143,17 @@ func clamp(dst, src []float32, lo, hi float32) {
 		dst[i] = v
 	}
 }
+
+// sqdiff writes (a[i] - b[i])² into dst[i]; dst may be a or b.
+func sqdiff(dst, a, b []float32) {
+	a, b = a[:len(dst)], b[:len(dst)]
+	n := 0
+	if useAsm {
+		n = len(dst) &^ 7
+		sqdiffAsm(dst[:n], a[:n], b[:n])
+	}
+	for i := n; i < len(dst); i++ {
+		v := a[i] - b[i]
+		dst[i] = v * v
+	}
+}

@@ -27,3 +27,10 @@ func clampAsm(dst, src []float32, lo, hi float32) {
 		clampAVX2(unsafe.SliceData(dst), unsafe.SliceData(src), len(dst), lo, hi)
 	}
 }
+
+// sqdiffAsm runs sqdiffAVX2 on len(dst), a multiple of 8.
+func sqdiffAsm(dst, a, b []float32) {
+	if len(dst) > 0 {
+		sqdiffAVX2(unsafe.SliceData(dst), unsafe.SliceData(a), unsafe.SliceData(b), len(dst))
+	}
+}

@@ -897,3 +897,53 @@ clamp8:
 clampdone:
 	VZEROUPPER
 	RET
+
+// func sqdiffAVX2(dst *float32, a *float32, b *float32, n int)
+// Requires: AVX
+TEXT ·sqdiffAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), AX
+	MOVQ a+8(FP), CX
+	MOVQ b+16(FP), DX
+	MOVQ n+24(FP), BX
+
+sqdiff32:
+	CMPQ    BX, $0x20
+	JL      sqdiff8
+	VMOVUPS (CX), Y0
+	VSUBPS  (DX), Y0, Y0
+	VMOVUPS 32(CX), Y1
+	VSUBPS  32(DX), Y1, Y1
+	VMOVUPS 64(CX), Y2
+	VSUBPS  64(DX), Y2, Y2
+	VMOVUPS 96(CX), Y3
+	VSUBPS  96(DX), Y3, Y3
+	VMULPS  Y0, Y0, Y0
+	VMOVUPS Y0, (AX)
+	VMULPS  Y1, Y1, Y1
+	VMOVUPS Y1, 32(AX)
+	VMULPS  Y2, Y2, Y2
+	VMOVUPS Y2, 64(AX)
+	VMULPS  Y3, Y3, Y3
+	VMOVUPS Y3, 96(AX)
+	ADDQ    $0x80, CX
+	ADDQ    $0x80, DX
+	ADDQ    $0x80, AX
+	SUBQ    $0x20, BX
+	JMP     sqdiff32
+
+sqdiff8:
+	TESTQ   BX, BX
+	JZ      sqdiffdone
+	VMOVUPS (CX), Y0
+	VSUBPS  (DX), Y0, Y0
+	VMULPS  Y0, Y0, Y0
+	VMOVUPS Y0, (AX)
+	ADDQ    $0x20, CX
+	ADDQ    $0x20, DX
+	ADDQ    $0x20, AX
+	SUBQ    $0x08, BX
+	JMP     sqdiff8
+
+sqdiffdone:
+	VZEROUPPER
+	RET

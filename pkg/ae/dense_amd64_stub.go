@@ -20,3 +20,9 @@ func denseAVX2(a *float32, w *float32, bias *float32, c *float32, lda int, ldc i
 //
 //go:noescape
 func clampAVX2(dst *float32, src *float32, n int, lo float32, hi float32)
+
+// sqdiffAVX2 writes (a[i] - b[i])² into dst[i] for i < n, n a multiple
+// of 8. dst may be a or b. Requires AVX.
+//
+//go:noescape
+func sqdiffAVX2(dst *float32, a *float32, b *float32, n int)

@@ -13,3 +13,7 @@ func denseAsm(out, in []float32, p *packed, bias []float32, n, lda, ldc int, rel
 func clampAsm(dst, src []float32, lo, hi float32) {
 	panic("ae: no assembly kernel in this build")
 }
+
+func sqdiffAsm(dst, a, b []float32) {
+	panic("ae: no assembly kernel in this build")
+}

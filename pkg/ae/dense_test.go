@@ -355,3 +355,29 @@ func TestClamp(t *testing.T) {
 		}
 	})
 }
+
+// TestSqdiff: (a-b)² element by element, ragged lengths, in place, both
+// kernels.
+func TestSqdiff(t *testing.T) {
+	kernels(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(11, 11))
+		for n := range 70 {
+			a, b := randSlice(rng, n), randSlice(rng, n)
+			for _, inPlace := range []bool{false, true} {
+				dst := make([]float32, n)
+				x := a
+				if inPlace {
+					copy(dst, a)
+					x = dst
+				}
+				sqdiff(dst, x, b)
+				for i := range n {
+					v := a[i] - b[i]
+					if want := v * v; dst[i] != want {
+						t.Fatalf("n=%d inPlace=%v: (%v-%v)² = %v, want %v", n, inPlace, a[i], b[i], dst[i], want)
+					}
+				}
+			}
+		}
+	})
+}

@@ -320,13 +320,12 @@ type buffers struct {
 	grad [4][]float32 // gradients w.r.t. act
 	tr   []float32    // transpose scratch
 	ferr []float32    // per-field errors, cap × F
-	work []float32    // scratch, cap × F
 }
 
 // newBuffers sizes scratch for cap rows; only training needs gradients.
 func newBuffers(m *Model, cap int, train bool) *buffers {
 	d := m.Dims()
-	b := &buffers{cap: cap, x: make([]float32, cap*m.numCols), sp: make([]int32, cap*len(m.Fields)), ferr: make([]float32, cap*len(m.Fields)), work: make([]float32, cap*len(m.Fields))}
+	b := &buffers{cap: cap, x: make([]float32, cap*m.numCols), sp: make([]int32, cap*len(m.Fields)), ferr: make([]float32, cap*len(m.Fields))}
 	maxL := 0
 	for _, f := range m.Fields {
 		maxL = max(maxL, f.Levels)
@@ -504,7 +503,7 @@ func anyActive(sp []int32) bool {
 // [from, from+n) into b.ferr (n × F) as fieldErrors does for scoring
 // (unclipped targets) and returns it. When every field is one numeric
 // column, errors, outputs and targets line up element for element, so it
-// works on the whole batch in two vector passes.
+// works on the whole batch in one vector pass.
 func (m *Model) batchErrors(b *buffers, d *Data, from, n int) []float32 {
 	F := len(m.Fields)
 	fe := b.ferr[:n*F]
@@ -512,9 +511,7 @@ func (m *Model) batchErrors(b *buffers, d *Data, from, n int) []float32 {
 		m.fieldErrors(b, d, from, n, nil, 0, false)
 		return fe
 	}
-	diff := b.work[:n*F] // vek32 refuses Mul_Inplace(fe, fe)
-	vek32.Sub_Into(diff, b.act[3][:n*F], d.Num[from*F:(from+n)*F])
-	vek32.Mul_Into(fe, diff, diff)
+	sqdiff(fe, b.act[3][:n*F], d.Num[from*F:(from+n)*F])
 	miss := d.Miss[from*F : (from+n)*F]
 	for i := nextTrue(miss, 0); i >= 0; i = nextTrue(miss, i+1) {
 		fe[i] = 0

@@ -68,6 +68,7 @@ func main() {
 		RET()
 	}
 	clamp()
+	sqdiff()
 	Generate()
 }
 
@@ -119,6 +120,55 @@ func clamp() {
 	SUBQ(U8(8), n)
 	JMP(LabelRef("clamp8"))
 	Label("clampdone")
+	VZEROUPPER()
+	RET()
+}
+
+// sqdiff emits sqdiffAVX2(dst, a, b, n): dst[i] = (a[i] - b[i])² for n a
+// multiple of 8, one pass where vek32's Sub_Into and Mul_Into take three
+// (its _Into forms copy first).
+func sqdiff() {
+	TEXT("sqdiffAVX2", NOSPLIT, "func(dst, a, b *float32, n int)")
+	Pragma("noescape")
+	Doc(
+		"sqdiffAVX2 writes (a[i] - b[i])² into dst[i] for i < n, n a multiple",
+		"of 8. dst may be a or b. Requires AVX.",
+	)
+	dst := Load(Param("dst"), GP64())
+	a := Load(Param("a"), GP64())
+	b := Load(Param("b"), GP64())
+	n := Load(Param("n"), GP64())
+	Label("sqdiff32")
+	CMPQ(n, U8(32))
+	JL(LabelRef("sqdiff8"))
+	v := [4]VecVirtual{YMM(), YMM(), YMM(), YMM()}
+	for i := range v {
+		VMOVUPS(Mem{Base: a, Disp: 32 * i}, v[i])
+		VSUBPS(Mem{Base: b, Disp: 32 * i}, v[i], v[i])
+	}
+	for i := range v {
+		VMULPS(v[i], v[i], v[i])
+		VMOVUPS(v[i], Mem{Base: dst, Disp: 32 * i})
+	}
+	ADDQ(U8(128), a)
+	ADDQ(U8(128), b)
+	ADDQ(U8(128), dst)
+	SUBQ(U8(32), n)
+	JMP(LabelRef("sqdiff32"))
+	Label("sqdiff8")
+	TESTQ(n, n)
+	JZ(LabelRef("sqdiffdone"))
+	x := YMM()
+	VMOVUPS(Mem{Base: a}, x)
+	VSUBPS(Mem{Base: b}, x, x)
+	VMULPS(x, x, x)
+	VMOVUPS(x, Mem{Base: dst})
+	ADDQ(U8(32), a)
+	ADDQ(U8(32), b)
+	ADDQ(U8(32), dst)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("sqdiff8"))
+	Label("sqdiffdone")
 	VZEROUPPER()
 	RET()
 }
