@@ -16,8 +16,10 @@ type packed struct {
 	k, c, panels int
 	w            []float32 // panels × 16k
 	// mask selects the valid columns of the last panel when c is not a
-	// multiple of 16 (-1 valid, 0 not); nil otherwise.
-	mask []int32
+	// multiple of 16 (-1 valid, 0 not); nil otherwise. lastBits is the same
+	// as a bit mask (bit j: column j valid), 0 when every panel is full.
+	mask     []int32
+	lastBits uint16
 }
 
 // pack lays out w (k×c, row-major) into p, reusing its memory.
@@ -38,12 +40,13 @@ func (p *packed) pack(w []float32, k, c int) {
 			copy(dst[i*panelWidth:i*panelWidth+j1-j0], w[i*c+j0:i*c+j1])
 		}
 	}
-	p.mask = nil
+	p.mask, p.lastBits = nil, 0
 	if r := c % panelWidth; r != 0 {
 		p.mask = make([]int32, panelWidth)
 		for j := range r {
 			p.mask[j] = -1
 		}
+		p.lastBits = 1<<r - 1
 	}
 }
 
@@ -58,10 +61,14 @@ func (p *packed) clone() packed {
 	return c
 }
 
-// useAsm selects the assembly kernel; it is false where the CPU lacks it
-// or under the purego build tag, and tests switch it off to check the
-// fallback on the same machine.
-var useAsm = haveAsm
+// useAsm selects the assembly kernels (AVX2 and FMA), useAVX512 the
+// AVX-512 form of the dense one; they are false where the CPU lacks them
+// or under the purego build tag, and tests switch them off to check every
+// kernel on the same machine.
+var (
+	useAsm    = haveAsm
+	useAVX512 = haveAVX512
+)
 
 // dense writes act(in · W + bias) into out for n rows, where in has row
 // stride lda and out row stride ldc (both in elements), W is packed in p,
@@ -88,7 +95,7 @@ func dense(out, in []float32, p *packed, bias []float32, n, lda, ldc int, relu b
 	_ = in[(n-1)*lda+p.k-1]
 	_ = out[(n-1)*ldc+p.c-1]
 	if useAsm {
-		denseAsm(out, in, p, bias, n, lda, ldc, relu)
+		denseAsm(out, in, p, bias, n, lda, ldc, relu, useAVX512)
 		return
 	}
 	denseGo(out, in, p, bias, n, lda, ldc, relu)

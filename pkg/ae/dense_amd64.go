@@ -8,12 +8,20 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
-// haveAsm: the kernel in dense_amd64.s needs AVX2 and FMA (and the OS
-// saving YMM state, which cpu.X86.HasAVX2 already checks).
-var haveAsm = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+// haveAsm: the kernels in dense_amd64.s need AVX2 and FMA, denseAVX512
+// AVX-512F too (cpu.X86 also checks that the OS saves those registers).
+var (
+	haveAsm    = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+	haveAVX512 = haveAsm && cpu.X86.HasAVX512F
+)
 
-// denseAsm runs denseAVX2; dense has checked the slices' extents.
-func denseAsm(out, in []float32, p *packed, bias []float32, n, lda, ldc int, relu bool) {
+// denseAsm runs denseAVX2, or denseAVX512 when avx512; dense has checked
+// the slices' extents.
+func denseAsm(out, in []float32, p *packed, bias []float32, n, lda, ldc int, relu, avx512 bool) {
+	if avx512 {
+		denseAVX512(unsafe.SliceData(in), unsafe.SliceData(p.w), unsafe.SliceData(bias), unsafe.SliceData(out), lda, ldc, n, p.k, p.panels, p.lastBits, relu)
+		return
+	}
 	var mask *int32
 	if p.mask != nil {
 		mask = unsafe.SliceData(p.mask)

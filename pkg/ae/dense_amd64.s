@@ -849,6 +849,1575 @@ m5done:
 	VZEROUPPER
 	RET
 
+// func denseAVX512(a *float32, w *float32, bias *float32, c *float32, lda int, ldc int, rows int, k int, panels int, lastMask uint16, relu bool)
+// Requires: AVX, AVX512F
+TEXT ·denseAVX512(SB), NOSPLIT, $0-75
+	MOVQ a+0(FP), AX
+	MOVQ c+24(FP), CX
+	MOVQ lda+32(FP), DX
+	MOVQ ldc+40(FP), BX
+	MOVQ rows+48(FP), SI
+	SHLQ $0x02, DX
+	SHLQ $0x02, BX
+
+z_rowloop:
+	CMPQ SI, $0x0000000c
+	JL   z_tail
+	MOVQ w+8(FP), DI
+	MOVQ bias+16(FP), R8
+	MOVQ CX, R9
+	MOVQ panels+64(FP), R10
+	CMPW lastMask+72(FP), $0x0000
+	JE   z_m12nomask
+	DECQ R10
+
+z_m12nomask:
+	TESTQ R10, R10
+	JZ    z_m12last
+
+z_m12panel:
+	VMOVUPS (R8), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
+	VMOVAPS Z0, Z3
+	VMOVAPS Z0, Z4
+	VMOVAPS Z0, Z5
+	VMOVAPS Z0, Z6
+	VMOVAPS Z0, Z7
+	VMOVAPS Z0, Z8
+	VMOVAPS Z0, Z9
+	VMOVAPS Z0, Z10
+	VMOVAPS Z0, Z11
+	VMOVAPS Z0, Z0
+	MOVQ    AX, R11
+	LEAQ    (R11)(DX*2), R12
+	ADDQ    DX, R12
+	LEAQ    (R12)(DX*2), R13
+	ADDQ    DX, R13
+	LEAQ    (R13)(DX*2), R14
+	ADDQ    DX, R14
+	MOVQ    k+56(FP), R15
+
+z_m12fullk:
+	VMOVUPS          (DI), Z16
+	VFMADD231PS.BCST (R11), Z16, Z1
+	VFMADD231PS.BCST (R11)(DX*1), Z16, Z2
+	VFMADD231PS.BCST (R11)(DX*2), Z16, Z3
+	VFMADD231PS.BCST (R12), Z16, Z4
+	VFMADD231PS.BCST (R12)(DX*1), Z16, Z5
+	VFMADD231PS.BCST (R12)(DX*2), Z16, Z6
+	VFMADD231PS.BCST (R13), Z16, Z7
+	VFMADD231PS.BCST (R13)(DX*1), Z16, Z8
+	VFMADD231PS.BCST (R13)(DX*2), Z16, Z9
+	VFMADD231PS.BCST (R14), Z16, Z10
+	VFMADD231PS.BCST (R14)(DX*1), Z16, Z11
+	VFMADD231PS.BCST (R14)(DX*2), Z16, Z0
+	ADDQ             $0x40, DI
+	ADDQ             $0x04, R11
+	ADDQ             $0x04, R12
+	ADDQ             $0x04, R13
+	ADDQ             $0x04, R14
+	DECQ             R15
+	JNZ              z_m12fullk
+	MOVB             relu+74(FP), R11
+	TESTB            R11, R11
+	JZ               z_m12fullstore
+	VPXORD           Z12, Z12, Z12
+	VMAXPS           Z12, Z1, Z1
+	VMAXPS           Z12, Z2, Z2
+	VMAXPS           Z12, Z3, Z3
+	VMAXPS           Z12, Z4, Z4
+	VMAXPS           Z12, Z5, Z5
+	VMAXPS           Z12, Z6, Z6
+	VMAXPS           Z12, Z7, Z7
+	VMAXPS           Z12, Z8, Z8
+	VMAXPS           Z12, Z9, Z9
+	VMAXPS           Z12, Z10, Z10
+	VMAXPS           Z12, Z11, Z11
+	VMAXPS           Z12, Z0, Z0
+
+z_m12fullstore:
+	MOVQ    R9, R11
+	LEAQ    (R11)(BX*2), R12
+	ADDQ    BX, R12
+	LEAQ    (R12)(BX*2), R13
+	ADDQ    BX, R13
+	LEAQ    (R13)(BX*2), R14
+	ADDQ    BX, R14
+	VMOVUPS Z1, (R11)
+	VMOVUPS Z2, (R11)(BX*1)
+	VMOVUPS Z3, (R11)(BX*2)
+	VMOVUPS Z4, (R12)
+	VMOVUPS Z5, (R12)(BX*1)
+	VMOVUPS Z6, (R12)(BX*2)
+	VMOVUPS Z7, (R13)
+	VMOVUPS Z8, (R13)(BX*1)
+	VMOVUPS Z9, (R13)(BX*2)
+	VMOVUPS Z10, (R14)
+	VMOVUPS Z11, (R14)(BX*1)
+	VMOVUPS Z0, (R14)(BX*2)
+	ADDQ    $0x40, R9
+	ADDQ    $0x40, R8
+	DECQ    R10
+	JNZ     z_m12panel
+
+z_m12last:
+	CMPW      lastMask+72(FP), $0x0000
+	JE        z_m12done
+	KMOVW     lastMask+72(FP), K1
+	VMOVUPS.Z (R8), K1, Z0
+	VMOVAPS   Z0, Z1
+	VMOVAPS   Z0, Z2
+	VMOVAPS   Z0, Z3
+	VMOVAPS   Z0, Z4
+	VMOVAPS   Z0, Z5
+	VMOVAPS   Z0, Z6
+	VMOVAPS   Z0, Z7
+	VMOVAPS   Z0, Z8
+	VMOVAPS   Z0, Z9
+	VMOVAPS   Z0, Z10
+	VMOVAPS   Z0, Z11
+	VMOVAPS   Z0, Z0
+	MOVQ      AX, R8
+	LEAQ      (R8)(DX*2), R10
+	ADDQ      DX, R10
+	LEAQ      (R10)(DX*2), R11
+	ADDQ      DX, R11
+	LEAQ      (R11)(DX*2), R12
+	ADDQ      DX, R12
+	MOVQ      k+56(FP), R13
+
+z_m12maskedk:
+	VMOVUPS          (DI), Z16
+	VFMADD231PS.BCST (R8), Z16, Z1
+	VFMADD231PS.BCST (R8)(DX*1), Z16, Z2
+	VFMADD231PS.BCST (R8)(DX*2), Z16, Z3
+	VFMADD231PS.BCST (R10), Z16, Z4
+	VFMADD231PS.BCST (R10)(DX*1), Z16, Z5
+	VFMADD231PS.BCST (R10)(DX*2), Z16, Z6
+	VFMADD231PS.BCST (R11), Z16, Z7
+	VFMADD231PS.BCST (R11)(DX*1), Z16, Z8
+	VFMADD231PS.BCST (R11)(DX*2), Z16, Z9
+	VFMADD231PS.BCST (R12), Z16, Z10
+	VFMADD231PS.BCST (R12)(DX*1), Z16, Z11
+	VFMADD231PS.BCST (R12)(DX*2), Z16, Z0
+	ADDQ             $0x40, DI
+	ADDQ             $0x04, R8
+	ADDQ             $0x04, R10
+	ADDQ             $0x04, R11
+	ADDQ             $0x04, R12
+	DECQ             R13
+	JNZ              z_m12maskedk
+	MOVB             relu+74(FP), DI
+	TESTB            DI, DI
+	JZ               z_m12maskedstore
+	VPXORD           Z13, Z13, Z13
+	VMAXPS           Z13, Z1, Z1
+	VMAXPS           Z13, Z2, Z2
+	VMAXPS           Z13, Z3, Z3
+	VMAXPS           Z13, Z4, Z4
+	VMAXPS           Z13, Z5, Z5
+	VMAXPS           Z13, Z6, Z6
+	VMAXPS           Z13, Z7, Z7
+	VMAXPS           Z13, Z8, Z8
+	VMAXPS           Z13, Z9, Z9
+	VMAXPS           Z13, Z10, Z10
+	VMAXPS           Z13, Z11, Z11
+	VMAXPS           Z13, Z0, Z0
+
+z_m12maskedstore:
+	MOVQ    R9, DI
+	LEAQ    (DI)(BX*2), R8
+	ADDQ    BX, R8
+	LEAQ    (R8)(BX*2), R9
+	ADDQ    BX, R9
+	LEAQ    (R9)(BX*2), R10
+	ADDQ    BX, R10
+	VMOVUPS Z1, K1, (DI)
+	VMOVUPS Z2, K1, (DI)(BX*1)
+	VMOVUPS Z3, K1, (DI)(BX*2)
+	VMOVUPS Z4, K1, (R8)
+	VMOVUPS Z5, K1, (R8)(BX*1)
+	VMOVUPS Z6, K1, (R8)(BX*2)
+	VMOVUPS Z7, K1, (R9)
+	VMOVUPS Z8, K1, (R9)(BX*1)
+	VMOVUPS Z9, K1, (R9)(BX*2)
+	VMOVUPS Z10, K1, (R10)
+	VMOVUPS Z11, K1, (R10)(BX*1)
+	VMOVUPS Z0, K1, (R10)(BX*2)
+
+z_m12done:
+	IMUL3Q $0x0000000c, DX, DI
+	ADDQ   DI, AX
+	IMUL3Q $0x0000000c, BX, DI
+	ADDQ   DI, CX
+	SUBQ   $0x0000000c, SI
+	JMP    z_rowloop
+
+z_tail:
+	CMPQ SI, $0x00000001
+	JE   z_tail1
+	CMPQ SI, $0x00000002
+	JE   z_tail2
+	CMPQ SI, $0x00000003
+	JE   z_tail3
+	CMPQ SI, $0x00000004
+	JE   z_tail4
+	CMPQ SI, $0x00000005
+	JE   z_tail5
+	CMPQ SI, $0x00000006
+	JE   z_tail6
+	CMPQ SI, $0x00000007
+	JE   z_tail7
+	CMPQ SI, $0x00000008
+	JE   z_tail8
+	CMPQ SI, $0x00000009
+	JE   z_tail9
+	CMPQ SI, $0x0000000a
+	JE   z_tail10
+	CMPQ SI, $0x0000000b
+	JE   z_tail11
+	VZEROUPPER
+	RET
+
+z_tail1:
+	MOVQ w+8(FP), DX
+	MOVQ bias+16(FP), BX
+	MOVQ panels+64(FP), SI
+	CMPW lastMask+72(FP), $0x0000
+	JE   z_m1nomask
+	DECQ SI
+
+z_m1nomask:
+	TESTQ SI, SI
+	JZ    z_m1last
+
+z_m1panel:
+	VMOVUPS (BX), Z0
+	VMOVAPS Z0, Z0
+	MOVQ    AX, DI
+	MOVQ    k+56(FP), R8
+
+z_m1fullk:
+	VMOVUPS          (DX), Z1
+	VFMADD231PS.BCST (DI), Z1, Z0
+	ADDQ             $0x40, DX
+	ADDQ             $0x04, DI
+	DECQ             R8
+	JNZ              z_m1fullk
+	MOVB             relu+74(FP), DI
+	TESTB            DI, DI
+	JZ               z_m1fullstore
+	VPXORD           Z14, Z14, Z14
+	VMAXPS           Z14, Z0, Z0
+
+z_m1fullstore:
+	MOVQ    CX, DI
+	VMOVUPS Z0, (DI)
+	ADDQ    $0x40, CX
+	ADDQ    $0x40, BX
+	DECQ    SI
+	JNZ     z_m1panel
+
+z_m1last:
+	CMPW      lastMask+72(FP), $0x0000
+	JE        z_m1done
+	KMOVW     lastMask+72(FP), K1
+	VMOVUPS.Z (BX), K1, Z0
+	VMOVAPS   Z0, Z0
+	MOVQ      k+56(FP), BX
+
+z_m1maskedk:
+	VMOVUPS          (DX), Z1
+	VFMADD231PS.BCST (AX), Z1, Z0
+	ADDQ             $0x40, DX
+	ADDQ             $0x04, AX
+	DECQ             BX
+	JNZ              z_m1maskedk
+	MOVB             relu+74(FP), AL
+	TESTB            AL, AL
+	JZ               z_m1maskedstore
+	VPXORD           Z15, Z15, Z15
+	VMAXPS           Z15, Z0, Z0
+
+z_m1maskedstore:
+	MOVQ    CX, AX
+	VMOVUPS Z0, K1, (AX)
+
+z_m1done:
+	VZEROUPPER
+	RET
+
+z_tail2:
+	MOVQ w+8(FP), SI
+	MOVQ bias+16(FP), DI
+	MOVQ panels+64(FP), R8
+	CMPW lastMask+72(FP), $0x0000
+	JE   z_m2nomask
+	DECQ R8
+
+z_m2nomask:
+	TESTQ R8, R8
+	JZ    z_m2last
+
+z_m2panel:
+	VMOVUPS (DI), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z0
+	MOVQ    AX, R9
+	MOVQ    k+56(FP), R10
+
+z_m2fullk:
+	VMOVUPS          (SI), Z2
+	VFMADD231PS.BCST (R9), Z2, Z1
+	VFMADD231PS.BCST (R9)(DX*1), Z2, Z0
+	ADDQ             $0x40, SI
+	ADDQ             $0x04, R9
+	DECQ             R10
+	JNZ              z_m2fullk
+	MOVB             relu+74(FP), R9
+	TESTB            R9, R9
+	JZ               z_m2fullstore
+	VPXORD           Z14, Z14, Z14
+	VMAXPS           Z14, Z1, Z1
+	VMAXPS           Z14, Z0, Z0
+
+z_m2fullstore:
+	MOVQ    CX, R9
+	VMOVUPS Z1, (R9)
+	VMOVUPS Z0, (R9)(BX*1)
+	ADDQ    $0x40, CX
+	ADDQ    $0x40, DI
+	DECQ    R8
+	JNZ     z_m2panel
+
+z_m2last:
+	CMPW      lastMask+72(FP), $0x0000
+	JE        z_m2done
+	KMOVW     lastMask+72(FP), K1
+	VMOVUPS.Z (DI), K1, Z0
+	VMOVAPS   Z0, Z1
+	VMOVAPS   Z0, Z0
+	MOVQ      k+56(FP), DI
+
+z_m2maskedk:
+	VMOVUPS          (SI), Z2
+	VFMADD231PS.BCST (AX), Z2, Z1
+	VFMADD231PS.BCST (AX)(DX*1), Z2, Z0
+	ADDQ             $0x40, SI
+	ADDQ             $0x04, AX
+	DECQ             DI
+	JNZ              z_m2maskedk
+	MOVB             relu+74(FP), AL
+	TESTB            AL, AL
+	JZ               z_m2maskedstore
+	VPXORD           Z15, Z15, Z15
+	VMAXPS           Z15, Z1, Z1
+	VMAXPS           Z15, Z0, Z0
+
+z_m2maskedstore:
+	MOVQ    CX, AX
+	VMOVUPS Z1, K1, (AX)
+	VMOVUPS Z0, K1, (AX)(BX*1)
+
+z_m2done:
+	VZEROUPPER
+	RET
+
+z_tail3:
+	MOVQ w+8(FP), SI
+	MOVQ bias+16(FP), DI
+	MOVQ panels+64(FP), R8
+	CMPW lastMask+72(FP), $0x0000
+	JE   z_m3nomask
+	DECQ R8
+
+z_m3nomask:
+	TESTQ R8, R8
+	JZ    z_m3last
+
+z_m3panel:
+	VMOVUPS (DI), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
+	VMOVAPS Z0, Z0
+	MOVQ    AX, R9
+	MOVQ    k+56(FP), R10
+
+z_m3fullk:
+	VMOVUPS          (SI), Z3
+	VFMADD231PS.BCST (R9), Z3, Z1
+	VFMADD231PS.BCST (R9)(DX*1), Z3, Z2
+	VFMADD231PS.BCST (R9)(DX*2), Z3, Z0
+	ADDQ             $0x40, SI
+	ADDQ             $0x04, R9
+	DECQ             R10
+	JNZ              z_m3fullk
+	MOVB             relu+74(FP), R9
+	TESTB            R9, R9
+	JZ               z_m3fullstore
+	VPXORD           Z14, Z14, Z14
+	VMAXPS           Z14, Z1, Z1
+	VMAXPS           Z14, Z2, Z2
+	VMAXPS           Z14, Z0, Z0
+
+z_m3fullstore:
+	MOVQ    CX, R9
+	VMOVUPS Z1, (R9)
+	VMOVUPS Z2, (R9)(BX*1)
+	VMOVUPS Z0, (R9)(BX*2)
+	ADDQ    $0x40, CX
+	ADDQ    $0x40, DI
+	DECQ    R8
+	JNZ     z_m3panel
+
+z_m3last:
+	CMPW      lastMask+72(FP), $0x0000
+	JE        z_m3done
+	KMOVW     lastMask+72(FP), K1
+	VMOVUPS.Z (DI), K1, Z0
+	VMOVAPS   Z0, Z1
+	VMOVAPS   Z0, Z2
+	VMOVAPS   Z0, Z0
+	MOVQ      k+56(FP), DI
+
+z_m3maskedk:
+	VMOVUPS          (SI), Z3
+	VFMADD231PS.BCST (AX), Z3, Z1
+	VFMADD231PS.BCST (AX)(DX*1), Z3, Z2
+	VFMADD231PS.BCST (AX)(DX*2), Z3, Z0
+	ADDQ             $0x40, SI
+	ADDQ             $0x04, AX
+	DECQ             DI
+	JNZ              z_m3maskedk
+	MOVB             relu+74(FP), AL
+	TESTB            AL, AL
+	JZ               z_m3maskedstore
+	VPXORD           Z15, Z15, Z15
+	VMAXPS           Z15, Z1, Z1
+	VMAXPS           Z15, Z2, Z2
+	VMAXPS           Z15, Z0, Z0
+
+z_m3maskedstore:
+	MOVQ    CX, AX
+	VMOVUPS Z1, K1, (AX)
+	VMOVUPS Z2, K1, (AX)(BX*1)
+	VMOVUPS Z0, K1, (AX)(BX*2)
+
+z_m3done:
+	VZEROUPPER
+	RET
+
+z_tail4:
+	MOVQ w+8(FP), SI
+	MOVQ bias+16(FP), DI
+	MOVQ panels+64(FP), R8
+	CMPW lastMask+72(FP), $0x0000
+	JE   z_m4nomask
+	DECQ R8
+
+z_m4nomask:
+	TESTQ R8, R8
+	JZ    z_m4last
+
+z_m4panel:
+	VMOVUPS (DI), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
+	VMOVAPS Z0, Z3
+	VMOVAPS Z0, Z0
+	MOVQ    AX, R9
+	LEAQ    (R9)(DX*2), R10
+	ADDQ    DX, R10
+	MOVQ    k+56(FP), R11
+
+z_m4fullk:
+	VMOVUPS          (SI), Z4
+	VFMADD231PS.BCST (R9), Z4, Z1
+	VFMADD231PS.BCST (R9)(DX*1), Z4, Z2
+	VFMADD231PS.BCST (R9)(DX*2), Z4, Z3
+	VFMADD231PS.BCST (R10), Z4, Z0
+	ADDQ             $0x40, SI
+	ADDQ             $0x04, R9
+	ADDQ             $0x04, R10
+	DECQ             R11
+	JNZ              z_m4fullk
+	MOVB             relu+74(FP), R9
+	TESTB            R9, R9
+	JZ               z_m4fullstore
+	VPXORD           Z14, Z14, Z14
+	VMAXPS           Z14, Z1, Z1
+	VMAXPS           Z14, Z2, Z2
+	VMAXPS           Z14, Z3, Z3
+	VMAXPS           Z14, Z0, Z0
+
+z_m4fullstore:
+	MOVQ    CX, R9
+	LEAQ    (R9)(BX*2), R10
+	ADDQ    BX, R10
+	VMOVUPS Z1, (R9)
+	VMOVUPS Z2, (R9)(BX*1)
+	VMOVUPS Z3, (R9)(BX*2)
+	VMOVUPS Z0, (R10)
+	ADDQ    $0x40, CX
+	ADDQ    $0x40, DI
+	DECQ    R8
+	JNZ     z_m4panel
+
+z_m4last:
+	CMPW      lastMask+72(FP), $0x0000
+	JE        z_m4done
+	KMOVW     lastMask+72(FP), K1
+	VMOVUPS.Z (DI), K1, Z0
+	VMOVAPS   Z0, Z1
+	VMOVAPS   Z0, Z2
+	VMOVAPS   Z0, Z3
+	VMOVAPS   Z0, Z0
+	LEAQ      (AX)(DX*2), DI
+	ADDQ      DX, DI
+	MOVQ      k+56(FP), R8
+
+z_m4maskedk:
+	VMOVUPS          (SI), Z4
+	VFMADD231PS.BCST (AX), Z4, Z1
+	VFMADD231PS.BCST (AX)(DX*1), Z4, Z2
+	VFMADD231PS.BCST (AX)(DX*2), Z4, Z3
+	VFMADD231PS.BCST (DI), Z4, Z0
+	ADDQ             $0x40, SI
+	ADDQ             $0x04, AX
+	ADDQ             $0x04, DI
+	DECQ             R8
+	JNZ              z_m4maskedk
+	MOVB             relu+74(FP), AL
+	TESTB            AL, AL
+	JZ               z_m4maskedstore
+	VPXORD           Z15, Z15, Z15
+	VMAXPS           Z15, Z1, Z1
+	VMAXPS           Z15, Z2, Z2
+	VMAXPS           Z15, Z3, Z3
+	VMAXPS           Z15, Z0, Z0
+
+z_m4maskedstore:
+	MOVQ    CX, AX
+	LEAQ    (AX)(BX*2), CX
+	ADDQ    BX, CX
+	VMOVUPS Z1, K1, (AX)
+	VMOVUPS Z2, K1, (AX)(BX*1)
+	VMOVUPS Z3, K1, (AX)(BX*2)
+	VMOVUPS Z0, K1, (CX)
+
+z_m4done:
+	VZEROUPPER
+	RET
+
+z_tail5:
+	MOVQ w+8(FP), SI
+	MOVQ bias+16(FP), DI
+	MOVQ panels+64(FP), R8
+	CMPW lastMask+72(FP), $0x0000
+	JE   z_m5nomask
+	DECQ R8
+
+z_m5nomask:
+	TESTQ R8, R8
+	JZ    z_m5last
+
+z_m5panel:
+	VMOVUPS (DI), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
+	VMOVAPS Z0, Z3
+	VMOVAPS Z0, Z4
+	VMOVAPS Z0, Z0
+	MOVQ    AX, R9
+	LEAQ    (R9)(DX*2), R10
+	ADDQ    DX, R10
+	MOVQ    k+56(FP), R11
+
+z_m5fullk:
+	VMOVUPS          (SI), Z5
+	VFMADD231PS.BCST (R9), Z5, Z1
+	VFMADD231PS.BCST (R9)(DX*1), Z5, Z2
+	VFMADD231PS.BCST (R9)(DX*2), Z5, Z3
+	VFMADD231PS.BCST (R10), Z5, Z4
+	VFMADD231PS.BCST (R10)(DX*1), Z5, Z0
+	ADDQ             $0x40, SI
+	ADDQ             $0x04, R9
+	ADDQ             $0x04, R10
+	DECQ             R11
+	JNZ              z_m5fullk
+	MOVB             relu+74(FP), R9
+	TESTB            R9, R9
+	JZ               z_m5fullstore
+	VPXORD           Z14, Z14, Z14
+	VMAXPS           Z14, Z1, Z1
+	VMAXPS           Z14, Z2, Z2
+	VMAXPS           Z14, Z3, Z3
+	VMAXPS           Z14, Z4, Z4
+	VMAXPS           Z14, Z0, Z0
+
+z_m5fullstore:
+	MOVQ    CX, R9
+	LEAQ    (R9)(BX*2), R10
+	ADDQ    BX, R10
+	VMOVUPS Z1, (R9)
+	VMOVUPS Z2, (R9)(BX*1)
+	VMOVUPS Z3, (R9)(BX*2)
+	VMOVUPS Z4, (R10)
+	VMOVUPS Z0, (R10)(BX*1)
+	ADDQ    $0x40, CX
+	ADDQ    $0x40, DI
+	DECQ    R8
+	JNZ     z_m5panel
+
+z_m5last:
+	CMPW      lastMask+72(FP), $0x0000
+	JE        z_m5done
+	KMOVW     lastMask+72(FP), K1
+	VMOVUPS.Z (DI), K1, Z0
+	VMOVAPS   Z0, Z1
+	VMOVAPS   Z0, Z2
+	VMOVAPS   Z0, Z3
+	VMOVAPS   Z0, Z4
+	VMOVAPS   Z0, Z0
+	LEAQ      (AX)(DX*2), DI
+	ADDQ      DX, DI
+	MOVQ      k+56(FP), R8
+
+z_m5maskedk:
+	VMOVUPS          (SI), Z5
+	VFMADD231PS.BCST (AX), Z5, Z1
+	VFMADD231PS.BCST (AX)(DX*1), Z5, Z2
+	VFMADD231PS.BCST (AX)(DX*2), Z5, Z3
+	VFMADD231PS.BCST (DI), Z5, Z4
+	VFMADD231PS.BCST (DI)(DX*1), Z5, Z0
+	ADDQ             $0x40, SI
+	ADDQ             $0x04, AX
+	ADDQ             $0x04, DI
+	DECQ             R8
+	JNZ              z_m5maskedk
+	MOVB             relu+74(FP), AL
+	TESTB            AL, AL
+	JZ               z_m5maskedstore
+	VPXORD           Z15, Z15, Z15
+	VMAXPS           Z15, Z1, Z1
+	VMAXPS           Z15, Z2, Z2
+	VMAXPS           Z15, Z3, Z3
+	VMAXPS           Z15, Z4, Z4
+	VMAXPS           Z15, Z0, Z0
+
+z_m5maskedstore:
+	MOVQ    CX, AX
+	LEAQ    (AX)(BX*2), CX
+	ADDQ    BX, CX
+	VMOVUPS Z1, K1, (AX)
+	VMOVUPS Z2, K1, (AX)(BX*1)
+	VMOVUPS Z3, K1, (AX)(BX*2)
+	VMOVUPS Z4, K1, (CX)
+	VMOVUPS Z0, K1, (CX)(BX*1)
+
+z_m5done:
+	VZEROUPPER
+	RET
+
+z_tail6:
+	MOVQ w+8(FP), SI
+	MOVQ bias+16(FP), DI
+	MOVQ panels+64(FP), R8
+	CMPW lastMask+72(FP), $0x0000
+	JE   z_m6nomask
+	DECQ R8
+
+z_m6nomask:
+	TESTQ R8, R8
+	JZ    z_m6last
+
+z_m6panel:
+	VMOVUPS (DI), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
+	VMOVAPS Z0, Z3
+	VMOVAPS Z0, Z4
+	VMOVAPS Z0, Z5
+	VMOVAPS Z0, Z0
+	MOVQ    AX, R9
+	LEAQ    (R9)(DX*2), R10
+	ADDQ    DX, R10
+	MOVQ    k+56(FP), R11
+
+z_m6fullk:
+	VMOVUPS          (SI), Z6
+	VFMADD231PS.BCST (R9), Z6, Z1
+	VFMADD231PS.BCST (R9)(DX*1), Z6, Z2
+	VFMADD231PS.BCST (R9)(DX*2), Z6, Z3
+	VFMADD231PS.BCST (R10), Z6, Z4
+	VFMADD231PS.BCST (R10)(DX*1), Z6, Z5
+	VFMADD231PS.BCST (R10)(DX*2), Z6, Z0
+	ADDQ             $0x40, SI
+	ADDQ             $0x04, R9
+	ADDQ             $0x04, R10
+	DECQ             R11
+	JNZ              z_m6fullk
+	MOVB             relu+74(FP), R9
+	TESTB            R9, R9
+	JZ               z_m6fullstore
+	VPXORD           Z14, Z14, Z14
+	VMAXPS           Z14, Z1, Z1
+	VMAXPS           Z14, Z2, Z2
+	VMAXPS           Z14, Z3, Z3
+	VMAXPS           Z14, Z4, Z4
+	VMAXPS           Z14, Z5, Z5
+	VMAXPS           Z14, Z0, Z0
+
+z_m6fullstore:
+	MOVQ    CX, R9
+	LEAQ    (R9)(BX*2), R10
+	ADDQ    BX, R10
+	VMOVUPS Z1, (R9)
+	VMOVUPS Z2, (R9)(BX*1)
+	VMOVUPS Z3, (R9)(BX*2)
+	VMOVUPS Z4, (R10)
+	VMOVUPS Z5, (R10)(BX*1)
+	VMOVUPS Z0, (R10)(BX*2)
+	ADDQ    $0x40, CX
+	ADDQ    $0x40, DI
+	DECQ    R8
+	JNZ     z_m6panel
+
+z_m6last:
+	CMPW      lastMask+72(FP), $0x0000
+	JE        z_m6done
+	KMOVW     lastMask+72(FP), K1
+	VMOVUPS.Z (DI), K1, Z0
+	VMOVAPS   Z0, Z1
+	VMOVAPS   Z0, Z2
+	VMOVAPS   Z0, Z3
+	VMOVAPS   Z0, Z4
+	VMOVAPS   Z0, Z5
+	VMOVAPS   Z0, Z0
+	LEAQ      (AX)(DX*2), DI
+	ADDQ      DX, DI
+	MOVQ      k+56(FP), R8
+
+z_m6maskedk:
+	VMOVUPS          (SI), Z6
+	VFMADD231PS.BCST (AX), Z6, Z1
+	VFMADD231PS.BCST (AX)(DX*1), Z6, Z2
+	VFMADD231PS.BCST (AX)(DX*2), Z6, Z3
+	VFMADD231PS.BCST (DI), Z6, Z4
+	VFMADD231PS.BCST (DI)(DX*1), Z6, Z5
+	VFMADD231PS.BCST (DI)(DX*2), Z6, Z0
+	ADDQ             $0x40, SI
+	ADDQ             $0x04, AX
+	ADDQ             $0x04, DI
+	DECQ             R8
+	JNZ              z_m6maskedk
+	MOVB             relu+74(FP), AL
+	TESTB            AL, AL
+	JZ               z_m6maskedstore
+	VPXORD           Z15, Z15, Z15
+	VMAXPS           Z15, Z1, Z1
+	VMAXPS           Z15, Z2, Z2
+	VMAXPS           Z15, Z3, Z3
+	VMAXPS           Z15, Z4, Z4
+	VMAXPS           Z15, Z5, Z5
+	VMAXPS           Z15, Z0, Z0
+
+z_m6maskedstore:
+	MOVQ    CX, AX
+	LEAQ    (AX)(BX*2), CX
+	ADDQ    BX, CX
+	VMOVUPS Z1, K1, (AX)
+	VMOVUPS Z2, K1, (AX)(BX*1)
+	VMOVUPS Z3, K1, (AX)(BX*2)
+	VMOVUPS Z4, K1, (CX)
+	VMOVUPS Z5, K1, (CX)(BX*1)
+	VMOVUPS Z0, K1, (CX)(BX*2)
+
+z_m6done:
+	VZEROUPPER
+	RET
+
+z_tail7:
+	MOVQ w+8(FP), SI
+	MOVQ bias+16(FP), DI
+	MOVQ panels+64(FP), R8
+	CMPW lastMask+72(FP), $0x0000
+	JE   z_m7nomask
+	DECQ R8
+
+z_m7nomask:
+	TESTQ R8, R8
+	JZ    z_m7last
+
+z_m7panel:
+	VMOVUPS (DI), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
+	VMOVAPS Z0, Z3
+	VMOVAPS Z0, Z4
+	VMOVAPS Z0, Z5
+	VMOVAPS Z0, Z6
+	VMOVAPS Z0, Z0
+	MOVQ    AX, R9
+	LEAQ    (R9)(DX*2), R10
+	ADDQ    DX, R10
+	LEAQ    (R10)(DX*2), R11
+	ADDQ    DX, R11
+	MOVQ    k+56(FP), R12
+
+z_m7fullk:
+	VMOVUPS          (SI), Z7
+	VFMADD231PS.BCST (R9), Z7, Z1
+	VFMADD231PS.BCST (R9)(DX*1), Z7, Z2
+	VFMADD231PS.BCST (R9)(DX*2), Z7, Z3
+	VFMADD231PS.BCST (R10), Z7, Z4
+	VFMADD231PS.BCST (R10)(DX*1), Z7, Z5
+	VFMADD231PS.BCST (R10)(DX*2), Z7, Z6
+	VFMADD231PS.BCST (R11), Z7, Z0
+	ADDQ             $0x40, SI
+	ADDQ             $0x04, R9
+	ADDQ             $0x04, R10
+	ADDQ             $0x04, R11
+	DECQ             R12
+	JNZ              z_m7fullk
+	MOVB             relu+74(FP), R9
+	TESTB            R9, R9
+	JZ               z_m7fullstore
+	VPXORD           Z14, Z14, Z14
+	VMAXPS           Z14, Z1, Z1
+	VMAXPS           Z14, Z2, Z2
+	VMAXPS           Z14, Z3, Z3
+	VMAXPS           Z14, Z4, Z4
+	VMAXPS           Z14, Z5, Z5
+	VMAXPS           Z14, Z6, Z6
+	VMAXPS           Z14, Z0, Z0
+
+z_m7fullstore:
+	MOVQ    CX, R9
+	LEAQ    (R9)(BX*2), R10
+	ADDQ    BX, R10
+	LEAQ    (R10)(BX*2), R11
+	ADDQ    BX, R11
+	VMOVUPS Z1, (R9)
+	VMOVUPS Z2, (R9)(BX*1)
+	VMOVUPS Z3, (R9)(BX*2)
+	VMOVUPS Z4, (R10)
+	VMOVUPS Z5, (R10)(BX*1)
+	VMOVUPS Z6, (R10)(BX*2)
+	VMOVUPS Z0, (R11)
+	ADDQ    $0x40, CX
+	ADDQ    $0x40, DI
+	DECQ    R8
+	JNZ     z_m7panel
+
+z_m7last:
+	CMPW      lastMask+72(FP), $0x0000
+	JE        z_m7done
+	KMOVW     lastMask+72(FP), K1
+	VMOVUPS.Z (DI), K1, Z0
+	VMOVAPS   Z0, Z1
+	VMOVAPS   Z0, Z2
+	VMOVAPS   Z0, Z3
+	VMOVAPS   Z0, Z4
+	VMOVAPS   Z0, Z5
+	VMOVAPS   Z0, Z6
+	VMOVAPS   Z0, Z0
+	LEAQ      (AX)(DX*2), DI
+	ADDQ      DX, DI
+	LEAQ      (DI)(DX*2), R8
+	ADDQ      DX, R8
+	MOVQ      k+56(FP), R9
+
+z_m7maskedk:
+	VMOVUPS          (SI), Z7
+	VFMADD231PS.BCST (AX), Z7, Z1
+	VFMADD231PS.BCST (AX)(DX*1), Z7, Z2
+	VFMADD231PS.BCST (AX)(DX*2), Z7, Z3
+	VFMADD231PS.BCST (DI), Z7, Z4
+	VFMADD231PS.BCST (DI)(DX*1), Z7, Z5
+	VFMADD231PS.BCST (DI)(DX*2), Z7, Z6
+	VFMADD231PS.BCST (R8), Z7, Z0
+	ADDQ             $0x40, SI
+	ADDQ             $0x04, AX
+	ADDQ             $0x04, DI
+	ADDQ             $0x04, R8
+	DECQ             R9
+	JNZ              z_m7maskedk
+	MOVB             relu+74(FP), AL
+	TESTB            AL, AL
+	JZ               z_m7maskedstore
+	VPXORD           Z15, Z15, Z15
+	VMAXPS           Z15, Z1, Z1
+	VMAXPS           Z15, Z2, Z2
+	VMAXPS           Z15, Z3, Z3
+	VMAXPS           Z15, Z4, Z4
+	VMAXPS           Z15, Z5, Z5
+	VMAXPS           Z15, Z6, Z6
+	VMAXPS           Z15, Z0, Z0
+
+z_m7maskedstore:
+	MOVQ    CX, AX
+	LEAQ    (AX)(BX*2), CX
+	ADDQ    BX, CX
+	LEAQ    (CX)(BX*2), DX
+	ADDQ    BX, DX
+	VMOVUPS Z1, K1, (AX)
+	VMOVUPS Z2, K1, (AX)(BX*1)
+	VMOVUPS Z3, K1, (AX)(BX*2)
+	VMOVUPS Z4, K1, (CX)
+	VMOVUPS Z5, K1, (CX)(BX*1)
+	VMOVUPS Z6, K1, (CX)(BX*2)
+	VMOVUPS Z0, K1, (DX)
+
+z_m7done:
+	VZEROUPPER
+	RET
+
+z_tail8:
+	MOVQ w+8(FP), SI
+	MOVQ bias+16(FP), DI
+	MOVQ panels+64(FP), R8
+	CMPW lastMask+72(FP), $0x0000
+	JE   z_m8nomask
+	DECQ R8
+
+z_m8nomask:
+	TESTQ R8, R8
+	JZ    z_m8last
+
+z_m8panel:
+	VMOVUPS (DI), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
+	VMOVAPS Z0, Z3
+	VMOVAPS Z0, Z4
+	VMOVAPS Z0, Z5
+	VMOVAPS Z0, Z6
+	VMOVAPS Z0, Z7
+	VMOVAPS Z0, Z0
+	MOVQ    AX, R9
+	LEAQ    (R9)(DX*2), R10
+	ADDQ    DX, R10
+	LEAQ    (R10)(DX*2), R11
+	ADDQ    DX, R11
+	MOVQ    k+56(FP), R12
+
+z_m8fullk:
+	VMOVUPS          (SI), Z8
+	VFMADD231PS.BCST (R9), Z8, Z1
+	VFMADD231PS.BCST (R9)(DX*1), Z8, Z2
+	VFMADD231PS.BCST (R9)(DX*2), Z8, Z3
+	VFMADD231PS.BCST (R10), Z8, Z4
+	VFMADD231PS.BCST (R10)(DX*1), Z8, Z5
+	VFMADD231PS.BCST (R10)(DX*2), Z8, Z6
+	VFMADD231PS.BCST (R11), Z8, Z7
+	VFMADD231PS.BCST (R11)(DX*1), Z8, Z0
+	ADDQ             $0x40, SI
+	ADDQ             $0x04, R9
+	ADDQ             $0x04, R10
+	ADDQ             $0x04, R11
+	DECQ             R12
+	JNZ              z_m8fullk
+	MOVB             relu+74(FP), R9
+	TESTB            R9, R9
+	JZ               z_m8fullstore
+	VPXORD           Z14, Z14, Z14
+	VMAXPS           Z14, Z1, Z1
+	VMAXPS           Z14, Z2, Z2
+	VMAXPS           Z14, Z3, Z3
+	VMAXPS           Z14, Z4, Z4
+	VMAXPS           Z14, Z5, Z5
+	VMAXPS           Z14, Z6, Z6
+	VMAXPS           Z14, Z7, Z7
+	VMAXPS           Z14, Z0, Z0
+
+z_m8fullstore:
+	MOVQ    CX, R9
+	LEAQ    (R9)(BX*2), R10
+	ADDQ    BX, R10
+	LEAQ    (R10)(BX*2), R11
+	ADDQ    BX, R11
+	VMOVUPS Z1, (R9)
+	VMOVUPS Z2, (R9)(BX*1)
+	VMOVUPS Z3, (R9)(BX*2)
+	VMOVUPS Z4, (R10)
+	VMOVUPS Z5, (R10)(BX*1)
+	VMOVUPS Z6, (R10)(BX*2)
+	VMOVUPS Z7, (R11)
+	VMOVUPS Z0, (R11)(BX*1)
+	ADDQ    $0x40, CX
+	ADDQ    $0x40, DI
+	DECQ    R8
+	JNZ     z_m8panel
+
+z_m8last:
+	CMPW      lastMask+72(FP), $0x0000
+	JE        z_m8done
+	KMOVW     lastMask+72(FP), K1
+	VMOVUPS.Z (DI), K1, Z0
+	VMOVAPS   Z0, Z1
+	VMOVAPS   Z0, Z2
+	VMOVAPS   Z0, Z3
+	VMOVAPS   Z0, Z4
+	VMOVAPS   Z0, Z5
+	VMOVAPS   Z0, Z6
+	VMOVAPS   Z0, Z7
+	VMOVAPS   Z0, Z0
+	LEAQ      (AX)(DX*2), DI
+	ADDQ      DX, DI
+	LEAQ      (DI)(DX*2), R8
+	ADDQ      DX, R8
+	MOVQ      k+56(FP), R9
+
+z_m8maskedk:
+	VMOVUPS          (SI), Z8
+	VFMADD231PS.BCST (AX), Z8, Z1
+	VFMADD231PS.BCST (AX)(DX*1), Z8, Z2
+	VFMADD231PS.BCST (AX)(DX*2), Z8, Z3
+	VFMADD231PS.BCST (DI), Z8, Z4
+	VFMADD231PS.BCST (DI)(DX*1), Z8, Z5
+	VFMADD231PS.BCST (DI)(DX*2), Z8, Z6
+	VFMADD231PS.BCST (R8), Z8, Z7
+	VFMADD231PS.BCST (R8)(DX*1), Z8, Z0
+	ADDQ             $0x40, SI
+	ADDQ             $0x04, AX
+	ADDQ             $0x04, DI
+	ADDQ             $0x04, R8
+	DECQ             R9
+	JNZ              z_m8maskedk
+	MOVB             relu+74(FP), AL
+	TESTB            AL, AL
+	JZ               z_m8maskedstore
+	VPXORD           Z15, Z15, Z15
+	VMAXPS           Z15, Z1, Z1
+	VMAXPS           Z15, Z2, Z2
+	VMAXPS           Z15, Z3, Z3
+	VMAXPS           Z15, Z4, Z4
+	VMAXPS           Z15, Z5, Z5
+	VMAXPS           Z15, Z6, Z6
+	VMAXPS           Z15, Z7, Z7
+	VMAXPS           Z15, Z0, Z0
+
+z_m8maskedstore:
+	MOVQ    CX, AX
+	LEAQ    (AX)(BX*2), CX
+	ADDQ    BX, CX
+	LEAQ    (CX)(BX*2), DX
+	ADDQ    BX, DX
+	VMOVUPS Z1, K1, (AX)
+	VMOVUPS Z2, K1, (AX)(BX*1)
+	VMOVUPS Z3, K1, (AX)(BX*2)
+	VMOVUPS Z4, K1, (CX)
+	VMOVUPS Z5, K1, (CX)(BX*1)
+	VMOVUPS Z6, K1, (CX)(BX*2)
+	VMOVUPS Z7, K1, (DX)
+	VMOVUPS Z0, K1, (DX)(BX*1)
+
+z_m8done:
+	VZEROUPPER
+	RET
+
+z_tail9:
+	MOVQ w+8(FP), SI
+	MOVQ bias+16(FP), DI
+	MOVQ panels+64(FP), R8
+	CMPW lastMask+72(FP), $0x0000
+	JE   z_m9nomask
+	DECQ R8
+
+z_m9nomask:
+	TESTQ R8, R8
+	JZ    z_m9last
+
+z_m9panel:
+	VMOVUPS (DI), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
+	VMOVAPS Z0, Z3
+	VMOVAPS Z0, Z4
+	VMOVAPS Z0, Z5
+	VMOVAPS Z0, Z6
+	VMOVAPS Z0, Z7
+	VMOVAPS Z0, Z8
+	VMOVAPS Z0, Z0
+	MOVQ    AX, R9
+	LEAQ    (R9)(DX*2), R10
+	ADDQ    DX, R10
+	LEAQ    (R10)(DX*2), R11
+	ADDQ    DX, R11
+	MOVQ    k+56(FP), R12
+
+z_m9fullk:
+	VMOVUPS          (SI), Z9
+	VFMADD231PS.BCST (R9), Z9, Z1
+	VFMADD231PS.BCST (R9)(DX*1), Z9, Z2
+	VFMADD231PS.BCST (R9)(DX*2), Z9, Z3
+	VFMADD231PS.BCST (R10), Z9, Z4
+	VFMADD231PS.BCST (R10)(DX*1), Z9, Z5
+	VFMADD231PS.BCST (R10)(DX*2), Z9, Z6
+	VFMADD231PS.BCST (R11), Z9, Z7
+	VFMADD231PS.BCST (R11)(DX*1), Z9, Z8
+	VFMADD231PS.BCST (R11)(DX*2), Z9, Z0
+	ADDQ             $0x40, SI
+	ADDQ             $0x04, R9
+	ADDQ             $0x04, R10
+	ADDQ             $0x04, R11
+	DECQ             R12
+	JNZ              z_m9fullk
+	MOVB             relu+74(FP), R9
+	TESTB            R9, R9
+	JZ               z_m9fullstore
+	VPXORD           Z14, Z14, Z14
+	VMAXPS           Z14, Z1, Z1
+	VMAXPS           Z14, Z2, Z2
+	VMAXPS           Z14, Z3, Z3
+	VMAXPS           Z14, Z4, Z4
+	VMAXPS           Z14, Z5, Z5
+	VMAXPS           Z14, Z6, Z6
+	VMAXPS           Z14, Z7, Z7
+	VMAXPS           Z14, Z8, Z8
+	VMAXPS           Z14, Z0, Z0
+
+z_m9fullstore:
+	MOVQ    CX, R9
+	LEAQ    (R9)(BX*2), R10
+	ADDQ    BX, R10
+	LEAQ    (R10)(BX*2), R11
+	ADDQ    BX, R11
+	VMOVUPS Z1, (R9)
+	VMOVUPS Z2, (R9)(BX*1)
+	VMOVUPS Z3, (R9)(BX*2)
+	VMOVUPS Z4, (R10)
+	VMOVUPS Z5, (R10)(BX*1)
+	VMOVUPS Z6, (R10)(BX*2)
+	VMOVUPS Z7, (R11)
+	VMOVUPS Z8, (R11)(BX*1)
+	VMOVUPS Z0, (R11)(BX*2)
+	ADDQ    $0x40, CX
+	ADDQ    $0x40, DI
+	DECQ    R8
+	JNZ     z_m9panel
+
+z_m9last:
+	CMPW      lastMask+72(FP), $0x0000
+	JE        z_m9done
+	KMOVW     lastMask+72(FP), K1
+	VMOVUPS.Z (DI), K1, Z0
+	VMOVAPS   Z0, Z1
+	VMOVAPS   Z0, Z2
+	VMOVAPS   Z0, Z3
+	VMOVAPS   Z0, Z4
+	VMOVAPS   Z0, Z5
+	VMOVAPS   Z0, Z6
+	VMOVAPS   Z0, Z7
+	VMOVAPS   Z0, Z8
+	VMOVAPS   Z0, Z0
+	LEAQ      (AX)(DX*2), DI
+	ADDQ      DX, DI
+	LEAQ      (DI)(DX*2), R8
+	ADDQ      DX, R8
+	MOVQ      k+56(FP), R9
+
+z_m9maskedk:
+	VMOVUPS          (SI), Z9
+	VFMADD231PS.BCST (AX), Z9, Z1
+	VFMADD231PS.BCST (AX)(DX*1), Z9, Z2
+	VFMADD231PS.BCST (AX)(DX*2), Z9, Z3
+	VFMADD231PS.BCST (DI), Z9, Z4
+	VFMADD231PS.BCST (DI)(DX*1), Z9, Z5
+	VFMADD231PS.BCST (DI)(DX*2), Z9, Z6
+	VFMADD231PS.BCST (R8), Z9, Z7
+	VFMADD231PS.BCST (R8)(DX*1), Z9, Z8
+	VFMADD231PS.BCST (R8)(DX*2), Z9, Z0
+	ADDQ             $0x40, SI
+	ADDQ             $0x04, AX
+	ADDQ             $0x04, DI
+	ADDQ             $0x04, R8
+	DECQ             R9
+	JNZ              z_m9maskedk
+	MOVB             relu+74(FP), AL
+	TESTB            AL, AL
+	JZ               z_m9maskedstore
+	VPXORD           Z15, Z15, Z15
+	VMAXPS           Z15, Z1, Z1
+	VMAXPS           Z15, Z2, Z2
+	VMAXPS           Z15, Z3, Z3
+	VMAXPS           Z15, Z4, Z4
+	VMAXPS           Z15, Z5, Z5
+	VMAXPS           Z15, Z6, Z6
+	VMAXPS           Z15, Z7, Z7
+	VMAXPS           Z15, Z8, Z8
+	VMAXPS           Z15, Z0, Z0
+
+z_m9maskedstore:
+	MOVQ    CX, AX
+	LEAQ    (AX)(BX*2), CX
+	ADDQ    BX, CX
+	LEAQ    (CX)(BX*2), DX
+	ADDQ    BX, DX
+	VMOVUPS Z1, K1, (AX)
+	VMOVUPS Z2, K1, (AX)(BX*1)
+	VMOVUPS Z3, K1, (AX)(BX*2)
+	VMOVUPS Z4, K1, (CX)
+	VMOVUPS Z5, K1, (CX)(BX*1)
+	VMOVUPS Z6, K1, (CX)(BX*2)
+	VMOVUPS Z7, K1, (DX)
+	VMOVUPS Z8, K1, (DX)(BX*1)
+	VMOVUPS Z0, K1, (DX)(BX*2)
+
+z_m9done:
+	VZEROUPPER
+	RET
+
+z_tail10:
+	MOVQ w+8(FP), SI
+	MOVQ bias+16(FP), DI
+	MOVQ panels+64(FP), R8
+	CMPW lastMask+72(FP), $0x0000
+	JE   z_m10nomask
+	DECQ R8
+
+z_m10nomask:
+	TESTQ R8, R8
+	JZ    z_m10last
+
+z_m10panel:
+	VMOVUPS (DI), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
+	VMOVAPS Z0, Z3
+	VMOVAPS Z0, Z4
+	VMOVAPS Z0, Z5
+	VMOVAPS Z0, Z6
+	VMOVAPS Z0, Z7
+	VMOVAPS Z0, Z8
+	VMOVAPS Z0, Z9
+	VMOVAPS Z0, Z0
+	MOVQ    AX, R9
+	LEAQ    (R9)(DX*2), R10
+	ADDQ    DX, R10
+	LEAQ    (R10)(DX*2), R11
+	ADDQ    DX, R11
+	LEAQ    (R11)(DX*2), R12
+	ADDQ    DX, R12
+	MOVQ    k+56(FP), R13
+
+z_m10fullk:
+	VMOVUPS          (SI), Z10
+	VFMADD231PS.BCST (R9), Z10, Z1
+	VFMADD231PS.BCST (R9)(DX*1), Z10, Z2
+	VFMADD231PS.BCST (R9)(DX*2), Z10, Z3
+	VFMADD231PS.BCST (R10), Z10, Z4
+	VFMADD231PS.BCST (R10)(DX*1), Z10, Z5
+	VFMADD231PS.BCST (R10)(DX*2), Z10, Z6
+	VFMADD231PS.BCST (R11), Z10, Z7
+	VFMADD231PS.BCST (R11)(DX*1), Z10, Z8
+	VFMADD231PS.BCST (R11)(DX*2), Z10, Z9
+	VFMADD231PS.BCST (R12), Z10, Z0
+	ADDQ             $0x40, SI
+	ADDQ             $0x04, R9
+	ADDQ             $0x04, R10
+	ADDQ             $0x04, R11
+	ADDQ             $0x04, R12
+	DECQ             R13
+	JNZ              z_m10fullk
+	MOVB             relu+74(FP), R9
+	TESTB            R9, R9
+	JZ               z_m10fullstore
+	VPXORD           Z14, Z14, Z14
+	VMAXPS           Z14, Z1, Z1
+	VMAXPS           Z14, Z2, Z2
+	VMAXPS           Z14, Z3, Z3
+	VMAXPS           Z14, Z4, Z4
+	VMAXPS           Z14, Z5, Z5
+	VMAXPS           Z14, Z6, Z6
+	VMAXPS           Z14, Z7, Z7
+	VMAXPS           Z14, Z8, Z8
+	VMAXPS           Z14, Z9, Z9
+	VMAXPS           Z14, Z0, Z0
+
+z_m10fullstore:
+	MOVQ    CX, R9
+	LEAQ    (R9)(BX*2), R10
+	ADDQ    BX, R10
+	LEAQ    (R10)(BX*2), R11
+	ADDQ    BX, R11
+	LEAQ    (R11)(BX*2), R12
+	ADDQ    BX, R12
+	VMOVUPS Z1, (R9)
+	VMOVUPS Z2, (R9)(BX*1)
+	VMOVUPS Z3, (R9)(BX*2)
+	VMOVUPS Z4, (R10)
+	VMOVUPS Z5, (R10)(BX*1)
+	VMOVUPS Z6, (R10)(BX*2)
+	VMOVUPS Z7, (R11)
+	VMOVUPS Z8, (R11)(BX*1)
+	VMOVUPS Z9, (R11)(BX*2)
+	VMOVUPS Z0, (R12)
+	ADDQ    $0x40, CX
+	ADDQ    $0x40, DI
+	DECQ    R8
+	JNZ     z_m10panel
+
+z_m10last:
+	CMPW      lastMask+72(FP), $0x0000
+	JE        z_m10done
+	KMOVW     lastMask+72(FP), K1
+	VMOVUPS.Z (DI), K1, Z0
+	VMOVAPS   Z0, Z1
+	VMOVAPS   Z0, Z2
+	VMOVAPS   Z0, Z3
+	VMOVAPS   Z0, Z4
+	VMOVAPS   Z0, Z5
+	VMOVAPS   Z0, Z6
+	VMOVAPS   Z0, Z7
+	VMOVAPS   Z0, Z8
+	VMOVAPS   Z0, Z9
+	VMOVAPS   Z0, Z0
+	LEAQ      (AX)(DX*2), DI
+	ADDQ      DX, DI
+	LEAQ      (DI)(DX*2), R8
+	ADDQ      DX, R8
+	LEAQ      (R8)(DX*2), R9
+	ADDQ      DX, R9
+	MOVQ      k+56(FP), R10
+
+z_m10maskedk:
+	VMOVUPS          (SI), Z10
+	VFMADD231PS.BCST (AX), Z10, Z1
+	VFMADD231PS.BCST (AX)(DX*1), Z10, Z2
+	VFMADD231PS.BCST (AX)(DX*2), Z10, Z3
+	VFMADD231PS.BCST (DI), Z10, Z4
+	VFMADD231PS.BCST (DI)(DX*1), Z10, Z5
+	VFMADD231PS.BCST (DI)(DX*2), Z10, Z6
+	VFMADD231PS.BCST (R8), Z10, Z7
+	VFMADD231PS.BCST (R8)(DX*1), Z10, Z8
+	VFMADD231PS.BCST (R8)(DX*2), Z10, Z9
+	VFMADD231PS.BCST (R9), Z10, Z0
+	ADDQ             $0x40, SI
+	ADDQ             $0x04, AX
+	ADDQ             $0x04, DI
+	ADDQ             $0x04, R8
+	ADDQ             $0x04, R9
+	DECQ             R10
+	JNZ              z_m10maskedk
+	MOVB             relu+74(FP), AL
+	TESTB            AL, AL
+	JZ               z_m10maskedstore
+	VPXORD           Z15, Z15, Z15
+	VMAXPS           Z15, Z1, Z1
+	VMAXPS           Z15, Z2, Z2
+	VMAXPS           Z15, Z3, Z3
+	VMAXPS           Z15, Z4, Z4
+	VMAXPS           Z15, Z5, Z5
+	VMAXPS           Z15, Z6, Z6
+	VMAXPS           Z15, Z7, Z7
+	VMAXPS           Z15, Z8, Z8
+	VMAXPS           Z15, Z9, Z9
+	VMAXPS           Z15, Z0, Z0
+
+z_m10maskedstore:
+	MOVQ    CX, AX
+	LEAQ    (AX)(BX*2), CX
+	ADDQ    BX, CX
+	LEAQ    (CX)(BX*2), DX
+	ADDQ    BX, DX
+	LEAQ    (DX)(BX*2), SI
+	ADDQ    BX, SI
+	VMOVUPS Z1, K1, (AX)
+	VMOVUPS Z2, K1, (AX)(BX*1)
+	VMOVUPS Z3, K1, (AX)(BX*2)
+	VMOVUPS Z4, K1, (CX)
+	VMOVUPS Z5, K1, (CX)(BX*1)
+	VMOVUPS Z6, K1, (CX)(BX*2)
+	VMOVUPS Z7, K1, (DX)
+	VMOVUPS Z8, K1, (DX)(BX*1)
+	VMOVUPS Z9, K1, (DX)(BX*2)
+	VMOVUPS Z0, K1, (SI)
+
+z_m10done:
+	VZEROUPPER
+	RET
+
+z_tail11:
+	MOVQ w+8(FP), SI
+	MOVQ bias+16(FP), DI
+	MOVQ panels+64(FP), R8
+	CMPW lastMask+72(FP), $0x0000
+	JE   z_m11nomask
+	DECQ R8
+
+z_m11nomask:
+	TESTQ R8, R8
+	JZ    z_m11last
+
+z_m11panel:
+	VMOVUPS (DI), Z0
+	VMOVAPS Z0, Z1
+	VMOVAPS Z0, Z2
+	VMOVAPS Z0, Z3
+	VMOVAPS Z0, Z4
+	VMOVAPS Z0, Z5
+	VMOVAPS Z0, Z6
+	VMOVAPS Z0, Z7
+	VMOVAPS Z0, Z8
+	VMOVAPS Z0, Z9
+	VMOVAPS Z0, Z10
+	VMOVAPS Z0, Z0
+	MOVQ    AX, R9
+	LEAQ    (R9)(DX*2), R10
+	ADDQ    DX, R10
+	LEAQ    (R10)(DX*2), R11
+	ADDQ    DX, R11
+	LEAQ    (R11)(DX*2), R12
+	ADDQ    DX, R12
+	MOVQ    k+56(FP), R13
+
+z_m11fullk:
+	VMOVUPS          (SI), Z11
+	VFMADD231PS.BCST (R9), Z11, Z1
+	VFMADD231PS.BCST (R9)(DX*1), Z11, Z2
+	VFMADD231PS.BCST (R9)(DX*2), Z11, Z3
+	VFMADD231PS.BCST (R10), Z11, Z4
+	VFMADD231PS.BCST (R10)(DX*1), Z11, Z5
+	VFMADD231PS.BCST (R10)(DX*2), Z11, Z6
+	VFMADD231PS.BCST (R11), Z11, Z7
+	VFMADD231PS.BCST (R11)(DX*1), Z11, Z8
+	VFMADD231PS.BCST (R11)(DX*2), Z11, Z9
+	VFMADD231PS.BCST (R12), Z11, Z10
+	VFMADD231PS.BCST (R12)(DX*1), Z11, Z0
+	ADDQ             $0x40, SI
+	ADDQ             $0x04, R9
+	ADDQ             $0x04, R10
+	ADDQ             $0x04, R11
+	ADDQ             $0x04, R12
+	DECQ             R13
+	JNZ              z_m11fullk
+	MOVB             relu+74(FP), R9
+	TESTB            R9, R9
+	JZ               z_m11fullstore
+	VPXORD           Z14, Z14, Z14
+	VMAXPS           Z14, Z1, Z1
+	VMAXPS           Z14, Z2, Z2
+	VMAXPS           Z14, Z3, Z3
+	VMAXPS           Z14, Z4, Z4
+	VMAXPS           Z14, Z5, Z5
+	VMAXPS           Z14, Z6, Z6
+	VMAXPS           Z14, Z7, Z7
+	VMAXPS           Z14, Z8, Z8
+	VMAXPS           Z14, Z9, Z9
+	VMAXPS           Z14, Z10, Z10
+	VMAXPS           Z14, Z0, Z0
+
+z_m11fullstore:
+	MOVQ    CX, R9
+	LEAQ    (R9)(BX*2), R10
+	ADDQ    BX, R10
+	LEAQ    (R10)(BX*2), R11
+	ADDQ    BX, R11
+	LEAQ    (R11)(BX*2), R12
+	ADDQ    BX, R12
+	VMOVUPS Z1, (R9)
+	VMOVUPS Z2, (R9)(BX*1)
+	VMOVUPS Z3, (R9)(BX*2)
+	VMOVUPS Z4, (R10)
+	VMOVUPS Z5, (R10)(BX*1)
+	VMOVUPS Z6, (R10)(BX*2)
+	VMOVUPS Z7, (R11)
+	VMOVUPS Z8, (R11)(BX*1)
+	VMOVUPS Z9, (R11)(BX*2)
+	VMOVUPS Z10, (R12)
+	VMOVUPS Z0, (R12)(BX*1)
+	ADDQ    $0x40, CX
+	ADDQ    $0x40, DI
+	DECQ    R8
+	JNZ     z_m11panel
+
+z_m11last:
+	CMPW      lastMask+72(FP), $0x0000
+	JE        z_m11done
+	KMOVW     lastMask+72(FP), K1
+	VMOVUPS.Z (DI), K1, Z0
+	VMOVAPS   Z0, Z1
+	VMOVAPS   Z0, Z2
+	VMOVAPS   Z0, Z3
+	VMOVAPS   Z0, Z4
+	VMOVAPS   Z0, Z5
+	VMOVAPS   Z0, Z6
+	VMOVAPS   Z0, Z7
+	VMOVAPS   Z0, Z8
+	VMOVAPS   Z0, Z9
+	VMOVAPS   Z0, Z10
+	VMOVAPS   Z0, Z0
+	LEAQ      (AX)(DX*2), DI
+	ADDQ      DX, DI
+	LEAQ      (DI)(DX*2), R8
+	ADDQ      DX, R8
+	LEAQ      (R8)(DX*2), R9
+	ADDQ      DX, R9
+	MOVQ      k+56(FP), R10
+
+z_m11maskedk:
+	VMOVUPS          (SI), Z11
+	VFMADD231PS.BCST (AX), Z11, Z1
+	VFMADD231PS.BCST (AX)(DX*1), Z11, Z2
+	VFMADD231PS.BCST (AX)(DX*2), Z11, Z3
+	VFMADD231PS.BCST (DI), Z11, Z4
+	VFMADD231PS.BCST (DI)(DX*1), Z11, Z5
+	VFMADD231PS.BCST (DI)(DX*2), Z11, Z6
+	VFMADD231PS.BCST (R8), Z11, Z7
+	VFMADD231PS.BCST (R8)(DX*1), Z11, Z8
+	VFMADD231PS.BCST (R8)(DX*2), Z11, Z9
+	VFMADD231PS.BCST (R9), Z11, Z10
+	VFMADD231PS.BCST (R9)(DX*1), Z11, Z0
+	ADDQ             $0x40, SI
+	ADDQ             $0x04, AX
+	ADDQ             $0x04, DI
+	ADDQ             $0x04, R8
+	ADDQ             $0x04, R9
+	DECQ             R10
+	JNZ              z_m11maskedk
+	MOVB             relu+74(FP), AL
+	TESTB            AL, AL
+	JZ               z_m11maskedstore
+	VPXORD           Z15, Z15, Z15
+	VMAXPS           Z15, Z1, Z1
+	VMAXPS           Z15, Z2, Z2
+	VMAXPS           Z15, Z3, Z3
+	VMAXPS           Z15, Z4, Z4
+	VMAXPS           Z15, Z5, Z5
+	VMAXPS           Z15, Z6, Z6
+	VMAXPS           Z15, Z7, Z7
+	VMAXPS           Z15, Z8, Z8
+	VMAXPS           Z15, Z9, Z9
+	VMAXPS           Z15, Z10, Z10
+	VMAXPS           Z15, Z0, Z0
+
+z_m11maskedstore:
+	MOVQ    CX, AX
+	LEAQ    (AX)(BX*2), CX
+	ADDQ    BX, CX
+	LEAQ    (CX)(BX*2), DX
+	ADDQ    BX, DX
+	LEAQ    (DX)(BX*2), SI
+	ADDQ    BX, SI
+	VMOVUPS Z1, K1, (AX)
+	VMOVUPS Z2, K1, (AX)(BX*1)
+	VMOVUPS Z3, K1, (AX)(BX*2)
+	VMOVUPS Z4, K1, (CX)
+	VMOVUPS Z5, K1, (CX)(BX*1)
+	VMOVUPS Z6, K1, (CX)(BX*2)
+	VMOVUPS Z7, K1, (DX)
+	VMOVUPS Z8, K1, (DX)(BX*1)
+	VMOVUPS Z9, K1, (DX)(BX*2)
+	VMOVUPS Z10, K1, (SI)
+	VMOVUPS Z0, K1, (SI)(BX*1)
+
+z_m11done:
+	VZEROUPPER
+	RET
+
 // func clampAVX2(dst *float32, src *float32, n int, lo float32, hi float32)
 // Requires: AVX
 TEXT ·clampAVX2(SB), NOSPLIT, $0-32

@@ -15,6 +15,14 @@ package ae
 //go:noescape
 func denseAVX2(a *float32, w *float32, bias *float32, c *float32, lda int, ldc int, rows int, k int, panels int, mask *int32, relu bool)
 
+// denseAVX512 is denseAVX2 for AVX-512F: 12×16 tiles, and the last
+// panel's biases and outputs go through lastMask (bit j: column j
+// valid) when it is non-zero. Requires AVX512F, rows ≥ 0, k ≥ 1,
+// panels ≥ 1.
+//
+//go:noescape
+func denseAVX512(a *float32, w *float32, bias *float32, c *float32, lda int, ldc int, rows int, k int, panels int, lastMask uint16, relu bool)
+
 // clampAVX2 writes src[i] limited to [lo, hi] into dst[i] for i < n, n a
 // multiple of 8; NaN stays NaN. dst may be src. Requires AVX.
 //

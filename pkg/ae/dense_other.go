@@ -4,9 +4,9 @@ package ae
 
 // haveAsm is false: this build has no assembly kernel (another
 // architecture, or the purego tag).
-const haveAsm = false
+const haveAsm, haveAVX512 = false, false
 
-func denseAsm(out, in []float32, p *packed, bias []float32, n, lda, ldc int, relu bool) {
+func denseAsm(out, in []float32, p *packed, bias []float32, n, lda, ldc int, relu, avx512 bool) {
 	panic("ae: no assembly kernel in this build")
 }
 

@@ -7,18 +7,24 @@ import (
 	"testing"
 )
 
-// kernels runs f once with each forward kernel this build has: the
-// assembly one where the CPU supports it, and the portable one.
+// kernels runs f once with each kernel this build and CPU have: AVX-512,
+// AVX2, and the portable one.
 func kernels(t *testing.T, f func(t *testing.T)) {
 	t.Helper()
-	defer func(v bool) { useAsm = v }(useAsm)
-	if haveAsm {
-		useAsm = true
-		t.Run("asm", f)
+	defer func(a, z bool) { useAsm, useAVX512 = a, z }(useAsm, useAVX512)
+	if haveAVX512 {
+		useAsm, useAVX512 = true, true
+		t.Run("avx512", f)
 	} else {
-		t.Log("no assembly kernel in this build or on this CPU; testing the portable one only")
+		t.Log("no AVX-512 kernel in this build or on this CPU")
 	}
-	useAsm = false
+	if haveAsm {
+		useAsm, useAVX512 = true, false
+		t.Run("avx2", f)
+	} else {
+		t.Log("no assembly kernels in this build or on this CPU")
+	}
+	useAsm, useAVX512 = false, false
 	t.Run("go", f)
 }
 

@@ -67,6 +67,7 @@ func main() {
 		VZEROUPPER()
 		RET()
 	}
+	dense512()
 	clamp()
 	sqdiff()
 	Generate()
@@ -310,5 +311,169 @@ func panel(m int, p string, aBlk, wp, bp, cp, lda, ldc, mask Register) {
 	for r := range m {
 		VMASKMOVPS(acc[r][0], m0, crow(r))
 		VMASKMOVPS(acc[r][1], m1, crow(r).Offset(32))
+	}
+}
+
+// The AVX-512 kernel uses the same packed panels, one ZMM vector per panel
+// row, in tiles of mr512 rows: 12 accumulators, the panel row, and the
+// inputs broadcast straight from memory into the FMAs.
+const mr512 = 12
+
+// dense512 emits denseAVX512, the AVX-512 form of denseAVX2: lastMask has
+// bit j set for each valid column of the last panel (0: every panel full).
+func dense512() {
+	TEXT("denseAVX512", NOSPLIT, "func(a, w, bias, c *float32, lda, ldc, rows, k, panels int, lastMask uint16, relu bool)")
+	Pragma("noescape")
+	Doc(
+		"denseAVX512 is denseAVX2 for AVX-512F: 12×16 tiles, and the last",
+		"panel's biases and outputs go through lastMask (bit j: column j",
+		"valid) when it is non-zero. Requires AVX512F, rows ≥ 0, k ≥ 1,",
+		"panels ≥ 1.",
+	)
+	aBlk := Load(Param("a"), GP64())
+	cBlk := Load(Param("c"), GP64())
+	lda := Load(Param("lda"), GP64())
+	ldc := Load(Param("ldc"), GP64())
+	rows := Load(Param("rows"), GP64())
+	SHLQ(U8(2), lda)
+	SHLQ(U8(2), ldc)
+	Label("z_rowloop")
+	CMPQ(rows, U32(mr512))
+	JL(LabelRef("z_tail"))
+	tile512(mr512, aBlk, cBlk, lda, ldc)
+	t := GP64()
+	IMUL3Q(U32(mr512), lda, t)
+	ADDQ(t, aBlk)
+	IMUL3Q(U32(mr512), ldc, t)
+	ADDQ(t, cBlk)
+	SUBQ(U32(mr512), rows)
+	JMP(LabelRef("z_rowloop"))
+	Label("z_tail")
+	for m := 1; m < mr512; m++ {
+		CMPQ(rows, U32(m))
+		JE(LabelRef(fmt.Sprintf("z_tail%d", m)))
+	}
+	VZEROUPPER()
+	RET()
+	for m := 1; m < mr512; m++ {
+		Label(fmt.Sprintf("z_tail%d", m))
+		tile512(m, aBlk, cBlk, lda, ldc)
+		VZEROUPPER()
+		RET()
+	}
+}
+
+// tile512 emits m rows across every panel: full panels, then the masked
+// last one when lastMask is non-zero.
+func tile512(m int, aBlk, cBlk, lda, ldc Register) {
+	p := fmt.Sprintf("z_m%d", m)
+	wp := Load(Param("w"), GP64())
+	bp := Load(Param("bias"), GP64())
+	cp := GP64()
+	MOVQ(cBlk, cp)
+	full := Load(Param("panels"), GP64())
+	CMPW(NewParamAddr("lastMask", 72), U16(0))
+	JE(LabelRef(p + "nomask"))
+	DECQ(full)
+	Label(p + "nomask")
+	TESTQ(full, full)
+	JZ(LabelRef(p + "last"))
+	Label(p + "panel")
+	panel512(m, p+"full", aBlk, wp, bp, cp, lda, ldc, false)
+	ADDQ(U8(4*nr), cp)
+	ADDQ(U8(4*nr), bp)
+	DECQ(full)
+	JNZ(LabelRef(p + "panel"))
+	Label(p + "last")
+	CMPW(NewParamAddr("lastMask", 72), U16(0))
+	JE(LabelRef(p + "done"))
+	panel512(m, p+"masked", aBlk, wp, bp, cp, lda, ldc, true)
+	Label(p + "done")
+}
+
+// panel512 emits one m×16 tile with ZMM accumulators; with masked, the
+// biases are loaded and the outputs stored through K1 = lastMask.
+func panel512(m int, p string, aBlk, wp, bp, cp, lda, ldc Register, masked bool) {
+	b := ZMM()
+	if masked {
+		KMOVW(NewParamAddr("lastMask", 72), K1)
+		VMOVUPS_Z(Mem{Base: bp}, K1, b)
+	} else {
+		VMOVUPS(Mem{Base: bp}, b)
+	}
+	acc := make([]VecVirtual, m)
+	for r := range acc {
+		acc[r] = ZMM()
+		VMOVAPS(b, acc[r])
+	}
+	// Row r at base[r/3] + (r%3)·lda.
+	bases := make([]GPVirtual, (m+2)/3)
+	for i := range bases {
+		bases[i] = GP64()
+		if i == 0 {
+			MOVQ(aBlk, bases[i])
+			continue
+		}
+		LEAQ(Mem{Base: bases[i-1], Index: lda, Scale: 2}, bases[i])
+		ADDQ(lda, bases[i])
+	}
+	rowMem := func(r int) Mem {
+		switch r % 3 {
+		case 0:
+			return Mem{Base: bases[r/3]}
+		case 1:
+			return Mem{Base: bases[r/3], Index: lda, Scale: 1}
+		default:
+			return Mem{Base: bases[r/3], Index: lda, Scale: 2}
+		}
+	}
+	kc := Load(Param("k"), GP64())
+	Label(p + "k")
+	w := ZMM()
+	VMOVUPS(Mem{Base: wp}, w)
+	for r := range m {
+		VFMADD231PS_BCST(rowMem(r), w, acc[r])
+	}
+	ADDQ(U8(4*nr), wp)
+	for _, b := range bases {
+		ADDQ(U8(4), b)
+	}
+	DECQ(kc)
+	JNZ(LabelRef(p + "k"))
+
+	relu := Load(Param("relu"), GP8())
+	TESTB(relu, relu)
+	JZ(LabelRef(p + "store"))
+	zero := ZMM()
+	VPXORD(zero, zero, zero)
+	for r := range m {
+		VMAXPS(zero, acc[r], acc[r])
+	}
+	Label(p + "store")
+	cb := make([]GPVirtual, (m+2)/3)
+	for i := range cb {
+		cb[i] = GP64()
+		if i == 0 {
+			MOVQ(cp, cb[i])
+			continue
+		}
+		LEAQ(Mem{Base: cb[i-1], Index: ldc, Scale: 2}, cb[i])
+		ADDQ(ldc, cb[i])
+	}
+	for r := range m {
+		var dst Mem
+		switch r % 3 {
+		case 0:
+			dst = Mem{Base: cb[r/3]}
+		case 1:
+			dst = Mem{Base: cb[r/3], Index: ldc, Scale: 1}
+		default:
+			dst = Mem{Base: cb[r/3], Index: ldc, Scale: 2}
+		}
+		if masked {
+			VMOVUPS(acc[r], K1, dst)
+		} else {
+			VMOVUPS(acc[r], dst)
+		}
 	}
 }
