@@ -74,6 +74,7 @@ type runConfig struct {
 	Brokers     string
 	Kafka       connect.Kafka // TLS and SASL
 	Topic       string
+	Labels      string
 	Every       time.Duration
 	Window      time.Duration
 	MaxRows     int
@@ -149,13 +150,14 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 	loss := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fraudstream_trainer_loss", Help: "Last candidate's loss on held-back rows."})
 	rows := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fraudstream_trainer_rows", Help: "Rows the last round trained on."})
 	dur := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fraudstream_trainer_duration_seconds", Help: "Duration of the last round."})
+	excluded := prometheus.NewGauge(prometheus.GaugeOpts{Name: "fraudstream_trainer_excluded_rows", Help: "Rows of the last round's window left out because their latest label is fraud."})
 	for _, o := range []string{"promoted", "rejected", "skipped", "follower", "failed"} {
 		rounds.WithLabelValues(o) // every outcome exported from the start, so rate() and increase() see its first round
 	}
 	share := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fraudstream_trainer_gate_alert_share",
 		Help: "Last round's share of held-back rows above each model's own calibrated (1-budget) quantile."}, []string{"model"})
-	metrics.MustRegister(rounds, loss, rows, dur, share)
-	cfg := trainer.Config{Stream: sc, Topic: c.Topic, Registry: reg,
+	metrics.MustRegister(rounds, loss, rows, dur, share, excluded)
+	cfg := trainer.Config{Stream: sc, Topic: c.Topic, Labels: c.Labels, Registry: reg,
 		Every: c.Every, Window: c.Window, MaxRows: c.MaxRows, MinRows: c.MinRows, RampStart: c.RampStart, Schema: schema, AllowSchemaChange: c.AllowSchema, Ignore: offline.SplitList(c.Ignore),
 		AE: c.AE, Gate: c.Gate, HoldBack: c.HoldBack, MinHeldBack: c.MinHeldBack, Logger: log, SigningKey: key,
 		OnRound: func(r trainer.Round) {
@@ -165,6 +167,7 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 				share.WithLabelValues("candidate").Set(r.Gate.AlertRate)
 				share.WithLabelValues("current").Set(r.Gate.CurrentAlertRate)
 				rows.Set(float64(r.Rows))
+				excluded.Set(float64(r.Excluded))
 				dur.Set(r.Duration.Seconds())
 			}
 		}}
@@ -214,6 +217,7 @@ func daemonFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.StringVar(&c.Brokers, "brokers", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated")
 	c.Kafka.Register(fs)
 	fs.StringVar(&c.Topic, "transactions", "transactions", "topic of transactions to learn from")
+	fs.StringVar(&c.Labels, "labels", "labels", "topic of analysts' labels: transactions whose latest label is fraud are not trained on (a topic that does not exist yet: no labels; empty: ignore labels)")
 	fs.DurationVar(&c.Every, "every", time.Hour, "interval between training rounds")
 	fs.DurationVar(&c.Window, "window", 24*time.Hour, "how far back each round reads")
 	fs.IntVar(&c.MaxRows, "max-rows", 200_000, "rows a round trains on at most (uniform sample of the window)")

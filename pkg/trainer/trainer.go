@@ -23,6 +23,7 @@ import (
 
 	"github.com/fraudstream/fraudstream/pkg/ae"
 	"github.com/fraudstream/fraudstream/pkg/features"
+	"github.com/fraudstream/fraudstream/pkg/labels"
 	"github.com/fraudstream/fraudstream/pkg/model"
 	"github.com/fraudstream/fraudstream/pkg/registry"
 	"github.com/fraudstream/fraudstream/pkg/stream"
@@ -87,7 +88,17 @@ type Config struct {
 	OnRound func(Round)
 	// SigningKey, when set, signs every candidate stored (model.Sign).
 	SigningKey *model.SigningKey
+	// Labels names the analysts' labels topic (pkg/labels). Transactions
+	// whose latest label is fraud are kept out of each round's rows
+	// (training and held back): the model must not learn them as normal.
+	// Those labelled legitimate or unsure stay. Empty: no labels; a topic
+	// that does not exist yet is no labels.
+	Labels string
 }
+
+// maxLabels bounds the label records a round reads (the labels given
+// within its window).
+const maxLabels = 2_000_000
 
 // Round is one training round's outcome. Loss, Current and Gate are those
 // of the comparison on held-back rows.
@@ -103,7 +114,10 @@ type Round struct {
 	Loss    float64 // candidate's loss on the held-back rows (its own units)
 	Current float64 // current model's loss on the same rows (NaN if none; its own units)
 	// HeldBack says which rows the gate compared on.
-	HeldBack  string
+	HeldBack string
+	// Excluded counts the window's rows left out because their
+	// transaction's latest label is fraud.
+	Excluded  int
 	Gate      Verdict
 	Duration  time.Duration
 	TrainLoss float64
@@ -359,6 +373,9 @@ func (t *Trainer) Train(ctx context.Context) (r Round, err error) {
 		schema = features.InferSchema(table.Names, table.Rows, features.InferOptions{Ignore: t.cfg.Ignore})
 	}
 	rows := features.Project(schema, table.Names, table.Rows)
+	if table.Rows, rows, r.Excluded, err = t.excludeFraud(ctx, schema, since, table.Rows, rows); err != nil {
+		return r, err
+	}
 	rng := rand.New(rand.NewPCG(uint64(start.UnixNano()), 3))
 	heldIdx, how := t.holdBack(schema, rows, cur, curPtr, rng)
 	r.HeldBack = how
@@ -406,6 +423,51 @@ func (t *Trainer) Train(ctx context.Context) (r Round, err error) {
 		}
 	}
 	return r, err
+}
+
+// excludeFraud drops the rows (raw and projected alike) whose transaction's
+// latest label, among the labels given since the window began, is fraud. A
+// label for a transaction in the window was given after it, so after since.
+func (t *Trainer) excludeFraud(ctx context.Context, schema *features.Schema, since time.Time, raw, rows [][]string) ([][]string, [][]string, int, error) {
+	if t.cfg.Labels == "" {
+		return raw, rows, 0, nil
+	}
+	values, err := t.admin.ReadWindow(ctx, t.cfg.Labels, since, maxLabels, 1)
+	var missing *stream.MissingTopicsError
+	if errors.As(err, &missing) {
+		return raw, rows, 0, nil
+	}
+	if err != nil {
+		// Training without the labels would learn confirmed fraud as normal.
+		return nil, nil, 0, fmt.Errorf("trainer: read the labels: %w", err)
+	}
+	book := labels.NewBook()
+	for _, v := range values {
+		book.Add(v)
+	}
+	if book.Bad > 0 {
+		t.log.Warn("label records skipped", "topic", t.cfg.Labels, "bad", book.Bad)
+	}
+	if book.Len() == 0 {
+		return raw, rows, 0, nil
+	}
+	id := schema.Index(schema.IDField)
+	if id < 0 {
+		t.log.Warn("labels not applied: the schema names no transaction id field", "labels", book.Len())
+		return raw, rows, 0, nil
+	}
+	keptRaw, kept := raw[:0], rows[:0]
+	for i, row := range rows {
+		if book.Fraud(row[id]) {
+			continue
+		}
+		keptRaw, kept = append(keptRaw, raw[i]), append(kept, row)
+	}
+	n := len(rows) - len(kept)
+	if n > 0 {
+		t.log.Info("labelled fraud kept out of training", "rows", n, "labels", book.Len())
+	}
+	return keptRaw, kept, n, nil
 }
 
 // ErrSchemaChange means a configured schema changes kinds of the pinned one

@@ -475,3 +475,89 @@ func TestRampSchedule(t *testing.T) {
 		t.Fatalf("ramp off: %v", w)
 	}
 }
+
+// TestLabelledFraudIsKeptOut: transactions whose latest label on the
+// labels topic is fraud are not trained on; one relabelled legitimate
+// later is, as are those without a label. The fraud rows carry an amount
+// of 1,000,000 that nothing else has, so the fitted encoder's range shows
+// whether they were in training.
+func TestLabelledFraudIsKeptOut(t *testing.T) {
+	ctx := context.Background()
+	cfg, reg := setup(t, 3000)
+	now := time.Now().UTC()
+	var txs, lbls []kafka.Message
+	label := func(id, l string, at time.Time) kafka.Message {
+		v, _ := json.Marshal(map[string]any{"transaction_id": id, "label": l, "analyst": "ana", "at": at, "source": "case"})
+		return kafka.Message{Topic: "labels", Key: []byte(id), Value: v}
+	}
+	for i := range 60 {
+		id, amount := fmt.Sprintf("f%d", i), 1e6
+		if i >= 50 {
+			amount = 5e5 // relabelled legitimate below: stays in
+		}
+		v, _ := json.Marshal(map[string]any{"tx_id": id, "card_id": "7", "amount": amount, "merchant": "m1", "event_time": now.Format(time.RFC3339)})
+		txs = append(txs, kafka.Message{Topic: "transactions", Key: []byte(id), Value: v})
+		lbls = append(lbls, label(id, "fraud", now))
+		if i >= 50 {
+			lbls = append(lbls, label(id, "legitimate", now.Add(time.Minute)))
+		}
+	}
+	lbls = append(lbls, label("1", "unsure", now), kafka.Message{Topic: "labels", Value: []byte("not a label")})
+	if err := stream.EnsureTopics(ctx, cfg, stream.Topic{Name: "labels", Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := stream.NewProducer(cfg, stream.ProducerOptions{})
+	defer p.Close()
+	if err := p.Write(ctx, append(txs, lbls...)...); err != nil {
+		t.Fatal(err)
+	}
+	maxAmount := func(r Round) float64 {
+		blob, err := reg.Get(ctx, r.Version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := model.Unmarshal(blob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range b.Encoder.Fields {
+			if f.Name == "amount" {
+				return f.Max
+			}
+		}
+		t.Fatal("no amount field")
+		return 0
+	}
+
+	tr, err := New(Config{Stream: cfg, Topic: "transactions", Registry: reg, Owner: "a", MinRows: 500, Labels: "labels",
+		AE: ae.Config{Seed: 1, Epochs: 3, Hidden: 16, Bottleneck: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := tr.Train(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Excluded != 50 {
+		t.Errorf("excluded %d rows, want the 50 labelled fraud", r.Excluded)
+	}
+	if m := maxAmount(r); m >= 1e6 {
+		t.Errorf("the model's amount range reaches %v: it trained on labelled fraud", m)
+	}
+	// Without the labels topic the same window trains on them.
+	tr2, err := New(Config{Stream: cfg, Topic: "transactions", Registry: reg, Owner: "a", MinRows: 500,
+		AE: ae.Config{Seed: 1, Epochs: 3, Hidden: 16, Bottleneck: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := tr2.Train(ctx)
+	if err != nil || r2.Excluded != 0 || maxAmount(r2) != 1e6 {
+		t.Fatalf("without labels: %+v %v", r2, err)
+	}
+	// A labels topic that does not exist is no labels, not an error.
+	tr3, _ := New(Config{Stream: cfg, Topic: "transactions", Registry: reg, Owner: "a", MinRows: 500, Labels: "no-such-topic",
+		AE: ae.Config{Seed: 1, Epochs: 2, Hidden: 16, Bottleneck: 4}})
+	if r3, err := tr3.Train(ctx); err != nil || r3.Excluded != 0 {
+		t.Fatalf("missing labels topic: %+v %v", r3, err)
+	}
+}
