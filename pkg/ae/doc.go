@@ -55,7 +55,16 @@
 // space; use one Scorer per goroutine. Score, Embed and Impute allocate
 // nothing.
 //
-// Matrix products use github.com/viterin/vek's float32 AVX2 kernels, which
-// measured about 4× faster than gonum's float64 Dgemm on the layer shapes
-// used here.
+// # Kernels
+//
+// The forward pass (scoring, and training's forward half) runs each layer
+// through one float32 kernel, act(x·W + b) with the bias and ReLU fused,
+// over weights packed into 16-column panels once per weight change. The
+// kernels are register-tiled Go assembly generated with avo
+// (internal/asmgen, run by go generate): AVX-512F where the CPU has it,
+// else AVX2+FMA, chosen at run time with golang.org/x/sys/cpu; elsewhere,
+// or under the purego build tag, a portable Go kernel. The scoring
+// arithmetic around them (input clip, squared errors, contributions) works
+// on whole batches. Training's backward pass still uses
+// github.com/viterin/vek's float32 AVX2 matrix product.
 package ae
