@@ -299,8 +299,8 @@ func TestComposeSecuredStack(t *testing.T) {
 }
 
 // imageProperties turns a kafka service environment into server.properties
-// and JVM options the way apache/kafka's image does (its configure script
-// and its utility's render-properties): KAFKA_* variables but the JVM ones
+// and JVM options the way apache/kafka's image does (its configureDefaults
+// and configure scripts and its utility's render-properties): KAFKA_* variables but the JVM ones
 // become properties (_ → ., __ → _, ___ → -, lower case); with an SSL
 // listener the keystore is /etc/kafka/secrets/$KAFKA_SSL_KEYSTORE_FILENAME
 // and its passwords the contents of the credentials files named there.
@@ -311,6 +311,22 @@ func imageProperties(t *testing.T, env, mounts, hosts map[string]string) (map[st
 		"KAFKA_JMX_OPTS": true, "KAFKA_JVM_PERFORMANCE_OPTS": true, "KAFKA_GC_LOG_OPTS": true, "KAFKA_LOG4J_ROOT_LOGLEVEL": true,
 		"KAFKA_LOG4J_LOGGERS": true, "KAFKA_TOOLS_LOG4J_LOGLEVEL": true}
 	env = maps(env)
+	// The image's configureDefaults: these apply when the service leaves
+	// them unset (so a missing KAFKA_INTER_BROKER_LISTENER_NAME means
+	// PLAINTEXT, which a SASL_SSL-only broker cannot start with).
+	for k, v := range map[string]string{"KAFKA_NODE_ID": "1",
+		"KAFKA_LISTENER_SECURITY_PROTOCOL_MAP":   "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PLAINTEXT_HOST:PLAINTEXT",
+		"KAFKA_LISTENERS":                        "PLAINTEXT://localhost:29092,CONTROLLER://localhost:29093,PLAINTEXT_HOST://0.0.0.0:9092",
+		"KAFKA_ADVERTISED_LISTENERS":             "PLAINTEXT://localhost:29092,PLAINTEXT_HOST://localhost:9092",
+		"KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1", "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+		"KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1", "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+		"KAFKA_PROCESS_ROLES": "broker,controller", "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@localhost:29093",
+		"KAFKA_INTER_BROKER_LISTENER_NAME": "PLAINTEXT", "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+		"KAFKA_LOG_DIRS": "/tmp/kraft-combined-logs"} {
+		if env[k] == "" {
+			env[k] = v
+		}
+	}
 	if strings.Contains(env["KAFKA_ADVERTISED_LISTENERS"], "SSL://") {
 		read := func(name string) string {
 			f := mounts["/etc/kafka/secrets/"+env[name]]
