@@ -2,8 +2,12 @@ package review
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
+	"time"
+
+	"github.com/fraudstream/fraudstream/pkg/ae"
 )
 
 // blobs makes n cases around each centre, the scores of blob b falling
@@ -104,4 +108,65 @@ func ids(cs []*Case) []string {
 		out = append(out, c.ID)
 	}
 	return out
+}
+
+// simData is a small labelled stream: 20 days of 200 transactions, amounts
+// around 50 for 40 cards at 20 terminals; 2% are frauds with amounts ten
+// times larger, tagged with a pattern.
+func simData() ([]string, [][]string) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	names := []string{"tx_id", "event_time", "card_id", "terminal_id", "amount", "scenario", "label"}
+	var rows [][]string
+	start := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	for d := range 20 {
+		for k := range 200 {
+			at := start.Add(time.Duration(d)*24*time.Hour + time.Duration(k)*7*time.Minute)
+			amount, label, scen := 50*math.Exp(0.3*rng.NormFloat64()), "0", "0"
+			if rng.IntN(50) == 0 {
+				amount, label, scen = amount*10, "1", fmt.Sprint(1+rng.IntN(2))
+			}
+			rows = append(rows, []string{fmt.Sprintf("t%d-%d", d, k), at.Format(time.RFC3339), fmt.Sprintf("c%d", rng.IntN(40)),
+				fmt.Sprintf("m%d", rng.IntN(20)), fmt.Sprintf("%.2f", amount), scen, label})
+		}
+	}
+	return names, rows
+}
+
+// TestSimulateUsesLabelsOnlyOnceKnown: each simulated day reviews its
+// quota; the learning run re-ranks only from the first day on which
+// labels exist, a label delay after the first reviews (no label is used
+// before it is known); the amount frauds are found by both runs.
+func TestSimulateUsesLabelsOnlyOnceKnown(t *testing.T) {
+	names, rows := simData()
+	for _, learn := range []bool{false, true} {
+		res, err := Simulate(SimConfig{Names: names, Rows: rows, Label: "label", Pattern: "scenario", ReviewsPerDay: 10,
+			LabelDelay: 3 * 24 * time.Hour, TrainDays: 5, Learn: learn, AE: ae.Config{Seed: 1, Epochs: 3, Hidden: 16, Bottleneck: 4}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Days) != 15 || res.Reviews != 150 {
+			t.Fatalf("learn %v: %d days, %d reviews", learn, len(res.Days), res.Reviews)
+		}
+		firstReranked := -1
+		for k, d := range res.Days {
+			if d.Reviews != 10 {
+				t.Errorf("%s: %d reviews", d.Day, d.Reviews)
+			}
+			if d.Reranked && firstReranked < 0 {
+				firstReranked = k
+			}
+		}
+		switch {
+		case !learn && firstReranked >= 0:
+			t.Error("the score-only run re-ranked")
+		case learn && firstReranked < 3:
+			t.Errorf("re-ranked on day %d, before any label was known (delay 3 days)", firstReranked)
+		case learn && firstReranked < 0:
+			t.Error("never re-ranked")
+		}
+		// 2% of 3,000 scored transactions are frauds with amounts x10: most are found.
+		if res.Frauds < 40 || res.PatternsFirst100 != 2 || res.ByPattern["1"]+res.ByPattern["2"] != res.Frauds {
+			t.Errorf("learn %v: %d frauds found, patterns %d, by pattern %v", learn, res.Frauds, res.PatternsFirst100, res.ByPattern)
+		}
+	}
 }

@@ -1,0 +1,130 @@
+// Command review is the analysts' side of the pipeline. Today it has one
+// subcommand:
+//
+//	review simulate --input FILE --label COLUMN [--pattern COLUMN] [--reviews-per-day 100] [--label-delay 168h] [--json]
+//
+// which replays a labelled file in time order through the analyst loop
+// twice, learning from the labels and score-only, with a simulated analyst
+// (pkg/review.Simulate), and prints both runs per day and a summary.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/fraudstream/fraudstream/pkg/ae"
+	"github.com/fraudstream/fraudstream/pkg/features"
+	"github.com/fraudstream/fraudstream/pkg/review"
+)
+
+const usage = `review: the analyst loop.
+
+  review simulate --input FILE --label COLUMN [--pattern COLUMN] [--reviews-per-day N] [--label-delay D] [--json]
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "review:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return errors.New("no subcommand")
+		}
+		return nil
+	}
+	switch args[0] {
+	case "simulate":
+		return simulate(ctx, args[1:], stdout, stderr)
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown subcommand %q", args[0])
+}
+
+func simulate(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("review simulate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	input := fs.String("input", "", "labelled transactions, CSV or JSON Lines (required)")
+	label := fs.String("label", "label", "the ground-truth column (1/0)")
+	pattern := fs.String("pattern", "", "a column naming each fraud's kind (scenario), for the diversity figure")
+	perDay := fs.Int("reviews-per-day", 100, "cases the simulated analyst reviews a day")
+	delay := fs.Duration("label-delay", 7*24*time.Hour, "how long after a review its label is known")
+	trainDays := fs.Int("train-days", 7, "each day's model is trained on this many previous days")
+	epochs := fs.Int("epochs", 30, "maximum training epochs per daily model")
+	seed := fs.Uint64("seed", 1, "training seed")
+	asJSON := fs.Bool("json", false, "end with one JSON object of the figures")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *input == "" {
+		return errors.New("simulate: --input is required")
+	}
+	f, err := os.Open(*input)
+	if err != nil {
+		return err
+	}
+	t, bad, err := features.ReadTable(f, features.FormatFor(*input, nil))
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("%s: %w", *input, err)
+	}
+	if len(bad) > 0 {
+		fmt.Fprintf(stderr, "%s: %d bad records skipped\n", *input, len(bad))
+	}
+	cfg := review.SimConfig{Names: t.Names, Rows: t.Rows, Label: *label, Pattern: *pattern, ReviewsPerDay: *perDay,
+		LabelDelay: *delay, TrainDays: *trainDays, AE: ae.Config{Seed: *seed, Epochs: *epochs}}
+	results := map[bool]review.SimResult{}
+	for _, learn := range []bool{true, false} {
+		name := "learned"
+		if !learn {
+			name = "score-only"
+		}
+		c := cfg
+		c.Learn = learn
+		c.Progress = func(d review.DayStats) {
+			fmt.Fprintf(stdout, "%-10s %s  tx %6d  reviews %4d  frauds %4d  precision %.2f  cumulative %5d%s\n",
+				name, d.Day, d.Transactions, d.Reviews, d.Frauds, float64(d.Frauds)/float64(max(d.Reviews, 1)), d.CumFrauds, map[bool]string{true: "  (re-ranked)"}[d.Reranked])
+		}
+		r, err := review.Simulate(c)
+		if err != nil {
+			return err
+		}
+		results[learn] = r
+	}
+	l, s := results[true], results[false]
+	fmt.Fprintf(stdout, "frauds found: learned %d, score-only %d of %d reviews each; precision in the second half: learned %.3f, score-only %.3f",
+		l.Frauds, s.Frauds, l.Reviews, l.PrecisionSecondHalf, s.PrecisionSecondHalf)
+	if l.PatternsFirst100 >= 0 {
+		fmt.Fprintf(stdout, "; patterns in the first 100 reviews: learned %d, score-only %d", l.PatternsFirst100, s.PatternsFirst100)
+	}
+	fmt.Fprintln(stdout)
+	if l.ByPattern != nil || s.ByPattern != nil {
+		fmt.Fprintf(stdout, "frauds found by %s: learned %v, score-only %v\n", *pattern, l.ByPattern, s.ByPattern)
+	}
+	if *asJSON {
+		out := map[string]any{"reviews": l.Reviews, "frauds_found_learned": l.Frauds, "frauds_found_score_only": s.Frauds,
+			"precision_learned": l.PrecisionSecondHalf, "precision_score_only": s.PrecisionSecondHalf}
+		if l.PatternsFirst100 >= 0 {
+			out["patterns_first_100_learned"], out["patterns_first_100_score_only"] = l.PatternsFirst100, s.PatternsFirst100
+		}
+		b, _ := json.Marshal(out)
+		fmt.Fprintln(stdout, string(b))
+	}
+	return nil
+}

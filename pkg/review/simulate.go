@@ -1,0 +1,556 @@
+package review
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fraudstream/fraudstream/pkg/ae"
+	"github.com/fraudstream/fraudstream/pkg/entity"
+	"github.com/fraudstream/fraudstream/pkg/evaluate"
+	"github.com/fraudstream/fraudstream/pkg/features"
+	"github.com/fraudstream/fraudstream/pkg/model"
+)
+
+// SimConfig describes a replay of a labelled file through the analyst
+// loop (see Simulate).
+type SimConfig struct {
+	Names []string
+	Rows  [][]string
+	// Label names the ground-truth column (1/0, true/false, fraud/…);
+	// Pattern, optional, names a column of fraud kinds (scenarios).
+	Label, Pattern string
+	// ReviewsPerDay: cases the simulated analyst reviews each day.
+	// Default 100.
+	ReviewsPerDay int
+	// LabelDelay: a reviewed case's label is known this long after the
+	// review. Default 7 days.
+	LabelDelay time.Duration
+	// TrainDays: each day's model is trained on the previous TrainDays
+	// days. Default 7.
+	TrainDays int
+	// Learn: use the labels (fraud kept out of training, the re-ranker,
+	// label-derived entity features, diversity in the queue); false is the
+	// score-only run.
+	Learn bool
+	AE    ae.Config
+	// Progress, when set, receives each day's figures as they come.
+	Progress func(DayStats)
+}
+
+// DayStats is one simulated day.
+type DayStats struct {
+	Day          string
+	Reviews      int
+	Frauds       int // frauds among the day's reviews
+	CumFrauds    int
+	Transactions int
+	Reranked     bool // the re-ranker ordered the day's queue
+}
+
+// SimResult sums a simulation up.
+type SimResult struct {
+	Days    []DayStats
+	Reviews int
+	Frauds  int
+	// PrecisionSecondHalf: frauds per review over the second half of the
+	// reviewed days.
+	PrecisionSecondHalf float64
+	// ByPattern counts the frauds found by the pattern column's value (nil
+	// without a pattern column).
+	ByPattern map[string]int
+	// PatternsFirst100: distinct values of the pattern column among the
+	// frauds found in the first 100 reviews (-1 without a pattern column).
+	PatternsFirst100 int
+}
+
+// label is a reviewed case's truth, known from a time on.
+type label struct {
+	i     int
+	fraud bool
+	known time.Time
+}
+
+// entityMinRepeat: an id field is an entity (a card, a terminal) when its
+// values repeat this many times on average.
+const entityMinRepeat = 3
+
+// Simulate replays cfg.Rows in time order, one day at a time: a model is
+// trained on the previous TrainDays days (in the learning run without the
+// transactions already confirmed as fraud), the day's transactions are
+// scored, the queue is ordered, and the analyst reviews the first
+// ReviewsPerDay cases, whose true labels become known LabelDelay later.
+// In the learning run the queue is ordered by a logistic re-ranker over
+// the DAE score, the per-field contributions, the embedding and, per
+// entity field, the number of confirmed frauds of the transaction's
+// entity (card, terminal) known so far, trained on the labels known so
+// far; then interleaved across embedding clusters. Without labels yet it
+// orders by score, as the score-only run always does.
+func Simulate(cfg SimConfig) (SimResult, error) {
+	if cfg.ReviewsPerDay <= 0 {
+		cfg.ReviewsPerDay = 100
+	}
+	if cfg.LabelDelay <= 0 {
+		cfg.LabelDelay = 7 * 24 * time.Hour
+	}
+	if cfg.TrainDays <= 0 {
+		cfg.TrainDays = 7
+	}
+	li, pi := slices.Index(cfg.Names, cfg.Label), -1
+	if li < 0 {
+		return SimResult{}, fmt.Errorf("review: no label column %q (columns: %s)", cfg.Label, strings.Join(cfg.Names, ", "))
+	}
+	ignore := []string{cfg.Label}
+	if cfg.Pattern != "" {
+		if pi = slices.Index(cfg.Names, cfg.Pattern); pi < 0 {
+			return SimResult{}, fmt.Errorf("review: no pattern column %q", cfg.Pattern)
+		}
+		ignore = append(ignore, cfg.Pattern)
+	}
+	schema := features.InferSchema(cfg.Names, cfg.Rows, features.InferOptions{Ignore: ignore})
+	ti := slices.Index(cfg.Names, schema.TimeField)
+	if ti < 0 {
+		return SimResult{}, errors.New("review: the file has no event time to replay by")
+	}
+	layout := schema.Fields[schema.Index(schema.TimeField)].Layout
+	rows := features.Project(schema, cfg.Names, cfg.Rows)
+	type tx struct {
+		i     int
+		at    time.Time
+		fraud bool
+	}
+	var txs []tx
+	for i, r := range cfg.Rows {
+		at, ok := features.ParseTime(r[ti], layout)
+		if !ok {
+			continue
+		}
+		f, _ := evaluate.ParseLabel(r[li])
+		txs = append(txs, tx{i, at, f})
+	}
+	slices.SortStableFunc(txs, func(a, b tx) int { return a.at.Compare(b.at) })
+	if len(txs) == 0 {
+		return SimResult{}, errors.New("review: no row has a readable event time")
+	}
+	// Entity fields: ids other than the transaction id whose values repeat.
+	var ents []int
+	for j, f := range schema.Fields {
+		if f.Kind != features.ID || f.Name == schema.IDField || f.Name == schema.TimeField {
+			continue
+		}
+		distinct := map[string]bool{}
+		for _, t := range txs {
+			distinct[rows[t.i][j]] = true
+		}
+		if float64(len(txs)) >= entityMinRepeat*float64(len(distinct)) && !strings.Contains(f.Reason, "event time") {
+			ents = append(ents, j)
+		}
+	}
+
+	var behaviour [][]float64
+	if cfg.Learn {
+		behaviour = entityBehaviour(cfg.Rows, txs2(txs, func(t tx) (int, time.Time) { return t.i, t.at }), ents, rows, schema)
+	}
+
+	day := func(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour) }
+	first := day(txs[0].at)
+	byDay := map[time.Time][]tx{}
+	var days []time.Time
+	for _, t := range txs {
+		d := day(t.at)
+		if _, ok := byDay[d]; !ok {
+			days = append(days, d)
+		}
+		byDay[d] = append(byDay[d], t)
+	}
+	var labels []label
+	known := func(at time.Time) []label {
+		var out []label
+		for _, l := range labels {
+			if !l.known.After(at) {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	var res SimResult
+	res.PatternsFirst100 = -1
+	patterns := map[string]bool{}
+	for di, d := range days {
+		if d.Sub(first) < time.Duration(cfg.TrainDays)*24*time.Hour {
+			continue
+		}
+		kn := known(d)
+		excluded := map[int]bool{}
+		if cfg.Learn {
+			for _, l := range kn {
+				if l.fraud {
+					excluded[l.i] = true
+				}
+			}
+		}
+		var train [][]string
+		for _, pd := range days[max(0, di-cfg.TrainDays):di] {
+			for _, t := range byDay[pd] {
+				if !excluded[t.i] {
+					train = append(train, rows[t.i])
+				}
+			}
+		}
+		if len(train) < 100 {
+			continue
+		}
+		b, err := model.Fit(schema, train, model.FitOptions{AE: cfg.AE})
+		if err != nil {
+			return res, fmt.Errorf("review: day %s: %w", d.Format("2006-01-02"), err)
+		}
+		today := byDay[d]
+		feats, scores, embs := describe(b, rows, today2idx(today, func(t tx) int { return t.i }))
+		cases := make([]*Case, len(today))
+		for k, t := range today {
+			cases[k] = &Case{ID: fmt.Sprint(t.i), Score: float64(scores[k]), Embedding: embs[k]}
+		}
+		ds := DayStats{Day: d.Format("2006-01-02"), Transactions: len(today)}
+		order := slices.Clone(cases)
+		slices.SortFunc(order, higher)
+		picked := order
+		if cfg.Learn {
+			picked = learnedOrder(cfg, d, kn, ents, rows, behaviour, b, today2idx(today, func(t tx) int { return t.i }), feats, cases, &ds)
+		}
+		order = picked
+		for _, c := range order[:min(len(order), cfg.ReviewsPerDay)] {
+			var i int
+			fmt.Sscan(c.ID, &i)
+			f, _ := evaluate.ParseLabel(cfg.Rows[i][li])
+			labels = append(labels, label{i, f, d.Add(cfg.LabelDelay)})
+			ds.Reviews++
+			if f {
+				ds.Frauds++
+				if pi >= 0 {
+					if res.ByPattern == nil {
+						res.ByPattern = map[string]int{}
+					}
+					res.ByPattern[cfg.Rows[i][pi]]++
+					if res.Reviews+ds.Reviews <= 100 {
+						patterns[cfg.Rows[i][pi]] = true
+					}
+				}
+			}
+		}
+		res.Reviews += ds.Reviews
+		res.Frauds += ds.Frauds
+		ds.CumFrauds = res.Frauds
+		res.Days = append(res.Days, ds)
+		if cfg.Progress != nil {
+			cfg.Progress(ds)
+		}
+	}
+	if pi >= 0 {
+		res.PatternsFirst100 = len(patterns)
+	}
+	half := res.Days[len(res.Days)/2:]
+	rv, fr := 0, 0
+	for _, d := range half {
+		rv, fr = rv+d.Reviews, fr+d.Frauds
+	}
+	if rv > 0 {
+		res.PrecisionSecondHalf = float64(fr) / float64(rv)
+	}
+	return res, nil
+}
+
+func today2idx[T any](xs []T, f func(T) int) []int {
+	out := make([]int, len(xs))
+	for k, x := range xs {
+		out[k] = f(x)
+	}
+	return out
+}
+
+// describe scores rows[idx] with b: per row the re-ranker's inputs (the
+// log score, the per-field contributions and the embedding), the score and
+// the embedding.
+func describe(b *model.Bundle, rows [][]string, idx []int) (feats [][]float32, scores []float32, embs [][]float32) {
+	const batch = 1024
+	sc := b.NewScorer(batch)
+	bn := b.Model.Bottleneck
+	emb := make([]float32, batch*bn)
+	for from := 0; from < len(idx); from += batch {
+		n := min(batch, len(idx)-from)
+		for k := range n {
+			sc.SetRow(k, rows[idx[from+k]])
+		}
+		s := sc.Score(n)
+		sc.Embed(n, emb)
+		for k := range n {
+			f := []float32{float32(math.Log1p(math.Max(float64(s[k]), 0)))}
+			f = append(f, sc.Contributions(k)...)
+			e := slices.Clone(emb[k*bn : (k+1)*bn])
+			f = append(f, e...)
+			feats, scores, embs = append(feats, f), append(scores, s[k]), append(embs, e)
+		}
+	}
+	return feats, scores, embs
+}
+
+// logistic is a fitted logistic regression on standardised inputs.
+type logistic struct {
+	mean, sd, w []float64
+	b           float64
+}
+
+func (l *logistic) prob(x []float64) float64 {
+	z := l.b
+	for j, v := range x {
+		z += l.w[j] * (v - l.mean[j]) / l.sd[j]
+	}
+	return 1 / (1 + math.Exp(-z))
+}
+
+// fitLogistic fits an L2-regularised logistic regression by gradient
+// descent, classes weighted equally; it needs at least 5 of each class.
+func fitLogistic(X [][]float64, y []bool) (*logistic, bool) {
+	pos := 0
+	for _, v := range y {
+		if v {
+			pos++
+		}
+	}
+	if pos < 5 || len(y)-pos < 5 {
+		return nil, false
+	}
+	d := len(X[0])
+	l := &logistic{mean: make([]float64, d), sd: make([]float64, d), w: make([]float64, d)}
+	for _, x := range X {
+		for j, v := range x {
+			l.mean[j] += v / float64(len(X))
+		}
+	}
+	for _, x := range X {
+		for j, v := range x {
+			l.sd[j] += (v - l.mean[j]) * (v - l.mean[j]) / float64(len(X))
+		}
+	}
+	for j := range l.sd {
+		l.sd[j] = math.Max(math.Sqrt(l.sd[j]), 1e-6)
+	}
+	wp, wn := 0.5/float64(pos), 0.5/float64(len(y)-pos)
+	const lr, lambda, iters = 0.5, 1e-3, 300
+	g := make([]float64, d)
+	for range iters {
+		clear(g)
+		gb := 0.0
+		for i, x := range X {
+			p := l.prob(x)
+			t, w := 0.0, wn
+			if y[i] {
+				t, w = 1, wp
+			}
+			e := w * (p - t)
+			for j, v := range x {
+				g[j] += e * (v - l.mean[j]) / l.sd[j]
+			}
+			gb += e
+		}
+		for j := range l.w {
+			l.w[j] -= lr * (g[j] + lambda*l.w[j])
+		}
+		l.b -= lr * gb
+	}
+	return l, true
+}
+
+func txs2[T any](xs []T, f func(T) (int, time.Time)) []timed {
+	out := make([]timed, len(xs))
+	for k, x := range xs {
+		out[k].i, out[k].at = f(x)
+	}
+	return out
+}
+
+type timed struct {
+	i  int
+	at time.Time
+}
+
+// behaviourFeats are the per-entity behaviour features the re-ranker sees.
+var behaviourFeats = []entity.Feature{{Stat: entity.Ratio, Window: 30 * 24 * time.Hour}, {Stat: entity.Ratio, Window: 7 * 24 * time.Hour}, {Stat: entity.Count, Window: 24 * time.Hour}}
+
+// entityBehaviour computes, in time order, each row's behaviour features
+// for each entity field against the entity's earlier transactions
+// (behaviour[i] for row i; missing values as 0). The amount is the first
+// numeric field named like an amount, else the first numeric field.
+func entityBehaviour(raw [][]string, order []timed, ents []int, rows [][]string, schema *features.Schema) [][]float64 {
+	amt := -1
+	for j, f := range schema.Fields {
+		if f.Kind != features.Numeric {
+			continue
+		}
+		n := strings.ToLower(f.Name)
+		if amt < 0 || strings.Contains(n, "amount") || strings.Contains(n, "amt") {
+			amt = j
+			if strings.Contains(n, "amount") || strings.Contains(n, "amt") {
+				break
+			}
+		}
+	}
+	out := make([][]float64, len(raw))
+	if amt < 0 || len(ents) == 0 {
+		return out
+	}
+	states := make([]map[string]*entity.State, len(ents))
+	for e := range states {
+		states[e] = map[string]*entity.State{}
+	}
+	buf := make([]float64, len(behaviourFeats))
+	for _, t := range order {
+		a, err := strconv.ParseFloat(strings.TrimSpace(rows[t.i][amt]), 64)
+		if err != nil {
+			a = math.NaN()
+		}
+		v := make([]float64, 0, len(ents)*len(behaviourFeats))
+		for e, j := range ents {
+			key := rows[t.i][j]
+			st := states[e][key]
+			if st == nil {
+				st = &entity.State{}
+				states[e][key] = st
+			}
+			st.Features(entity.DefaultWindows, behaviourFeats, t.at, a, buf)
+			for _, x := range buf {
+				if math.IsNaN(x) {
+					x = 0
+				}
+				v = append(v, x)
+			}
+			st.Update(entity.DefaultWindows, t.at, a)
+		}
+		out[t.i] = v
+	}
+	return out
+}
+
+// propagateShare is the share of a day's reviews given to cases whose
+// entity (card, terminal) has confirmed fraud: how labels reach the
+// frauds that look ordinary on their own, such as a compromised
+// terminal's.
+const propagateShare = 0.3
+
+// propagateWindow: confirmed frauds count towards their entity this long.
+const propagateWindow = 28 * 24 * time.Hour
+
+// learnedOrder orders the day's cases for the learning run: a logistic
+// re-ranker over the DAE's view (log score, contributions, embedding), the
+// entities' behaviour and their confirmed frauds and legitimate cases
+// known so far (others than the case itself), trained on the labels known
+// so far; a share of the reviews goes to cases of entities with recent
+// confirmed fraud; the rest is interleaved across embedding clusters.
+func learnedOrder(cfg SimConfig, d time.Time, kn []label, ents []int, rows [][]string, behaviour [][]float64,
+	b *model.Bundle, idx []int, feats [][]float32, cases []*Case, ds *DayStats) []*Case {
+	type tally struct{ fraud, legit int }
+	counts := make([]map[string]*tally, len(ents))
+	for e := range ents {
+		counts[e] = map[string]*tally{}
+	}
+	for _, l := range kn {
+		for e, j := range ents {
+			k := rows[l.i][j]
+			t := counts[e][k]
+			if t == nil {
+				t = &tally{}
+				counts[e][k] = t
+			}
+			if l.fraud {
+				if d.Sub(l.known) <= propagateWindow {
+					t.fraud++
+				}
+			} else {
+				t.legit++
+			}
+		}
+	}
+	// x: the re-ranker's inputs for row i; self removes its own label from
+	// its entities' tallies (training rows), so a label cannot predict itself.
+	x := func(i int, f []float32, self *label) []float64 {
+		v := make([]float64, 0, len(f)+3*len(ents))
+		for _, a := range f {
+			v = append(v, float64(a))
+		}
+		if behaviour != nil {
+			v = append(v, behaviour[i]...)
+		}
+		for e, j := range ents {
+			var fr, lg int
+			if t := counts[e][rows[i][j]]; t != nil {
+				fr, lg = t.fraud, t.legit
+			}
+			if self != nil && self.fraud && d.Sub(self.known) <= propagateWindow {
+				fr--
+			} else if self != nil && !self.fraud {
+				lg--
+			}
+			v = append(v, math.Log1p(float64(max(fr, 0))), math.Log1p(float64(max(lg, 0))))
+		}
+		return v
+	}
+	var X [][]float64
+	var y []bool
+	if len(kn) > 0 {
+		kidx := make([]int, len(kn))
+		for k, l := range kn {
+			kidx[k] = l.i
+		}
+		kf, _, _ := describe(b, rows, kidx)
+		for k := range kn {
+			X, y = append(X, x(kn[k].i, kf[k], &kn[k])), append(y, kn[k].fraud)
+		}
+	}
+	if r, ok := fitLogistic(X, y); ok {
+		ds.Reranked = true
+		for k, i := range idx {
+			cases[k].Score = r.prob(x(i, feats[k], nil))
+		}
+	}
+	row := make(map[*Case]int, len(cases))
+	for k, c := range cases {
+		row[c] = idx[k]
+	}
+	order := slices.Clone(cases)
+	slices.SortFunc(order, higher)
+	// Cases of entities with recent confirmed fraud, best first, the quota
+	// shared among the entity fields (cards and terminals alike).
+	taken := map[*Case]bool{}
+	var out []*Case
+	quota := int(propagateShare * float64(cfg.ReviewsPerDay))
+	for e, j := range ents {
+		n := 0
+		for _, c := range order {
+			if n >= quota/len(ents) {
+				break
+			}
+			if t := counts[e][rows[row[c]][j]]; t != nil && t.fraud > 0 && !taken[c] {
+				out = append(out, c)
+				taken[c] = true
+				n++
+			}
+		}
+	}
+	rest := order[:0:0]
+	for _, c := range order {
+		if !taken[c] {
+			rest = append(rest, c)
+		}
+	}
+	top := rest[:min(len(rest), 10*cfg.ReviewsPerDay)]
+	var k Clusters
+	for _, c := range top {
+		k.Assign(c)
+	}
+	k.Flush()
+	out = append(out, Order(top, 0)...)
+	return append(out, rest[len(top):]...)
+}
