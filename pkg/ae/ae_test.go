@@ -45,8 +45,12 @@ func randomData(m *Model, n int, seed uint64) *Data {
 }
 
 // TestGradient compares the backward pass with central finite differences
-// of the training loss, for every layer's weights and biases.
-func TestGradient(t *testing.T) {
+// of the training loss, for every layer's weights and biases, with every
+// kernel (the backward products run on them; hidden width 7 and
+// bottleneck 3 make every panel ragged).
+func TestGradient(t *testing.T) { kernels(t, testGradient) }
+
+func testGradient(t *testing.T) {
 	m, err := New(testFields, 7, 3)
 	if err != nil {
 		t.Fatal(err)
@@ -238,41 +242,6 @@ func TestBadLayout(t *testing.T) {
 	}
 }
 
-// TestMatmul checks the padded and blocked paths against a plain product.
-func TestMatmul(t *testing.T) {
-	rng := rand.New(rand.NewPCG(2, 2))
-	var pad []float32
-	for _, s := range [][3]int{{1, 5, 3}, {3, 64, 16}, {9, 64, 16}, {128, 64, 30}, {200, 30, 64}, {64, 128, 130}, {17, 3, 33}, {1000, 64, 16}} {
-		n, k, m := s[0], s[1], s[2]
-		a := make([]float32, n*k)
-		b := make([]float32, k*m)
-		for i := range a {
-			a[i] = float32(rng.NormFloat64())
-		}
-		for i := range b {
-			b[i] = float32(rng.NormFloat64())
-		}
-		got := make([]float32, n*m)
-		for i := range got {
-			got[i] = 123 // must be overwritten
-		}
-		matmul(got, a, b, k, &pad)
-		for i := range n {
-			for j := range m {
-				var want float64
-				for x := range k {
-					want += float64(a[i*k+x]) * float64(b[x*m+j])
-				}
-				if math.Abs(want-float64(got[i*m+j])) > 1e-3*(1+math.Abs(want)) {
-					t.Fatalf("%v: [%d,%d] = %v, want %v", s, i, j, got[i*m+j], want)
-				}
-			}
-		}
-	}
-}
-
-// TestScoreNothing: scoring no rows (every record of a batch set aside)
-// is a no-op, whichever layer path the widths take.
 func TestScoreNothing(t *testing.T) {
 	for _, hidden := range []int{32, 48} { // 48: padded weights
 		m, err := New(testFields, hidden, 8)

@@ -40,11 +40,20 @@ func (p *packed) pack(w []float32, k, c int) {
 			copy(dst[i*panelWidth:i*panelWidth+j1-j0], w[i*c+j0:i*c+j1])
 		}
 	}
+	// The mask's memory is reused too: training packs a gradient on every
+	// step.
+	mask := p.mask[:0]
 	p.mask, p.lastBits = nil, 0
 	if r := c % panelWidth; r != 0 {
-		p.mask = make([]int32, panelWidth)
-		for j := range r {
-			p.mask[j] = -1
+		if cap(mask) < panelWidth {
+			mask = make([]int32, panelWidth)
+		}
+		p.mask = mask[:panelWidth]
+		for j := range panelWidth {
+			p.mask[j] = 0
+			if j < r {
+				p.mask[j] = -1
+			}
 		}
 		p.lastBits = 1<<r - 1
 	}

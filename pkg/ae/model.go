@@ -73,8 +73,9 @@ type Model struct {
 	numOff, catIdx     []int // per field; -1 where not applicable
 	wt                 [4][]float32
 	// pk[l] is W[l] packed for the forward kernel (dense); for layer 0,
-	// only its dense (numeric) rows. refresh rebuilds it after W changes.
-	pk [4]packed
+	// only its dense (numeric) rows. pkT[l] (l ≥ 1) is W[l]ᵀ packed, for
+	// the backward pass's g·Wᵀ. refresh rebuilds both after W changes.
+	pk, pkT [4]packed
 }
 
 // Dims returns the layer sizes [In, Hidden, Bottleneck, Hidden, Out].
@@ -185,6 +186,9 @@ func (m *Model) refresh() {
 			m.wt[l] = make([]float32, r*c)
 		}
 		transpose(m.wt[l], m.W[l], r, c)
+		if l > 0 {
+			m.pkT[l].pack(m.wt[l], c, r)
+		}
 		if l == 0 {
 			r = m.numCols
 		}
@@ -242,6 +246,7 @@ func (m *Model) Clone() *Model {
 		c.B[l] = append([]float32(nil), m.B[l]...)
 		c.wt[l] = append([]float32(nil), m.wt[l]...)
 		c.pk[l] = m.pk[l].clone()
+		c.pkT[l] = m.pkT[l].clone()
 	}
 	c.Fields = append([]Field(nil), m.Fields...)
 	c.Norm = append([]float32(nil), m.Norm...)
@@ -258,67 +263,19 @@ func transpose(dst, src []float32, rows, cols int) {
 	}
 }
 
-// matmul writes a (n×k) · b (k×m) into dst (n×m) on the calling goroutine.
-// vek32 splits products above 100,000 multiply-adds across goroutines (and
-// allocates to do so); callers here already own their core, so the rows
-// are fed in blocks that stay below that size. vek32's AVX2 kernel works
-// on 32 output columns at a time and is 5-10× slower on the remainder, so
-// narrow or ragged outputs go through a zero-padded copy (pad is scratch,
-// grown once).
-func matmul(dst, a, b []float32, k int, pad *[]float32) {
-	if k == 0 || len(a) == 0 {
-		clear(dst)
-		return
-	}
-	n := len(a) / k
-	m := len(b) / k
-	if m%32 == 0 || m > 128 || n < 8 {
-		block := max(1, vekSerialLimit/(k*m))
-		if block < 4 && n >= 4 {
-			block = 3 // vek32 also stays serial below 4 rows
-		}
-		for r := 0; r < n; r += block {
-			e := min(n, r+block)
-			vek32.MatMul_Into(dst[r*m:e*m], a[r*k:e*k], b, k)
-		}
-		return
-	}
-	m32 := (m + 31) &^ 31
-	block := max(4, vekSerialLimit/(k*m32))
-	need := k*m32 + block*m32
-	if cap(*pad) < need {
-		*pad = make([]float32, need)
-	}
-	p := (*pad)[:need]
-	bp, cp := p[:k*m32], p[k*m32:]
-	for i := range k {
-		row := bp[i*m32 : (i+1)*m32]
-		copy(row, b[i*m:(i+1)*m])
-		clear(row[m:])
-	}
-	for r := 0; r < n; r += block {
-		e := min(n, r+block)
-		c := cp[:(e-r)*m32]
-		vek32.MatMul_Into(c, a[r*k:e*k], bp, k)
-		for i := r; i < e; i++ {
-			copy(dst[i*m:(i+1)*m], c[(i-r)*m32:(i-r)*m32+m])
-		}
-	}
-}
-
-const vekSerialLimit = 100_000 - 1
-
 // buffers is the scratch space of one forward/backward pass over up to cap rows.
 type buffers struct {
 	cap  int
 	x    []float32    // cap × NumCols numeric inputs
 	sp   []int32      // cap × F active sparse input rows (-1: none)
 	ex   []float32    // softmax scratch
-	pad  []float32    // matmul padding scratch
 	diff []float32    // numeric differences of one row
 	act  [4][]float32 // h1, z, h2, y
 	grad [4][]float32 // gradients w.r.t. act
 	tr   []float32    // transpose scratch
+	gp   packed       // a layer's output gradient packed for dense (training)
+	zero []float32    // zero biases for dense in the backward pass
+	ones []float32    // a row of ones: bias gradients as 1ᵀ·g
 	ferr []float32    // per-field errors, cap × F
 }
 
@@ -344,6 +301,11 @@ func newBuffers(m *Model, cap int, train bool) *buffers {
 	}
 	if train {
 		b.tr = make([]float32, cap*maxd)
+		b.zero = make([]float32, max(maxd, d[1], d[4]))
+		b.ones = make([]float32, cap)
+		for i := range b.ones {
+			b.ones[i] = 1
+		}
 	}
 	return b
 }

@@ -404,48 +404,49 @@ func (t *trainer) noisyInput(b *buffers, full, tgt *Data, rows []int, rng *rand.
 
 const gaussMask = 1<<16 - 1
 
+// backward computes the shard's weight and bias gradients from the output
+// gradient in b.grad[3], with the forward kernel (dense) for every product:
+// each layer's output gradient g is packed once as the right operand of
+// dW = inᵀ·g and of the bias gradient 1ᵀ·g, and the gradient flowing down,
+// g·Wᵀ, uses Wᵀ packed at refresh.
 func (t *trainer) backward(s int, b *buffers, n int) {
 	m := t.m
 	d := m.Dims()
 	F := len(m.Fields)
 	for l := 3; l >= 0; l-- {
-		g := b.grad[l][:n*d[l+1]]
-		gb := t.gb[s][l]
-		for r := range n {
-			vek32.Add_Inplace(gb, g[r*d[l+1]:(r+1)*d[l+1]])
-		}
+		c := d[l+1]
+		g := b.grad[l][:n*c]
+		b.gp.pack(g, n, c)
+		dense(t.gb[s][l], b.ones, &b.gp, b.zero, 1, n, c, false)
 		if l == 0 {
 			// Dense rows: xᵀ·g; sparse rows: add g to each active row.
-			H := d[1]
 			gw := t.gw[s][0]
 			if m.numCols > 0 {
 				tr := b.tr[:m.numCols*n]
 				transpose(tr, b.x[:n*m.numCols], n, m.numCols)
-				matmul(gw[:m.numCols*H], tr, g, n, &b.pad)
+				dense(gw, tr, &b.gp, b.zero, m.numCols, n, c, false)
 			}
-			ws := gw[m.numCols*H:]
+			ws := gw[m.numCols*c:]
 			clear(ws)
 			for r := range n {
-				gr := g[r*H : (r+1)*H]
+				gr := g[r*c : (r+1)*c]
 				for _, sp := range b.sp[r*F : (r+1)*F] {
 					if sp >= 0 {
-						vek32.Add_Inplace(ws[int(sp)*H:int(sp+1)*H], gr)
+						vek32.Add_Inplace(ws[int(sp)*c:int(sp+1)*c], gr)
 					}
 				}
 			}
 			break
 		}
 		in := b.act[l-1][:n*d[l]]
-		// dW = inᵀ · g
 		tr := b.tr[:d[l]*n]
 		transpose(tr, in, n, d[l])
-		matmul(t.gw[s][l], tr, g, n, &b.pad)
+		dense(t.gw[s][l], tr, &b.gp, b.zero, d[l], n, c, false)
 		// d(in) = g · Wᵀ, then through the activation that produced in.
 		prev := b.grad[l-1][:n*d[l]]
-		matmul(prev, g, m.wt[l], d[l+1], &b.pad)
+		dense(prev, g, &m.pkT[l], b.zero, n, c, d[l], false)
 		if l-1 == 0 || l-1 == 2 {
-			act := b.act[l-1][:n*d[l]]
-			for i, a := range act {
+			for i, a := range in {
 				if a <= 0 {
 					prev[i] = 0
 				}
