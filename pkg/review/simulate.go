@@ -153,7 +153,7 @@ func Simulate(cfg SimConfig) (SimResult, error) {
 
 	var behaviour [][]float64
 	if cfg.Learn {
-		behaviour = entityBehaviour(cfg.Rows, txs2(txs, func(t tx) (int, time.Time) { return t.i, t.at }), ents, rows, schema)
+		behaviour = entityBehaviour(cfg.Rows, timedRows(txs, func(t tx) (int, time.Time) { return t.i, t.at }), ents, rows, schema)
 	}
 
 	day := func(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour) }
@@ -209,7 +209,7 @@ func Simulate(cfg SimConfig) (SimResult, error) {
 			return res, fmt.Errorf("review: day %s: %w", d.Format("2006-01-02"), err)
 		}
 		today := byDay[d]
-		feats, scores, embs := describe(b, rows, today2idx(today, func(t tx) int { return t.i }))
+		feats, scores, embs := describe(b, rows, indexes(today, func(t tx) int { return t.i }))
 		cases := make([]*Case, len(today))
 		for k, t := range today {
 			cases[k] = &Case{ID: fmt.Sprint(t.i), Score: float64(scores[k]), Embedding: embs[k]}
@@ -219,7 +219,7 @@ func Simulate(cfg SimConfig) (SimResult, error) {
 		slices.SortFunc(order, higher)
 		picked := order
 		if cfg.Learn {
-			picked = learnedOrder(cfg, d, kn, ents, rows, behaviour, b, today2idx(today, func(t tx) int { return t.i }), feats, cases, &ds)
+			picked = learnedOrder(cfg, d, kn, ents, rows, behaviour, b, indexes(today, func(t tx) int { return t.i }), feats, cases, &ds)
 		}
 		order = picked
 		for _, c := range order[:min(len(order), cfg.ReviewsPerDay)] {
@@ -263,7 +263,8 @@ func Simulate(cfg SimConfig) (SimResult, error) {
 	return res, nil
 }
 
-func today2idx[T any](xs []T, f func(T) int) []int {
+// indexes maps xs to the row indexes f gives.
+func indexes[T any](xs []T, f func(T) int) []int {
 	out := make([]int, len(xs))
 	for k, x := range xs {
 		out[k] = f(x)
@@ -364,7 +365,8 @@ func fitLogistic(X [][]float64, y []bool) (*logistic, bool) {
 	return l, true
 }
 
-func txs2[T any](xs []T, f func(T) (int, time.Time)) []timed {
+// timedRows maps xs to (row, event time) pairs.
+func timedRows[T any](xs []T, f func(T) (int, time.Time)) []timed {
 	out := make([]timed, len(xs))
 	for k, x := range xs {
 		out[k].i, out[k].at = f(x)
@@ -372,6 +374,7 @@ func txs2[T any](xs []T, f func(T) (int, time.Time)) []timed {
 	return out
 }
 
+// timed is a row index and its event time.
 type timed struct {
 	i  int
 	at time.Time
