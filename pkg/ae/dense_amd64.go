@@ -42,3 +42,11 @@ func sqdiffAsm(dst, a, b []float32) {
 		sqdiffAVX2(unsafe.SliceData(dst), unsafe.SliceData(a), unsafe.SliceData(b), len(dst))
 	}
 }
+
+// adamAsm runs adamAVX2 on len(w), a multiple of 8; adam has checked the
+// lengths.
+func adamAsm(w, g0, g1, mom, vel []float32, alpha, decay float32) {
+	if len(w) > 0 {
+		adamAVX2(unsafe.SliceData(w), unsafe.SliceData(g0), unsafe.SliceData(g1), unsafe.SliceData(mom), unsafe.SliceData(vel), len(w), alpha, decay)
+	}
+}

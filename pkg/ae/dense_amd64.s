@@ -2516,3 +2516,68 @@ sqdiff8:
 sqdiffdone:
 	VZEROUPPER
 	RET
+
+// func adamAVX2(w *float32, g0 *float32, g1 *float32, mom *float32, vel *float32, n int, alpha float32, decay float32)
+// Requires: AVX
+TEXT ·adamAVX2(SB), NOSPLIT, $0-56
+	MOVQ         w+0(FP), AX
+	MOVQ         g0+8(FP), CX
+	MOVQ         g1+16(FP), DX
+	MOVQ         mom+24(FP), BX
+	MOVQ         vel+32(FP), SI
+	MOVQ         n+40(FP), DI
+	VBROADCASTSS alpha+48(FP), Y0
+	VBROADCASTSS decay+52(FP), Y1
+	VBROADCASTSS adamB1<>+0(SB), Y2
+	VBROADCASTSS adamC1<>+0(SB), Y3
+	VBROADCASTSS adamB2<>+0(SB), Y4
+	VBROADCASTSS adamC2<>+0(SB), Y5
+	VBROADCASTSS adamEps<>+0(SB), Y6
+
+adam8:
+	TESTQ   DI, DI
+	JZ      adamdone
+	VMOVUPS (CX), Y7
+	VADDPS  (DX), Y7, Y7
+	VMULPS  (BX), Y2, Y8
+	VMULPS  Y7, Y3, Y10
+	VADDPS  Y10, Y8, Y8
+	VMOVUPS Y8, (BX)
+	VMULPS  (SI), Y4, Y9
+	VMULPS  Y7, Y5, Y10
+	VMULPS  Y7, Y10, Y10
+	VADDPS  Y10, Y9, Y9
+	VMOVUPS Y9, (SI)
+	VSQRTPS Y9, Y7
+	VADDPS  Y6, Y7, Y7
+	VMULPS  Y8, Y0, Y10
+	VDIVPS  Y7, Y10, Y10
+	VMULPS  (AX), Y1, Y7
+	VSUBPS  Y10, Y7, Y7
+	VMOVUPS Y7, (AX)
+	ADDQ    $0x20, AX
+	ADDQ    $0x20, CX
+	ADDQ    $0x20, DX
+	ADDQ    $0x20, BX
+	ADDQ    $0x20, SI
+	SUBQ    $0x08, DI
+	JMP     adam8
+
+adamdone:
+	VZEROUPPER
+	RET
+
+DATA adamB1<>+0(SB)/4, $(0.9)
+GLOBL adamB1<>(SB), RODATA|NOPTR, $4
+
+DATA adamC1<>+0(SB)/4, $(0.1)
+GLOBL adamC1<>(SB), RODATA|NOPTR, $4
+
+DATA adamB2<>+0(SB)/4, $(0.999)
+GLOBL adamB2<>(SB), RODATA|NOPTR, $4
+
+DATA adamC2<>+0(SB)/4, $(0.001)
+GLOBL adamC2<>(SB), RODATA|NOPTR, $4
+
+DATA adamEps<>+0(SB)/4, $(1e-08)
+GLOBL adamEps<>(SB), RODATA|NOPTR, $4

@@ -34,3 +34,11 @@ func clampAVX2(dst *float32, src *float32, n int, lo float32, hi float32)
 //
 //go:noescape
 func sqdiffAVX2(dst *float32, a *float32, b *float32, n int)
+
+// adamAVX2 takes one AdamW step for i < n, n a multiple of 8: with
+// g = g0[i] + g1[i], mom[i] = 0.9 mom[i] + 0.1 g, vel[i] = 0.999 vel[i] +
+// (0.001 g) g, w[i] = w[i] decay - alpha mom[i] / (sqrt(vel[i]) + 1e-8).
+// Requires AVX.
+//
+//go:noescape
+func adamAVX2(w *float32, g0 *float32, g1 *float32, mom *float32, vel *float32, n int, alpha float32, decay float32)

@@ -17,3 +17,7 @@ func clampAsm(dst, src []float32, lo, hi float32) {
 func sqdiffAsm(dst, a, b []float32) {
 	panic("ae: no assembly kernel in this build")
 }
+
+func adamAsm(w, g0, g1, mom, vel []float32, alpha, decay float32) {
+	panic("ae: no assembly kernel in this build")
+}

@@ -487,6 +487,9 @@ func (m *Model) batchErrors(b *buffers, d *Data, from, n int) []float32 {
 // It returns the summed error (training loss) over the rows.
 func (m *Model) fieldErrors(b *buffers, d *Data, from, n int, grad []float32, gscale float32, clipTargets bool) float64 {
 	F := len(m.Fields)
+	if m.catFields == 0 && m.numCols == F {
+		return m.columnErrors(b, d, from, n, grad, gscale, clipTargets)
+	}
 	y := b.act[3]
 	clip := m.InputClip
 	nc := m.numCols
@@ -567,6 +570,49 @@ func (m *Model) fieldErrors(b *buffers, d *Data, from, n int, grad []float32, gs
 			fe[f] = e
 			total += float64(e)
 		}
+	}
+	return total
+}
+
+// columnErrors is fieldErrors for layouts where every field is one numeric
+// column: errors, outputs, targets and gradients line up element for
+// element, so the batch goes through in one pass instead of per-row vector
+// calls (which took a tenth of training). The sums and products are the
+// ones fieldErrors computes, in the same order.
+func (m *Model) columnErrors(b *buffers, d *Data, from, n int, grad []float32, gscale float32, clipTargets bool) float64 {
+	F := len(m.Fields)
+	fe := b.ferr[:n*F]
+	y := b.act[3][:n*F]
+	t := d.Num[from*F : (from+n)*F]
+	if clipTargets {
+		clamp(fe, t, -m.InputClip, m.InputClip)
+	} else {
+		copy(fe, t)
+	}
+	if grad != nil {
+		grad = grad[:n*F]
+		k := 2 * gscale
+		for i, v := range fe {
+			dv := y[i] - v
+			grad[i] = k * dv
+			fe[i] = dv * dv
+		}
+	} else {
+		for i, v := range fe {
+			dv := y[i] - v
+			fe[i] = dv * dv
+		}
+	}
+	miss := d.Miss[from*F : (from+n)*F]
+	for i := nextTrue(miss, 0); i >= 0; i = nextTrue(miss, i+1) {
+		fe[i] = 0
+		if grad != nil {
+			grad[i] = 0
+		}
+	}
+	total := 0.0
+	for _, e := range fe {
+		total += float64(e)
 	}
 	return total
 }

@@ -258,7 +258,7 @@ type trainer struct {
 	gath    [shards]*Data
 	gauss   []float32 // standard normal draws for gaussian noise
 	scorer  *Scorer
-	lossBuf []float32
+	lossBuf []float64
 }
 
 func newTrainer(m *Model, cfg Config, d *Data) *trainer {
@@ -466,19 +466,29 @@ func (t *trainer) update() {
 	alpha := float32(lr * math.Sqrt(c2) / c1)
 	decay := float32(1 - lr*t.cfg.WeightDecay)
 	for l := range 4 {
-		for s := 1; s < shards; s++ {
-			vek32.Add_Inplace(t.gw[0][l], t.gw[s][l])
-			vek32.Add_Inplace(t.gb[0][l], t.gb[s][l])
-		}
-		adam(m.W[l], t.gw[0][l], t.mw[l], t.vw[l], alpha, decay)
-		adam(m.B[l], t.gb[0][l], t.mb[l], t.vb[l], alpha, 1)
+		adam(m.W[l], t.gw[0][l], t.gw[1][l], t.mw[l], t.vw[l], alpha, decay)
+		adam(m.B[l], t.gb[0][l], t.gb[1][l], t.mb[l], t.vb[l], alpha, 1)
 	}
 	m.refresh()
 }
 
-func adam(w, g, mom, vel []float32, alpha, decay float32) {
+// The AdamW step sums exactly two shards' gradients.
+var _ = [1]struct{}{}[shards-2]
+
+// adam takes one AdamW step on w from the gradient g0 + g1 (the two
+// shards'), updating the moments mom and vel: the assembly kernel on
+// multiples of 8 elements, the same arithmetic in Go on the rest.
+func adam(w, g0, g1, mom, vel []float32, alpha, decay float32) {
 	const b1, b2, eps = 0.9, 0.999, 1e-8
-	for i, gi := range g {
+	n := len(w)
+	g0, g1, mom, vel = g0[:n], g1[:n], mom[:n], vel[:n]
+	done := 0
+	if useAsm {
+		done = n &^ 7
+		adamAsm(w[:done], g0[:done], g1[:done], mom[:done], vel[:done], alpha, decay)
+	}
+	for i := done; i < n; i++ {
+		gi := g0[i] + g1[i]
 		mi := b1*mom[i] + (1-b1)*gi
 		vi := b2*vel[i] + (1-b2)*gi*gi
 		mom[i], vel[i] = mi, vi
@@ -493,23 +503,8 @@ func (m *Model) meanLoss(d *Data, trim float64) float64 {
 	if d.N == 0 {
 		return 0
 	}
-	const chunk = 1024
-	b := newBuffers(m, chunk, false)
-	F := len(m.Fields)
-	rowLoss := make([]float64, 0, d.N)
-	for from := 0; from < d.N; from += chunk {
-		n := min(chunk, d.N-from)
-		m.fillInput(b, d, from, n)
-		m.forward(b, n)
-		m.fieldErrors(b, d, from, n, nil, 0, true)
-		for r := range n {
-			var s float64
-			for _, e := range b.ferr[r*F : (r+1)*F] {
-				s += float64(e)
-			}
-			rowLoss = append(rowLoss, s)
-		}
-	}
+	rowLoss := make([]float64, d.N)
+	m.rowLosses(d, rowLoss, true)
 	keep := len(rowLoss)
 	if trim > 0 {
 		slices.Sort(rowLoss)
@@ -522,29 +517,47 @@ func (m *Model) meanLoss(d *Data, trim float64) float64 {
 	return total / float64(keep)
 }
 
+// rowLosses writes each row's clean summed field error into dst (d.N
+// long), on both shards' goroutines: rows are independent, so the result
+// does not depend on how they are split.
+func (m *Model) rowLosses(d *Data, dst []float64, clipTargets bool) {
+	const chunk = 1024
+	F := len(m.Fields)
+	var wg sync.WaitGroup
+	for s := range shards {
+		run := func() {
+			b := newBuffers(m, chunk, false)
+			for from := s * chunk; from < d.N; from += shards * chunk {
+				n := min(chunk, d.N-from)
+				m.fillInput(b, d, from, n)
+				m.forward(b, n)
+				m.fieldErrors(b, d, from, n, nil, 0, clipTargets)
+				for r := range n {
+					var sum float64
+					for _, e := range b.ferr[r*F : (r+1)*F] {
+						sum += float64(e)
+					}
+					dst[from+r] = sum
+				}
+			}
+		}
+		if s == shards-1 {
+			run()
+		} else {
+			wg.Go(run)
+		}
+	}
+	wg.Wait()
+}
+
 // trim returns the training rows kept for the next epoch: all but the
 // fraction with the highest clean reconstruction error.
 func (t *trainer) trim(d *Data, frac float64, dst []int) ([]int, int) {
 	m := t.m
 	if len(t.lossBuf) != d.N {
-		t.lossBuf = make([]float32, d.N)
+		t.lossBuf = make([]float64, d.N)
 	}
-	const chunk = 1024
-	b := newBuffers(m, chunk, false)
-	F := len(m.Fields)
-	for from := 0; from < d.N; from += chunk {
-		n := min(chunk, d.N-from)
-		m.fillInput(b, d, from, n)
-		m.forward(b, n)
-		m.fieldErrors(b, d, from, n, nil, 0, false)
-		for r := range n {
-			var s float32
-			for _, e := range b.ferr[r*F : (r+1)*F] {
-				s += e
-			}
-			t.lossBuf[from+r] = s
-		}
-	}
+	m.rowLosses(d, t.lossBuf, false)
 	sorted := slices.Clone(t.lossBuf)
 	slices.Sort(sorted)
 	cut := sorted[int(float64(len(sorted)-1)*(1-frac))]

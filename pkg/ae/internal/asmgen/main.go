@@ -70,6 +70,7 @@ func main() {
 	dense512()
 	clamp()
 	sqdiff()
+	adam()
 	Generate()
 }
 
@@ -476,4 +477,67 @@ func panel512(m int, p string, aBlk, wp, bp, cp, lda, ldc Register, masked bool)
 			VMOVUPS(acc[r], dst)
 		}
 	}
+}
+
+// adam emits adamAVX2: one AdamW step on n parameters (n a multiple of 8)
+// from the sum of the two shards' gradients, with the products and sums
+// in the order of pkg/ae's Go loop (no FMA), so both give the same bits.
+func adam() {
+	TEXT("adamAVX2", NOSPLIT, "func(w, g0, g1, mom, vel *float32, n int, alpha, decay float32)")
+	Pragma("noescape")
+	Doc(
+		"adamAVX2 takes one AdamW step for i < n, n a multiple of 8: with",
+		"g = g0[i] + g1[i], mom[i] = 0.9 mom[i] + 0.1 g, vel[i] = 0.999 vel[i] +",
+		"(0.001 g) g, w[i] = w[i] decay - alpha mom[i] / (sqrt(vel[i]) + 1e-8).",
+		"Requires AVX.",
+	)
+	w := Load(Param("w"), GP64())
+	g0 := Load(Param("g0"), GP64())
+	g1 := Load(Param("g1"), GP64())
+	mom := Load(Param("mom"), GP64())
+	vel := Load(Param("vel"), GP64())
+	n := Load(Param("n"), GP64())
+	alpha, decay := YMM(), YMM()
+	VBROADCASTSS(NewParamAddr("alpha", 48), alpha)
+	VBROADCASTSS(NewParamAddr("decay", 52), decay)
+	konst := func(name string, v float32) VecVirtual {
+		c := GLOBL(name, RODATA|NOPTR)
+		DATA(0, F32(v))
+		r := YMM()
+		VBROADCASTSS(c, r)
+		return r
+	}
+	b1, c1 := konst("adamB1", 0.9), konst("adamC1", 1-0.9)
+	b2, c2 := konst("adamB2", 0.999), konst("adamC2", 1-0.999)
+	eps := konst("adamEps", 1e-8)
+	Label("adam8")
+	TESTQ(n, n)
+	JZ(LabelRef("adamdone"))
+	g, m, v, t, u := YMM(), YMM(), YMM(), YMM(), YMM()
+	VMOVUPS(Mem{Base: g0}, g)
+	VADDPS(Mem{Base: g1}, g, g)
+	VMULPS(Mem{Base: mom}, b1, m)
+	VMULPS(g, c1, t)
+	VADDPS(t, m, m)
+	VMOVUPS(m, Mem{Base: mom})
+	VMULPS(Mem{Base: vel}, b2, v)
+	VMULPS(g, c2, t)
+	VMULPS(g, t, t)
+	VADDPS(t, v, v)
+	VMOVUPS(v, Mem{Base: vel})
+	VSQRTPS(v, u)
+	VADDPS(eps, u, u)
+	VMULPS(m, alpha, t)
+	VDIVPS(u, t, t)
+	VMULPS(Mem{Base: w}, decay, u)
+	VSUBPS(t, u, u)
+	VMOVUPS(u, Mem{Base: w})
+	for _, r := range []Register{w, g0, g1, mom, vel} {
+		ADDQ(U8(32), r)
+	}
+	SUBQ(U8(8), n)
+	JMP(LabelRef("adam8"))
+	Label("adamdone")
+	VZEROUPPER()
+	RET()
 }
