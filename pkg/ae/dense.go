@@ -173,3 +173,19 @@ func sqdiff(dst, a, b []float32) {
 		dst[i] = v * v
 	}
 }
+
+// reluGrad sets g[i] to 0 where act[i] <= 0: the gradient through the
+// ReLU that produced act (a NaN activation keeps its gradient).
+func reluGrad(g, act []float32) {
+	act = act[:len(g)]
+	n := 0
+	if useAsm {
+		n = len(g) &^ 7
+		reluGradAsm(g[:n], act[:n])
+	}
+	for i := n; i < len(g); i++ {
+		if act[i] <= 0 {
+			g[i] = 0
+		}
+	}
+}

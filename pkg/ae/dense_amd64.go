@@ -50,3 +50,10 @@ func adamAsm(w, g0, g1, mom, vel []float32, alpha, decay float32) {
 		adamAVX2(unsafe.SliceData(w), unsafe.SliceData(g0), unsafe.SliceData(g1), unsafe.SliceData(mom), unsafe.SliceData(vel), len(w), alpha, decay)
 	}
 }
+
+// reluGradAsm runs reluGradAVX2 on len(g), a multiple of 8.
+func reluGradAsm(g, act []float32) {
+	if len(g) > 0 {
+		reluGradAVX2(unsafe.SliceData(g), unsafe.SliceData(act), len(g))
+	}
+}

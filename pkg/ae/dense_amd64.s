@@ -2581,3 +2581,26 @@ GLOBL adamC2<>(SB), RODATA|NOPTR, $4
 
 DATA adamEps<>+0(SB)/4, $(1e-08)
 GLOBL adamEps<>(SB), RODATA|NOPTR, $4
+
+// func reluGradAVX2(grad *float32, act *float32, n int)
+// Requires: AVX
+TEXT ·reluGradAVX2(SB), NOSPLIT, $0-24
+	MOVQ   grad+0(FP), AX
+	MOVQ   act+8(FP), CX
+	MOVQ   n+16(FP), DX
+	VXORPS Y0, Y0, Y0
+
+relug8:
+	TESTQ   DX, DX
+	JZ      relugdone
+	VCMPPS  $0x09, (CX), Y0, Y1
+	VANDPS  (AX), Y1, Y1
+	VMOVUPS Y1, (AX)
+	ADDQ    $0x20, AX
+	ADDQ    $0x20, CX
+	SUBQ    $0x08, DX
+	JMP     relug8
+
+relugdone:
+	VZEROUPPER
+	RET

@@ -42,3 +42,9 @@ func sqdiffAVX2(dst *float32, a *float32, b *float32, n int)
 //
 //go:noescape
 func adamAVX2(w *float32, g0 *float32, g1 *float32, mom *float32, vel *float32, n int, alpha float32, decay float32)
+
+// reluGradAVX2 sets grad[i] to 0 where act[i] <= 0, for i < n, n a
+// multiple of 8. Requires AVX.
+//
+//go:noescape
+func reluGradAVX2(grad *float32, act *float32, n int)

@@ -21,3 +21,7 @@ func sqdiffAsm(dst, a, b []float32) {
 func adamAsm(w, g0, g1, mom, vel []float32, alpha, decay float32) {
 	panic("ae: no assembly kernel in this build")
 }
+
+func reluGradAsm(g, act []float32) {
+	panic("ae: no assembly kernel in this build")
+}

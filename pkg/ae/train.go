@@ -446,11 +446,7 @@ func (t *trainer) backward(s int, b *buffers, n int) {
 		prev := b.grad[l-1][:n*d[l]]
 		dense(prev, g, &m.pkT[l], b.zero, n, c, d[l], false)
 		if l-1 == 0 || l-1 == 2 {
-			for i, a := range in {
-				if a <= 0 {
-					prev[i] = 0
-				}
-			}
+			reluGrad(prev, in)
 		}
 	}
 }

@@ -104,3 +104,31 @@ func TestColumnErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestReluGrad checks that gradients are zeroed exactly where the
+// activation is at most 0 (and kept for NaN), on ragged lengths, with
+// every kernel.
+func TestReluGrad(t *testing.T) {
+	kernels(t, func(t *testing.T) {
+		nan := float32(math.NaN())
+		vals := []float32{0, float32(math.Copysign(0, -1)), -1, 1e-30, 2, nan, float32(math.Inf(1)), float32(math.Inf(-1))}
+		for _, n := range []int{0, 1, 7, 8, 9, 31, 64, 130} {
+			act := make([]float32, n)
+			g := make([]float32, n)
+			for i := range n {
+				act[i] = vals[(i*5+n)%len(vals)]
+				g[i] = float32(i + 1)
+			}
+			reluGrad(g, act)
+			for i := range n {
+				want := float32(i + 1)
+				if act[i] <= 0 {
+					want = 0
+				}
+				if g[i] != want {
+					t.Fatalf("n=%d: act %v: gradient %v, want %v", n, act[i], g[i], want)
+				}
+			}
+		}
+	})
+}

@@ -71,6 +71,7 @@ func main() {
 	clamp()
 	sqdiff()
 	adam()
+	reluGrad()
 	Generate()
 }
 
@@ -538,6 +539,39 @@ func adam() {
 	SUBQ(U8(8), n)
 	JMP(LabelRef("adam8"))
 	Label("adamdone")
+	VZEROUPPER()
+	RET()
+}
+
+// reluGrad emits reluGradAVX2(grad, act, n): grad[i] = 0 where act[i] <= 0, for
+// n a multiple of 8, branch-free (the Go loop's branch on the sign of
+// ReLU outputs mispredicts half the time). The compare, !(0 >= act[i]), is true
+// for NaN, so a NaN activation keeps its gradient as the Go loop does.
+func reluGrad() {
+	TEXT("reluGradAVX2", NOSPLIT, "func(grad, act *float32, n int)")
+	Pragma("noescape")
+	Doc(
+		"reluGradAVX2 sets grad[i] to 0 where act[i] <= 0, for i < n, n a",
+		"multiple of 8. Requires AVX.",
+	)
+	// Not "g": that names a register in Go assembly.
+	g := Load(Param("grad"), GP64())
+	act := Load(Param("act"), GP64())
+	n := Load(Param("n"), GP64())
+	zero := YMM()
+	VXORPS(zero, zero, zero)
+	Label("relug8")
+	TESTQ(n, n)
+	JZ(LabelRef("relugdone"))
+	m := YMM()
+	VCMPPS(U8(9), Mem{Base: act}, zero, m) // NGE_US: !(0 >= act[i])
+	VANDPS(Mem{Base: g}, m, m)
+	VMOVUPS(m, Mem{Base: g})
+	ADDQ(U8(32), g)
+	ADDQ(U8(32), act)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("relug8"))
+	Label("relugdone")
 	VZEROUPPER()
 	RET()
 }
