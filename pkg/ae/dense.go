@@ -1,5 +1,7 @@
 package ae
 
+import "math"
+
 //go:generate sh -c "cd internal/asmgen && go run . -out ../../dense_amd64.s -stubs ../../dense_amd64_stub.go -pkg ae"
 
 // panelWidth is the number of output columns a packed panel holds: two
@@ -188,4 +190,24 @@ func reluGrad(g, act []float32) {
 			g[i] = 0
 		}
 	}
+}
+
+// logSumExp returns log Σ exp(z[i]) for len(z) ≥ 1, computed as
+// max + log Σ exp(z[i] - max) so that large logits cannot overflow. The
+// assembly kernel's exp is a polynomial within about 1 ulp of the true
+// value; the portable path uses math.Exp.
+func logSumExp(z []float32) float32 {
+	var mx, s float32
+	if useAsm {
+		mx, s = lseAsm(z)
+	} else {
+		mx = z[0]
+		for _, v := range z[1:] {
+			mx = max(mx, v)
+		}
+		for _, v := range z {
+			s += float32(math.Exp(float64(v - mx)))
+		}
+	}
+	return mx + float32(math.Log(float64(s)))
 }

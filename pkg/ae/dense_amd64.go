@@ -57,3 +57,8 @@ func reluGradAsm(g, act []float32) {
 		reluGradAVX2(unsafe.SliceData(g), unsafe.SliceData(act), len(g))
 	}
 }
+
+// lseAsm runs lseAVX2 on z (len(z) ≥ 1).
+func lseAsm(z []float32) (mx, sum float32) {
+	return lseAVX2(unsafe.SliceData(z), len(z))
+}

@@ -2604,3 +2604,256 @@ relug8:
 relugdone:
 	VZEROUPPER
 	RET
+
+// func lseAVX2(z *float32, n int) (mx float32, sum float32)
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·lseAVX2(SB), NOSPLIT, $0-24
+	MOVQ    z+0(FP), AX
+	MOVQ    n+8(FP), CX
+	VMOVUPS lseNegInf<>+0(SB), Y0
+	MOVQ    CX, DX
+	ANDQ    $0x07, DX
+	NEGQ    DX
+	LEAQ    lseMasks<>+0(SB), BX
+	VMOVDQU 32(BX)(DX*4), Y1
+	MOVQ    CX, DX
+	SHRQ    $0x03, DX
+	VMOVAPS Y0, Y2
+	MOVQ    AX, BX
+	MOVQ    DX, SI
+
+lsemax:
+	TESTQ  SI, SI
+	JZ     lsemaxtail
+	VMAXPS (BX), Y2, Y2
+	ADDQ   $0x20, BX
+	DECQ   SI
+	JMP    lsemax
+
+lsemaxtail:
+	VMASKMOVPS (BX), Y1, Y3
+	VBLENDVPS  Y1, Y3, Y0, Y3
+	VMAXPS     Y3, Y2, Y2
+	VPERM2F128 $0x01, Y2, Y2, Y0
+	VMAXPS     Y0, Y2, Y2
+	VPERMILPS  $0x4e, Y2, Y0
+	VMAXPS     Y0, Y2, Y2
+	VPERMILPS  $0xb1, Y2, Y0
+	VMAXPS     Y0, Y2, Y2
+	VXORPS     Y0, Y0, Y0
+	MOVQ       AX, BX
+	MOVQ       DX, SI
+
+lsesum:
+	TESTQ        SI, SI
+	JZ           lsesumtail
+	VMOVUPS      (BX), Y3
+	VSUBPS       Y2, Y3, Y3
+	VMAXPS       lseLo<>+0(SB), Y3, Y3
+	VMULPS       lseLog2e<>+0(SB), Y3, Y4
+	VROUNDPS     $0x00, Y4, Y4
+	VFNMADD231PS lseC1<>+0(SB), Y4, Y3
+	VFNMADD231PS lseC2<>+0(SB), Y4, Y3
+	VMOVUPS      lseP0<>+0(SB), Y5
+	VFMADD213PS  lseP1<>+0(SB), Y3, Y5
+	VFMADD213PS  lseP2<>+0(SB), Y3, Y5
+	VFMADD213PS  lseP3<>+0(SB), Y3, Y5
+	VFMADD213PS  lseP4<>+0(SB), Y3, Y5
+	VFMADD213PS  lseP5<>+0(SB), Y3, Y5
+	VMULPS       Y3, Y3, Y6
+	VFMADD213PS  Y3, Y6, Y5
+	VADDPS       lseOne<>+0(SB), Y5, Y5
+	VCVTPS2DQ    Y4, Y3
+	VPADDD       lseBias<>+0(SB), Y3, Y3
+	VPSLLD       $0x17, Y3, Y3
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	ADDQ         $0x20, BX
+	DECQ         SI
+	JMP          lsesum
+
+lsesumtail:
+	TESTQ        $0x00000007, CX
+	JZ           lsedone
+	VMASKMOVPS   (BX), Y1, Y3
+	VSUBPS       Y2, Y3, Y3
+	VMAXPS       lseLo<>+0(SB), Y3, Y3
+	VMULPS       lseLog2e<>+0(SB), Y3, Y4
+	VROUNDPS     $0x00, Y4, Y4
+	VFNMADD231PS lseC1<>+0(SB), Y4, Y3
+	VFNMADD231PS lseC2<>+0(SB), Y4, Y3
+	VMOVUPS      lseP0<>+0(SB), Y5
+	VFMADD213PS  lseP1<>+0(SB), Y3, Y5
+	VFMADD213PS  lseP2<>+0(SB), Y3, Y5
+	VFMADD213PS  lseP3<>+0(SB), Y3, Y5
+	VFMADD213PS  lseP4<>+0(SB), Y3, Y5
+	VFMADD213PS  lseP5<>+0(SB), Y3, Y5
+	VMULPS       Y3, Y3, Y6
+	VFMADD213PS  Y3, Y6, Y5
+	VADDPS       lseOne<>+0(SB), Y5, Y5
+	VCVTPS2DQ    Y4, Y3
+	VPADDD       lseBias<>+0(SB), Y3, Y3
+	VPSLLD       $0x17, Y3, Y3
+	VMULPS       Y3, Y5, Y5
+	VANDPS       Y1, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+
+lsedone:
+	VPERM2F128 $0x01, Y0, Y0, Y1
+	VADDPS     Y1, Y0, Y0
+	VPERMILPS  $0x4e, Y0, Y1
+	VADDPS     Y1, Y0, Y0
+	VPERMILPS  $0xb1, Y0, Y1
+	VADDPS     Y1, Y0, Y0
+	MOVSS      X2, mx+16(FP)
+	MOVSS      X0, sum+20(FP)
+	VZEROUPPER
+	RET
+
+DATA lseMasks<>+0(SB)/4, $0xffffffff
+DATA lseMasks<>+4(SB)/4, $0xffffffff
+DATA lseMasks<>+8(SB)/4, $0xffffffff
+DATA lseMasks<>+12(SB)/4, $0xffffffff
+DATA lseMasks<>+16(SB)/4, $0xffffffff
+DATA lseMasks<>+20(SB)/4, $0xffffffff
+DATA lseMasks<>+24(SB)/4, $0xffffffff
+DATA lseMasks<>+28(SB)/4, $0xffffffff
+DATA lseMasks<>+32(SB)/4, $0x00000000
+DATA lseMasks<>+36(SB)/4, $0x00000000
+DATA lseMasks<>+40(SB)/4, $0x00000000
+DATA lseMasks<>+44(SB)/4, $0x00000000
+DATA lseMasks<>+48(SB)/4, $0x00000000
+DATA lseMasks<>+52(SB)/4, $0x00000000
+DATA lseMasks<>+56(SB)/4, $0x00000000
+DATA lseMasks<>+60(SB)/4, $0x00000000
+GLOBL lseMasks<>(SB), RODATA|NOPTR, $64
+
+DATA lseNegInf<>+0(SB)/4, $0xff800000
+DATA lseNegInf<>+4(SB)/4, $0xff800000
+DATA lseNegInf<>+8(SB)/4, $0xff800000
+DATA lseNegInf<>+12(SB)/4, $0xff800000
+DATA lseNegInf<>+16(SB)/4, $0xff800000
+DATA lseNegInf<>+20(SB)/4, $0xff800000
+DATA lseNegInf<>+24(SB)/4, $0xff800000
+DATA lseNegInf<>+28(SB)/4, $0xff800000
+GLOBL lseNegInf<>(SB), RODATA|NOPTR, $32
+
+DATA lseLog2e<>+0(SB)/4, $0x3fb8aa3b
+DATA lseLog2e<>+4(SB)/4, $0x3fb8aa3b
+DATA lseLog2e<>+8(SB)/4, $0x3fb8aa3b
+DATA lseLog2e<>+12(SB)/4, $0x3fb8aa3b
+DATA lseLog2e<>+16(SB)/4, $0x3fb8aa3b
+DATA lseLog2e<>+20(SB)/4, $0x3fb8aa3b
+DATA lseLog2e<>+24(SB)/4, $0x3fb8aa3b
+DATA lseLog2e<>+28(SB)/4, $0x3fb8aa3b
+GLOBL lseLog2e<>(SB), RODATA|NOPTR, $32
+
+DATA lseC1<>+0(SB)/4, $0x3f318000
+DATA lseC1<>+4(SB)/4, $0x3f318000
+DATA lseC1<>+8(SB)/4, $0x3f318000
+DATA lseC1<>+12(SB)/4, $0x3f318000
+DATA lseC1<>+16(SB)/4, $0x3f318000
+DATA lseC1<>+20(SB)/4, $0x3f318000
+DATA lseC1<>+24(SB)/4, $0x3f318000
+DATA lseC1<>+28(SB)/4, $0x3f318000
+GLOBL lseC1<>(SB), RODATA|NOPTR, $32
+
+DATA lseC2<>+0(SB)/4, $0xb95e8083
+DATA lseC2<>+4(SB)/4, $0xb95e8083
+DATA lseC2<>+8(SB)/4, $0xb95e8083
+DATA lseC2<>+12(SB)/4, $0xb95e8083
+DATA lseC2<>+16(SB)/4, $0xb95e8083
+DATA lseC2<>+20(SB)/4, $0xb95e8083
+DATA lseC2<>+24(SB)/4, $0xb95e8083
+DATA lseC2<>+28(SB)/4, $0xb95e8083
+GLOBL lseC2<>(SB), RODATA|NOPTR, $32
+
+DATA lseLo<>+0(SB)/4, $0xc2aeac50
+DATA lseLo<>+4(SB)/4, $0xc2aeac50
+DATA lseLo<>+8(SB)/4, $0xc2aeac50
+DATA lseLo<>+12(SB)/4, $0xc2aeac50
+DATA lseLo<>+16(SB)/4, $0xc2aeac50
+DATA lseLo<>+20(SB)/4, $0xc2aeac50
+DATA lseLo<>+24(SB)/4, $0xc2aeac50
+DATA lseLo<>+28(SB)/4, $0xc2aeac50
+GLOBL lseLo<>(SB), RODATA|NOPTR, $32
+
+DATA lseOne<>+0(SB)/4, $0x3f800000
+DATA lseOne<>+4(SB)/4, $0x3f800000
+DATA lseOne<>+8(SB)/4, $0x3f800000
+DATA lseOne<>+12(SB)/4, $0x3f800000
+DATA lseOne<>+16(SB)/4, $0x3f800000
+DATA lseOne<>+20(SB)/4, $0x3f800000
+DATA lseOne<>+24(SB)/4, $0x3f800000
+DATA lseOne<>+28(SB)/4, $0x3f800000
+GLOBL lseOne<>(SB), RODATA|NOPTR, $32
+
+DATA lseP0<>+0(SB)/4, $0x39506967
+DATA lseP0<>+4(SB)/4, $0x39506967
+DATA lseP0<>+8(SB)/4, $0x39506967
+DATA lseP0<>+12(SB)/4, $0x39506967
+DATA lseP0<>+16(SB)/4, $0x39506967
+DATA lseP0<>+20(SB)/4, $0x39506967
+DATA lseP0<>+24(SB)/4, $0x39506967
+DATA lseP0<>+28(SB)/4, $0x39506967
+GLOBL lseP0<>(SB), RODATA|NOPTR, $32
+
+DATA lseP1<>+0(SB)/4, $0x3ab743ce
+DATA lseP1<>+4(SB)/4, $0x3ab743ce
+DATA lseP1<>+8(SB)/4, $0x3ab743ce
+DATA lseP1<>+12(SB)/4, $0x3ab743ce
+DATA lseP1<>+16(SB)/4, $0x3ab743ce
+DATA lseP1<>+20(SB)/4, $0x3ab743ce
+DATA lseP1<>+24(SB)/4, $0x3ab743ce
+DATA lseP1<>+28(SB)/4, $0x3ab743ce
+GLOBL lseP1<>(SB), RODATA|NOPTR, $32
+
+DATA lseP2<>+0(SB)/4, $0x3c088908
+DATA lseP2<>+4(SB)/4, $0x3c088908
+DATA lseP2<>+8(SB)/4, $0x3c088908
+DATA lseP2<>+12(SB)/4, $0x3c088908
+DATA lseP2<>+16(SB)/4, $0x3c088908
+DATA lseP2<>+20(SB)/4, $0x3c088908
+DATA lseP2<>+24(SB)/4, $0x3c088908
+DATA lseP2<>+28(SB)/4, $0x3c088908
+GLOBL lseP2<>(SB), RODATA|NOPTR, $32
+
+DATA lseP3<>+0(SB)/4, $0x3d2aa9c1
+DATA lseP3<>+4(SB)/4, $0x3d2aa9c1
+DATA lseP3<>+8(SB)/4, $0x3d2aa9c1
+DATA lseP3<>+12(SB)/4, $0x3d2aa9c1
+DATA lseP3<>+16(SB)/4, $0x3d2aa9c1
+DATA lseP3<>+20(SB)/4, $0x3d2aa9c1
+DATA lseP3<>+24(SB)/4, $0x3d2aa9c1
+DATA lseP3<>+28(SB)/4, $0x3d2aa9c1
+GLOBL lseP3<>(SB), RODATA|NOPTR, $32
+
+DATA lseP4<>+0(SB)/4, $0x3e2aaaaa
+DATA lseP4<>+4(SB)/4, $0x3e2aaaaa
+DATA lseP4<>+8(SB)/4, $0x3e2aaaaa
+DATA lseP4<>+12(SB)/4, $0x3e2aaaaa
+DATA lseP4<>+16(SB)/4, $0x3e2aaaaa
+DATA lseP4<>+20(SB)/4, $0x3e2aaaaa
+DATA lseP4<>+24(SB)/4, $0x3e2aaaaa
+DATA lseP4<>+28(SB)/4, $0x3e2aaaaa
+GLOBL lseP4<>(SB), RODATA|NOPTR, $32
+
+DATA lseP5<>+0(SB)/4, $0x3f000000
+DATA lseP5<>+4(SB)/4, $0x3f000000
+DATA lseP5<>+8(SB)/4, $0x3f000000
+DATA lseP5<>+12(SB)/4, $0x3f000000
+DATA lseP5<>+16(SB)/4, $0x3f000000
+DATA lseP5<>+20(SB)/4, $0x3f000000
+DATA lseP5<>+24(SB)/4, $0x3f000000
+DATA lseP5<>+28(SB)/4, $0x3f000000
+GLOBL lseP5<>(SB), RODATA|NOPTR, $32
+
+DATA lseBias<>+0(SB)/4, $0x0000007f
+DATA lseBias<>+4(SB)/4, $0x0000007f
+DATA lseBias<>+8(SB)/4, $0x0000007f
+DATA lseBias<>+12(SB)/4, $0x0000007f
+DATA lseBias<>+16(SB)/4, $0x0000007f
+DATA lseBias<>+20(SB)/4, $0x0000007f
+DATA lseBias<>+24(SB)/4, $0x0000007f
+DATA lseBias<>+28(SB)/4, $0x0000007f
+GLOBL lseBias<>(SB), RODATA|NOPTR, $32

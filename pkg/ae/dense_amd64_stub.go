@@ -48,3 +48,9 @@ func adamAVX2(w *float32, g0 *float32, g1 *float32, mom *float32, vel *float32, 
 //
 //go:noescape
 func reluGradAVX2(grad *float32, act *float32, n int)
+
+// lseAVX2 returns the largest of z[0:n] and the sum of exp(z[i] - mx)
+// (Cephes' expf, about 1 ulp). Requires AVX2, FMA and n ≥ 1.
+//
+//go:noescape
+func lseAVX2(z *float32, n int) (mx float32, sum float32)

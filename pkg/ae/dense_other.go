@@ -25,3 +25,7 @@ func adamAsm(w, g0, g1, mom, vel []float32, alpha, decay float32) {
 func reluGradAsm(g, act []float32) {
 	panic("ae: no assembly kernel in this build")
 }
+
+func lseAsm(z []float32) (mx, sum float32) {
+	panic("ae: no assembly kernel in this build")
+}

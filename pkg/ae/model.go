@@ -507,19 +507,23 @@ func (m *Model) fieldErrors(b *buffers, d *Data, from, n int, grad []float32, gs
 		if nc > 0 {
 			diff := b.diff[:nc]
 			t := d.Num[row*nc : (row+1)*nc]
-			if clipTargets {
-				vek32.MinimumNumber_Into(diff, t, clip)
-				vek32.MaximumNumber_Inplace(diff, -clip)
-				vek32.MulNumber_Inplace(diff, -1) // vek forbids dst aliasing an input
-				vek32.Add_Inplace(diff, yr[:nc])
+			if clipTargets || gr != nil {
+				if clipTargets {
+					vek32.MinimumNumber_Into(diff, t, clip)
+					vek32.MaximumNumber_Inplace(diff, -clip)
+					vek32.MulNumber_Inplace(diff, -1) // vek forbids dst aliasing an input
+					vek32.Add_Inplace(diff, yr[:nc])
+				} else {
+					vek32.Sub_Into(diff, yr[:nc], t)
+				}
+				if gr != nil {
+					vek32.MulNumber_Into(gr[:nc], diff, 2*gscale)
+				}
+				for i, v := range diff {
+					diff[i] = v * v
+				}
 			} else {
-				vek32.Sub_Into(diff, yr[:nc], t)
-			}
-			if gr != nil {
-				vek32.MulNumber_Into(gr[:nc], diff, 2*gscale)
-			}
-			for i, v := range diff {
-				diff[i] = v * v
+				sqdiff(diff, yr[:nc], t) // scoring: one pass
 			}
 		}
 		for f := range F {
@@ -530,6 +534,14 @@ func (m *Model) fieldErrors(b *buffers, d *Data, from, n int, grad []float32, gs
 				t := int(d.Cat[row*m.catFields+c])
 				if t < 0 || t >= L {
 					t = 0
+				}
+				if gr == nil {
+					// Scoring needs only the log-sum-exp, not the
+					// probabilities: one fused pass.
+					e := logSumExp(z) - z[t]
+					fe[f] = e
+					total += float64(e)
+					continue
 				}
 				mx := vek32.Max(z)
 				ex := b.ex[:L]

@@ -132,3 +132,33 @@ func TestReluGrad(t *testing.T) {
 		}
 	})
 }
+
+// TestLogSumExp checks the fused log-sum-exp against float64 on lengths
+// around the kernel's 8-lane steps, with large and very negative logits
+// (no overflow, underflow to 0 harmless), with every kernel.
+func TestLogSumExp(t *testing.T) {
+	kernels(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(9, 10))
+		for _, n := range []int{1, 2, 5, 7, 8, 9, 15, 16, 17, 42, 130} {
+			for _, scale := range []float64{0.1, 3, 30, 200} {
+				z := make([]float32, n)
+				for i := range z {
+					z[i] = float32(rng.NormFloat64()*scale + 100)
+				}
+				mx := math.Inf(-1)
+				for _, v := range z {
+					mx = math.Max(mx, float64(v))
+				}
+				s := 0.0
+				for _, v := range z {
+					s += math.Exp(float64(v) - mx)
+				}
+				want := mx + math.Log(s)
+				got := float64(logSumExp(z))
+				if math.Abs(got-want) > 2e-6*math.Abs(want) {
+					t.Fatalf("n=%d scale %v: %v, want %v", n, scale, got, want)
+				}
+			}
+		}
+	})
+}

@@ -6,6 +6,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
@@ -72,6 +73,7 @@ func main() {
 	sqdiff()
 	adam()
 	reluGrad()
+	lse()
 	Generate()
 }
 
@@ -572,6 +574,167 @@ func reluGrad() {
 	SUBQ(U8(8), n)
 	JMP(LabelRef("relug8"))
 	Label("relugdone")
+	VZEROUPPER()
+	RET()
+}
+
+// vconst returns v repeated in 8 lanes as a new read-only global called
+// name, for use as a 256-bit memory operand (registers are scarce: AVX2
+// has 16).
+func vconst(name string, v float32) Mem {
+	c := GLOBL(name, RODATA|NOPTR)
+	for i := range 8 {
+		// As bits: the assembler reads $(1) as the integer 1.
+		DATA(4*i, U32(math.Float32bits(v)))
+	}
+	return c
+}
+
+// lse emits lseAVX2(z, n) (mx, sum): the largest of z[0:n] and
+// Σ exp(z[i] - mx), the parts of a log-sum-exp (the caller takes the one
+// logarithm). exp is Cephes' expf: 2^k · p(r) with k = round(x·log2 e),
+// r = x - k·ln 2 in two parts and a degree-5 polynomial, about 1 ulp; x
+// is at most 0 here and limited below at -87.3 (exp is then 1e-38). The
+// ragged tail is loaded through a mask: -inf for the max, and its lanes
+// left out of the sum.
+func lse() {
+	TEXT("lseAVX2", NOSPLIT, "func(z *float32, n int) (mx, sum float32)")
+	Pragma("noescape")
+	Doc(
+		"lseAVX2 returns the largest of z[0:n] and the sum of exp(z[i] - mx)",
+		"(Cephes' expf, about 1 ulp). Requires AVX2, FMA and n ≥ 1.",
+	)
+	masks := GLOBL("lseMasks", RODATA|NOPTR)
+	for i := range 16 {
+		v := uint32(0)
+		if i < 8 {
+			v = 0xffffffff
+		}
+		DATA(4*i, U32(v))
+	}
+	z := Load(Param("z"), GP64())
+	n := Load(Param("n"), GP64())
+	ninf := YMM()
+	negInf := GLOBL("lseNegInf", RODATA|NOPTR)
+	for i := range 8 {
+		DATA(4*i, U32(math.Float32bits(float32(math.Inf(-1))))) // the assembler takes no $(-Inf)
+	}
+	VMOVUPS(negInf, ninf)
+	// Tail mask: lanes [0, n%8) set, from masks[8-n%8].
+	tm := YMM()
+	r := GP64()
+	MOVQ(n, r)
+	ANDQ(U8(7), r)
+	NEGQ(r)
+	mb := GP64()
+	LEAQ(masks, mb)
+	VMOVDQU(Mem{Base: mb, Index: r, Scale: 4, Disp: 32}, tm)
+	full := GP64()
+	MOVQ(n, full)
+	SHRQ(U8(3), full)
+
+	// Pass 1: the max.
+	mx := YMM()
+	VMOVAPS(ninf, mx)
+	p, k := GP64(), GP64()
+	MOVQ(z, p)
+	MOVQ(full, k)
+	Label("lsemax")
+	TESTQ(k, k)
+	JZ(LabelRef("lsemaxtail"))
+	VMAXPS(Mem{Base: p}, mx, mx)
+	ADDQ(U8(32), p)
+	DECQ(k)
+	JMP(LabelRef("lsemax"))
+	Label("lsemaxtail")
+	x := YMM()
+	VMASKMOVPS(Mem{Base: p}, tm, x)
+	VBLENDVPS(tm, x, ninf, x) // x where the mask is set, else -inf
+	VMAXPS(x, mx, mx)
+	hmax := func(v VecVirtual) {
+		t := YMM()
+		VPERM2F128(U8(1), v, v, t)
+		VMAXPS(t, v, v)
+		VPERMILPS(U8(0x4e), v, t)
+		VMAXPS(t, v, v)
+		VPERMILPS(U8(0xb1), v, t)
+		VMAXPS(t, v, v)
+	}
+	hmax(mx)
+
+	// Pass 2: Σ exp(z - mx).
+	log2e := vconst("lseLog2e", 1.44269504088896341)
+	c1 := vconst("lseC1", 0.693359375)
+	c2 := vconst("lseC2", -2.12194440e-4)
+	lo := vconst("lseLo", -87.3365478515625)
+	one := vconst("lseOne", 1)
+	poly := []Mem{
+		vconst("lseP0", 1.9875691500e-4),
+		vconst("lseP1", 1.3981999507e-3),
+		vconst("lseP2", 8.3334519073e-3),
+		vconst("lseP3", 4.1665795894e-2),
+		vconst("lseP4", 1.6666665459e-1),
+		vconst("lseP5", 5.0000001201e-1),
+	}
+	bias := GLOBL("lseBias", RODATA|NOPTR)
+	for i := range 8 {
+		DATA(4*i, U32(127))
+	}
+	acc := YMM()
+	VXORPS(acc, acc, acc)
+	// expAdd adds exp(x - mx) to acc, ANDed with m when m is given.
+	expAdd := func(x VecVirtual, m Op) {
+		f, y, e := YMM(), YMM(), YMM()
+		VSUBPS(mx, x, x)
+		VMAXPS(lo, x, x)
+		VMULPS(log2e, x, f)
+		VROUNDPS(U8(0), f, f)  // nearest
+		VFNMADD231PS(c1, f, x) // x -= f·c1
+		VFNMADD231PS(c2, f, x) // x -= f·c2
+		VMOVUPS(poly[0], y)
+		for _, c := range poly[1:] {
+			VFMADD213PS(c, x, y) // y = y·x + c
+		}
+		t := YMM()
+		VMULPS(x, x, t)
+		VFMADD213PS(x, t, y) // y = y·x² + x
+		VADDPS(one, y, y)
+		VCVTPS2DQ(f, e)
+		VPADDD(bias, e, e)
+		VPSLLD(U8(23), e, e)
+		VMULPS(e, y, y)
+		if m != nil {
+			VANDPS(m, y, y)
+		}
+		VADDPS(y, acc, acc)
+	}
+	MOVQ(z, p)
+	MOVQ(full, k)
+	Label("lsesum")
+	TESTQ(k, k)
+	JZ(LabelRef("lsesumtail"))
+	x2 := YMM()
+	VMOVUPS(Mem{Base: p}, x2)
+	expAdd(x2, nil)
+	ADDQ(U8(32), p)
+	DECQ(k)
+	JMP(LabelRef("lsesum"))
+	Label("lsesumtail")
+	TESTQ(U32(7), n)
+	JZ(LabelRef("lsedone"))
+	x3 := YMM()
+	VMASKMOVPS(Mem{Base: p}, tm, x3)
+	expAdd(x3, tm)
+	Label("lsedone")
+	t := YMM()
+	VPERM2F128(U8(1), acc, acc, t)
+	VADDPS(t, acc, acc)
+	VPERMILPS(U8(0x4e), acc, t)
+	VADDPS(t, acc, acc)
+	VPERMILPS(U8(0xb1), acc, t)
+	VADDPS(t, acc, acc)
+	Store(mx.AsX(), ReturnIndex(0))
+	Store(acc.AsX(), ReturnIndex(1))
 	VZEROUPPER()
 	RET()
 }
