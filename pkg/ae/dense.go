@@ -209,5 +209,26 @@ func logSumExp(z []float32) float32 {
 			s += float32(math.Exp(float64(v - mx)))
 		}
 	}
-	return mx + float32(math.Log(float64(s)))
+	return mx + logAtLeast1(s)
+}
+
+// logAtLeast1 is the natural logarithm of a finite x ≥ 1 (a sum of
+// exponentials whose largest term is 1) in float32: Cephes' logf, within
+// about 1 ulp, without math.Log's float64 round trip (which took a third
+// of the log-sum-exp).
+func logAtLeast1(x float32) float32 {
+	bits := math.Float32bits(x)
+	e := float32(int32(bits>>23) - 126) // x = m·2^e, m in [0.5, 1)
+	m := math.Float32frombits(bits&0x807fffff | 0x3f000000)
+	if m < 0.70710678118654752 {
+		e--
+		m = m + m - 1
+	} else {
+		m = m - 1
+	}
+	z := m * m
+	y := ((((((((7.0376836292e-2*m-1.1514610310e-1)*m+1.1676998740e-1)*m-1.2420140846e-1)*m+1.4249322787e-1)*m-1.6668057665e-1)*m+2.0000714765e-1)*m-2.4999993993e-1)*m + 3.3333331174e-1) * m * z
+	y += -2.12194440e-4 * e
+	y += -0.5 * z
+	return m + y + 0.693359375*e
 }

@@ -162,3 +162,19 @@ func TestLogSumExp(t *testing.T) {
 		}
 	})
 }
+
+// TestLogAtLeast1 checks the float32 logarithm against math.Log from 1 to
+// beyond any sum of softmax terms, including powers of two and values
+// either side of the √2 split.
+func TestLogAtLeast1(t *testing.T) {
+	xs := []float32{1, 1.0000001, 1.4142135, 1.4142137, 2, 3, 7.999999, 8, 130, 1e6, 3e38}
+	for x := float32(1); x < 1e5; x *= 1.0137 {
+		xs = append(xs, x)
+	}
+	for _, x := range xs {
+		got, want := float64(logAtLeast1(x)), math.Log(float64(x))
+		if math.Abs(got-want) > 2e-7*math.Max(want, 1) {
+			t.Fatalf("log(%v) = %v, want %v", x, got, want)
+		}
+	}
+}
