@@ -18,15 +18,18 @@ const (
 )
 
 // classify records slot i's field states from the row just encoded into it.
+// It reads the fields' sources and kinds from the scorer's compact copy
+// (fieldSrc, fieldCat): the encoder's fields are large structs, and
+// striding through them took a tenth of mixed-record scoring.
 func (s *Scorer) classify(i int, row []string) {
 	st := s.states[i*s.nf : (i+1)*s.nf]
 	miss := s.d.Miss[i*s.nf : (i+1)*s.nf]
+	cat := s.fieldCat[:len(st)]
 	var m, bad int32
-	for f := range s.b.Encoder.Fields {
-		fld := &s.b.Encoder.Fields[f]
+	for f, src := range s.fieldSrc[:len(st)] {
 		var v string
-		if fld.Source < len(row) {
-			v = row[fld.Source]
+		if int(src) < len(row) {
+			v = row[src]
 		}
 		switch {
 		case miss[f] && features.IsNull(v):
@@ -35,7 +38,7 @@ func (s *Scorer) classify(i int, row []string) {
 		case miss[f]:
 			st[f] = Invalid
 			bad++
-		case fld.Kind == features.Categorical && len(v) > 0 && (v[0] == '[' || v[0] == '{'):
+		case cat[f] && len(v) > 0 && (v[0] == '[' || v[0] == '{'):
 			// The JSON decoder hands nested values over as their raw text.
 			st[f] = Invalid
 			bad++

@@ -47,6 +47,10 @@ type Scorer struct {
 	keep  []int
 	arena [][]byte
 	spans [][]int32
+	// Per learned field: its schema column and whether it is categorical
+	// (for classify).
+	fieldSrc []int32
+	fieldCat []bool
 }
 
 // Remember makes SetJSON and SetRow keep the raw values of schema columns
@@ -94,6 +98,11 @@ func (b *Bundle) NewScorer(batch int) *Scorer {
 	}
 	for i := range s.jsonRow {
 		s.jsonRow[i] = make([]string, len(names))
+	}
+	for f := range b.Encoder.Fields {
+		ef := &b.Encoder.Fields[f]
+		s.fieldSrc = append(s.fieldSrc, int32(ef.Source))
+		s.fieldCat = append(s.fieldCat, ef.Kind == features.Categorical)
 	}
 	return s
 }
