@@ -193,23 +193,29 @@ func reluGrad(g, act []float32) {
 }
 
 // logSumExp returns log Σ exp(z[i]) for len(z) ≥ 1, computed as
-// max + log Σ exp(z[i] - max) so that large logits cannot overflow. The
-// assembly kernel's exp is a polynomial within about 1 ulp of the true
-// value; the portable path uses math.Exp.
+// max + log Σ exp(z[i] - max) so that large logits cannot overflow.
 func logSumExp(z []float32) float32 {
-	var mx, s float32
-	if useAsm {
-		mx, s = lseAsm(z)
-	} else {
-		mx = z[0]
-		for _, v := range z[1:] {
-			mx = max(mx, v)
-		}
-		for _, v := range z {
-			s += float32(math.Exp(float64(v - mx)))
-		}
-	}
+	mx, s := expSum(z)
 	return mx + logAtLeast1(s)
+}
+
+// expSum returns the largest of z (len(z) ≥ 1) and Σ exp(z[i] - max),
+// which is at least 1: the parts of a log-sum-exp, so that a caller can
+// take the logarithms of many sums in one loop. The assembly kernel's exp
+// is a polynomial within about 1 ulp of the true value; the portable path
+// uses math.Exp.
+func expSum(z []float32) (mx, s float32) {
+	if useAsm {
+		return lseAsm(z)
+	}
+	mx = z[0]
+	for _, v := range z[1:] {
+		mx = max(mx, v)
+	}
+	for _, v := range z {
+		s += float32(math.Exp(float64(v - mx)))
+	}
+	return mx, s
 }
 
 // logAtLeast1 is the natural logarithm of a finite x ≥ 1 (a sum of

@@ -71,6 +71,7 @@ type Model struct {
 	sOff, outOff       []int // per field: first sparse input row, first output
 	sparse             int   // sparse input rows: missing indicators and categorical levels
 	numOff, catIdx     []int // per field; -1 where not applicable
+	catFieldIdx        []int // per categorical field, its field index
 	wt                 [4][]float32
 	// pk[l] is W[l] packed for the forward kernel (dense); for layer 0,
 	// only its dense (numeric) rows. pkT[l] (l ≥ 1) is W[l]ᵀ packed, for
@@ -136,6 +137,7 @@ func (m *Model) layout() error {
 	m.sOff, m.outOff = make([]int, F), make([]int, F)
 	m.numOff, m.catIdx = make([]int, F), make([]int, F)
 	m.numCols, m.catFields, m.sparse, m.out = 0, 0, 0, 0
+	m.catFieldIdx = nil // not reused: a clone shares it
 	for i, f := range m.Fields {
 		m.sOff[i] = m.sparse
 		switch {
@@ -147,6 +149,7 @@ func (m *Model) layout() error {
 		case f.Levels >= 2 && f.Numeric == 0 && f.Levels <= 1<<16:
 			m.numOff[i], m.catIdx[i] = -1, m.catFields
 			m.catFields++
+			m.catFieldIdx = append(m.catFieldIdx, i)
 			m.sparse += f.Levels // one-hot levels
 			m.out += f.Levels
 		default:
@@ -277,6 +280,9 @@ type buffers struct {
 	zero []float32    // zero biases for dense in the backward pass
 	ones []float32    // a row of ones: bias gradients as 1ᵀ·g
 	ferr []float32    // per-field errors, cap × F
+	// lseSum holds each categorical field's Σ exp(z - max) while scoring,
+	// cap × categorical fields.
+	lseSum []float32
 }
 
 // newBuffers sizes scratch for cap rows; only training needs gradients.
@@ -289,6 +295,7 @@ func newBuffers(m *Model, cap int, train bool) *buffers {
 	}
 	b.ex = make([]float32, max(maxL, len(m.Fields)))
 	b.diff = make([]float32, m.numCols)
+	b.lseSum = make([]float32, cap*m.catFields)
 	maxd := m.numCols
 	for l := range 4 {
 		b.act[l] = make([]float32, cap*d[l+1])
@@ -537,10 +544,13 @@ func (m *Model) fieldErrors(b *buffers, d *Data, from, n int, grad []float32, gs
 				}
 				if gr == nil {
 					// Scoring needs only the log-sum-exp, not the
-					// probabilities: one fused pass.
-					e := logSumExp(z) - z[t]
-					fe[f] = e
-					total += float64(e)
+					// probabilities: one fused pass here, and the
+					// logarithms of the sums after the rows, in a loop of
+					// independent steps (one at a time here, each waited
+					// on the exp sum before it).
+					mx, sum := expSum(z)
+					fe[f] = mx - z[t]
+					b.lseSum[r*m.catFields+c] = sum
 					continue
 				}
 				mx := vek32.Max(z)
@@ -581,6 +591,18 @@ func (m *Model) fieldErrors(b *buffers, d *Data, from, n int, grad []float32, gs
 			}
 			fe[f] = e
 			total += float64(e)
+		}
+	}
+	if grad == nil && m.catFields > 0 {
+		sums := b.lseSum[:n*m.catFields]
+		for r := range n {
+			fe := b.ferr[r*F : (r+1)*F]
+			s := sums[r*m.catFields : (r+1)*m.catFields]
+			for c, f := range m.catFieldIdx {
+				e := fe[f] + logAtLeast1(s[c])
+				fe[f] = e
+				total += float64(e)
+			}
 		}
 	}
 	return total
