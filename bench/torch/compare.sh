@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
-# Go against PyTorch on the same core, one at a time: pkg/ae's
-# BenchmarkScoreBatch30 (score pre-encoded batches of 1024, 30 numeric
-# fields, network 30-64-16-64-30) and score.py (the same work in PyTorch,
-# one thread), alternately, ROUNDS times each, pinned to CPU (default 1) with
-# taskset. Prints each measurement, the medians and their ratio.
+# Go against PyTorch, one at a time, alternately (Go, PyTorch, Go, ...),
+# ROUNDS times each; prints each measurement, the medians and their ratio.
+#
+# MODE=score (default): pkg/ae's BenchmarkScoreBatch30 (score pre-encoded
+# batches of 1024, 30 numeric fields, network 30-64-16-64-30) and score.py
+# (the same work in PyTorch, one thread), both pinned to CPU (default 1)
+# with taskset.
+#
+# MODE=train: pkg/ae's BenchmarkTrain100k (100,000 x 30, 20 epochs, batch
+# 256) on CPUS (default 0,1) with GOMAXPROCS=2, and train.py (the same fit
+# in PyTorch) with TORCH_THREADS threads (default 1, PyTorch's fastest
+# here) pinned to CPU; the ratio is PyTorch's seconds over Go's.
 #
 #   bench/torch/compare.sh            # from the repository root
 #   ROUNDS=5 CPU=0 SECONDS_EACH=3 bench/torch/compare.sh
+#   MODE=train ROUNDS=3 bench/torch/compare.sh
 #
 # Needs PyTorch for $PYTHON (Debian: apt-get install python3-torch, whose
 # interpreter is /usr/bin/python3) and, for a fair figure, OpenBLAS behind
 # it (apt-get install libopenblas0-pthread; with only Debian's reference
 # libblas3, PyTorch is about 10x slower here). The BLAS in use is printed.
-# Nothing else should run on CPU while it measures.
+# Nothing else should run on those CPUs while it measures.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -27,6 +35,28 @@ go test -c -o "$work/ae.test" ./pkg/ae
 "$python" -c 'import torch' 2>/dev/null || { echo "no PyTorch for $python (apt-get install python3-torch)"; exit 1; }
 echo "cpu $cpu, $rounds rounds, ${secs}s each; Go $(go env GOVERSION); $("$python" bench/torch/score.py --info)"
 
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2 }'; }
+
+if [ "${MODE:-score}" = train ]; then
+	cpus=${CPUS:-0,1}
+	threads=${TORCH_THREADS:-1}
+	echo "training: go on cpus $cpus (GOMAXPROCS=2), torch with $threads thread(s) on cpu $cpu"
+	go_runs=() torch_runs=()
+	for i in $(seq "$rounds"); do
+		g=$(GOMAXPROCS=2 taskset -c "$cpus" "$work/ae.test" -test.run '^$' -test.bench '^BenchmarkTrain100k$' \
+			-test.benchtime 1x | awk '/^BenchmarkTrain100k/ { for (i = 1; i < NF; i++) if ($(i+1) == "s/fit") print $i }')
+		echo "round $i  go    $g s"
+		t=$(OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads MKL_NUM_THREADS=$threads taskset -c "$cpu" "$python" bench/torch/train.py --threads "$threads" | awk '/^torch/ { print $2 }')
+		echo "round $i  torch $t s"
+		go_runs+=("$g") torch_runs+=("$t")
+	done
+	gm=$(median "${go_runs[@]}")
+	tm=$(median "${torch_runs[@]}")
+	echo "median go $gm s, torch $tm s"
+	awk -v g="$gm" -v t="$tm" 'BEGIN { printf "torch / go = %.2f (Go is that many times faster)\n", t / g }'
+	exit 0
+fi
+
 go_runs=() torch_runs=()
 for i in $(seq "$rounds"); do
 	g=$(GOMAXPROCS=1 taskset -c "$cpu" "$work/ae.test" -test.run '^$' -test.bench '^BenchmarkScoreBatch30$' \
@@ -37,7 +67,6 @@ for i in $(seq "$rounds"); do
 	go_runs+=("$g") torch_runs+=("$t")
 done
 
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2 }'; }
 gm=$(median "${go_runs[@]}")
 tm=$(median "${torch_runs[@]}")
 echo "median go $gm, torch $tm records/s"
