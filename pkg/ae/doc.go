@@ -57,14 +57,18 @@
 //
 // # Kernels
 //
-// The forward pass (scoring, and training's forward half) runs each layer
-// through one float32 kernel, act(x·W + b) with the bias and ReLU fused,
-// over weights packed into 16-column panels once per weight change. The
-// kernels are register-tiled Go assembly generated with avo
+// Every matrix product runs through one float32 kernel, act(x·W + b) with
+// the bias and ReLU fused, over a right operand packed into 16-column
+// panels: the forward pass on weights packed once per weight change, and
+// training's backward pass on each layer's output gradient packed once per
+// step (dW = inᵀ·g, the bias gradient 1ᵀ·g) and on Wᵀ packed at refresh
+// (g·Wᵀ). The kernels are register-tiled Go assembly generated with avo
 // (internal/asmgen, run by go generate): AVX-512F where the CPU has it,
 // else AVX2+FMA, chosen at run time with golang.org/x/sys/cpu; elsewhere,
-// or under the purego build tag, a portable Go kernel. The scoring
-// arithmetic around them (input clip, squared errors, contributions) works
-// on whole batches. Training's backward pass still uses
-// github.com/viterin/vek's float32 AVX2 matrix product.
+// or under the purego build tag, a portable Go kernel. Smaller generated
+// passes do the AdamW step (summing the two shards' gradients), the
+// gradient through ReLU, the input clip, squared errors, and the
+// categorical fields' log-sum-exp when scoring (a polynomial exp; the
+// logarithms follow in float32). The arithmetic around them works on whole
+// batches.
 package ae
