@@ -38,7 +38,7 @@ func TestDenseKernel(t *testing.T) {
 		var p packed
 		for _, n := range []int{1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 100} {
 			for _, k := range []int{0, 1, 2, 7, 16, 30, 64, 131, 200} {
-				for _, c := range []int{1, 5, 8, 15, 16, 17, 24, 30, 33, 64, 130} {
+				for _, c := range []int{1, 5, 8, 15, 16, 17, 24, 30, 33, 64, 80, 130, 200} {
 					if n > 13 && k%2 == 1 {
 						continue // keep the run short
 					}
@@ -381,6 +381,39 @@ func TestSqdiff(t *testing.T) {
 					v := a[i] - b[i]
 					if want := v * v; dst[i] != want {
 						t.Fatalf("n=%d inPlace=%v: (%v-%v)² = %v, want %v", n, inPlace, a[i], b[i], dst[i], want)
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestOneRowMatchesBatch: a row scored alone (the one-message path, the
+// kernels' one-row tail) gets the same bits as in a batch (their full
+// tiles), for widths with 1-13 panels, full and ragged, with and without
+// ReLU, with every kernel: a message's score does not depend on how it was
+// batched.
+func TestOneRowMatchesBatch(t *testing.T) {
+	kernels(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(5, 5))
+		var p packed
+		const n = 13
+		for _, k := range []int{1, 16, 30, 64} {
+			for _, c := range []int{16, 33, 64, 80, 130, 200} {
+				for _, relu := range []bool{false, true} {
+					in := randSlice(rng, n*k)
+					w, b := randSlice(rng, k*c), randSlice(rng, c)
+					p.pack(w, k, c)
+					batch := make([]float32, n*c)
+					dense(batch, in, &p, b, n, k, c, relu)
+					one := make([]float32, c)
+					for r := range n {
+						dense(one, in[r*k:], &p, b, 1, k, c, relu)
+						for j := range c {
+							if math.Float32bits(one[j]) != math.Float32bits(batch[r*c+j]) {
+								t.Fatalf("k=%d c=%d relu=%v row %d col %d: alone %v, in a batch %v", k, c, relu, r, j, one[j], batch[r*c+j])
+							}
+						}
 					}
 				}
 			}
