@@ -1,6 +1,7 @@
 package review
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -512,11 +513,45 @@ func learnedOrder(cfg SimConfig, d time.Time, kn []label, ents []int, rows [][]s
 			X, y = append(X, x(kn[k].i, kf[k], &kn[k])), append(y, kn[k].fraud)
 		}
 	}
+	// Without labels: the DAE's score and each entity's amount ratio as
+	// tail probabilities among the day's cases, the smallest counting (the
+	// habit as a separate score: as DAE inputs it hides what is globally
+	// rare). With labels, the re-ranker's probability joins them the same
+	// way, so what the labels teach adds to what needs no labels.
+	cols := [][]float64{make([]float64, len(cases))}
+	for k, c := range cases {
+		cols[0][k] = c.Score
+	}
+	if behaviour != nil {
+		for e := range ents {
+			col := make([]float64, len(cases))
+			for k, i := range idx {
+				if len(behaviour[i]) > 0 {
+					col[k] = behaviour[i][e*len(behaviourFeats)] // ratio_30d
+				}
+			}
+			cols = append(cols, col)
+		}
+	}
 	if r, ok := fitLogistic(X, y); ok {
 		ds.Reranked = true
+		col := make([]float64, len(cases))
 		for k, i := range idx {
-			cases[k].Score = r.prob(x(i, feats[k], nil))
+			col[k] = r.prob(x(i, feats[k], nil))
 		}
+		cols = append(cols, col)
+	}
+	p := make([]float64, len(cases))
+	for k := range p {
+		p[k] = 1
+	}
+	for _, col := range cols {
+		for k, q := range tailProbs(col) {
+			p[k] = min(p[k], q)
+		}
+	}
+	for k := range cases {
+		cases[k].Score = -math.Log(p[k])
 	}
 	row := make(map[*Case]int, len(cases))
 	for k, c := range cases {
@@ -556,4 +591,19 @@ func learnedOrder(cfg SimConfig, d time.Time, kn []label, ents []int, rows [][]s
 	k.Flush()
 	out = append(out, Order(top, 0)...)
 	return append(out, rest[len(top):]...)
+}
+
+// tailProbs returns, for each value, the share of values at least as high
+// (its rank from the top over the count).
+func tailProbs(v []float64) []float64 {
+	idx := make([]int, len(v))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(v[b], v[a]) })
+	out := make([]float64, len(v))
+	for r, i := range idx {
+		out[i] = float64(r+1) / float64(len(v))
+	}
+	return out
 }
