@@ -312,3 +312,90 @@ func TestTimestampCyclesNeedCoverage(t *testing.T) {
 		t.Fatalf("round trip: %v %+v", err, back.Fields)
 	}
 }
+
+// FuzzParseDecimal: on any input the fast path accepts, it returns exactly
+// strconv.ParseFloat's bits; and it accepts every plain decimal of at most
+// 15 digits, so the fast path is not silently bypassed.
+func FuzzParseDecimal(f *testing.F) {
+	for _, s := range []string{"0", "-0", "+7", "12.50", ".5", "5.", "-.", "1.2.3", "123456789012345", "1234567890123456", "0.000000000000001", "9.99999999999999", "1e5", " 1", "1_0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := parseDecimal(s)
+		want, err := strconv.ParseFloat(s, 64)
+		if ok && (err != nil || math.Float64bits(got) != math.Float64bits(want)) {
+			t.Fatalf("%q: fast path %v, strconv %v (%v)", s, got, want, err)
+		}
+		if !ok && plainDecimal(s) {
+			t.Fatalf("%q: fast path declined a plain decimal", s)
+		}
+	})
+}
+
+// plainDecimal: an optional sign, then 1-15 digits with at most one dot.
+func plainDecimal(s string) bool {
+	if s != "" && (s[0] == '-' || s[0] == '+') {
+		s = s[1:]
+	}
+	digits, dots := 0, 0
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] >= '0' && s[i] <= '9':
+			digits++
+		case s[i] == '.':
+			dots++
+		default:
+			return false
+		}
+	}
+	return digits >= 1 && digits <= 15 && dots <= 1
+}
+
+// TestParseDecimalRandomDecimals compares the fast path with strconv on a
+// million random decimals of every length and dot position it accepts,
+// with signs, leading and trailing zeros.
+func TestParseDecimalRandomDecimals(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 11))
+	buf := make([]byte, 0, 20)
+	for range 1_000_000 {
+		buf = buf[:0]
+		switch rng.IntN(3) {
+		case 0:
+			buf = append(buf, '-')
+		case 1:
+			buf = append(buf, '+')
+		}
+		n := rng.IntN(15) + 1
+		dot := rng.IntN(n + 2) // n+1: no dot
+		for j := range n {
+			if j == dot {
+				buf = append(buf, '.')
+			}
+			buf = append(buf, byte('0'+rng.IntN(10)))
+		}
+		if dot == n {
+			buf = append(buf, '.')
+		}
+		s := string(buf)
+		got, ok := parseDecimal(s)
+		want, err := strconv.ParseFloat(s, 64)
+		if !ok || err != nil || math.Float64bits(got) != math.Float64bits(want) {
+			t.Fatalf("%q: fast path %v (ok %v), strconv %v (%v)", s, got, ok, want, err)
+		}
+	}
+}
+
+// BenchmarkParseDecimal: the amounts and 3-decimal values the card records carry.
+func BenchmarkParseDecimal(b *testing.B) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	vals := make([]string, 1024)
+	for i := range vals {
+		vals[i] = strconv.FormatFloat(math.Round(rng.NormFloat64()*3000)/1000, 'f', -1, 64)
+	}
+	var sum float64
+	for i := 0; b.Loop(); i++ {
+		x, _ := parseDecimal(vals[i&1023])
+		sum += x
+	}
+	_ = sum
+}
