@@ -460,6 +460,7 @@ func summarise(ctx context.Context, c liveConfig, tr *truth, stdout io.Writer) e
 		tr.mu.Lock()
 		s := tr.st
 		tr.st = stats{version: s.version}
+		pending := len(tr.sent)
 		tr.mu.Unlock()
 		total.decisions += s.decisions
 		total.alerts += s.alerts
@@ -467,7 +468,16 @@ func summarise(ctx context.Context, c liveConfig, tr *truth, stdout io.Writer) e
 		total.fp += s.fp
 		total.fn += s.fn
 		if s.decisions == 0 {
-			fmt.Fprintf(stdout, "[%4.0fs] no decisions yet (waiting for the first model)\n", time.Since(start).Seconds())
+			// Before the first model, transactions wait; after a replay
+			// ends, none are left to decide.
+			what := "no decisions yet (waiting for the first model)"
+			switch {
+			case total.decisions > 0 && pending == 0:
+				what = "no transactions to decide"
+			case total.decisions > 0:
+				what = fmt.Sprintf("no decisions; %d transactions waiting", pending)
+			}
+			fmt.Fprintf(stdout, "[%4.0fs] %s\n", time.Since(start).Seconds(), what)
 			continue
 		}
 		slices.Sort(s.lat)

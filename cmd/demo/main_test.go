@@ -101,4 +101,10 @@ func TestReplay(t *testing.T) {
 	if !strings.Contains(text, "replaying 6000 records") || !strings.Contains(text, "replay finished") || !regexp.MustCompile(`model v\d+ \|`).MatchString(text) {
 		t.Fatalf("replay output:\n%s", text)
 	}
+	// Once decisions have come, an empty summary says why, never that the
+	// first model is awaited.
+	after := text[regexp.MustCompile(`model v\d+ \|`).FindStringIndex(text)[0]:]
+	if strings.Contains(after, "waiting for the first model") || !strings.Contains(after, "no transactions to decide") {
+		t.Fatalf("summaries after the replay:\n%s", text)
+	}
 }
