@@ -57,7 +57,7 @@ type EncodedField struct {
 	NumWidth int `json:"num_width"`
 	CatIdx   int `json:"cat_idx"`
 
-	index map[string]int32
+	index levelTable
 }
 
 // Encoder turns raw records into the dense form the autoencoder learns:
@@ -253,10 +253,7 @@ func (e *Encoder) buildIndex() {
 		if f.Kind != Categorical {
 			continue
 		}
-		f.index = make(map[string]int32, len(f.Levels))
-		for j := 2; j < len(f.Levels); j++ {
-			f.index[f.Levels[j]] = int32(j)
-		}
+		f.index = newLevelTable(f.Levels)
 	}
 }
 
@@ -364,14 +361,14 @@ func (e *Encoder) Encode(row []string, num []float32, cat []int32, miss []bool) 
 			cols[0], cols[1], cols[2], cols[3] = float32(hs), float32(hc), float32(ds), float32(dc)
 			miss[i] = false
 		case Categorical:
-			l, ok := f.index[v]
+			l, ok := f.index.lookup(v)
 			if !ok {
 				if IsNull(v) {
 					cat[f.CatIdx] = LevelMissing
 					miss[i] = true
 					continue
 				}
-				l, ok = f.index[strings.TrimSpace(v)]
+				l, ok = f.index.lookup(strings.TrimSpace(v))
 			}
 			if !ok {
 				l = LevelOther
@@ -493,40 +490,33 @@ var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
 // digits fit in 2^53 and there are at most 22 decimals, one exact
 // division gives the correctly rounded result (Clinger's fast path), the
 // same value strconv.ParseFloat returns. Anything else reports !ok.
-// The loop makes one comparison per byte (a byte that is not a digit must
-// be the one dot); digit and decimal counts come from the positions after
-// it, which halves the time of the per-byte bookkeeping it replaced.
 func parseDecimal(s string) (float64, bool) {
 	i, neg := 0, false
-	if len(s) > 0 && (s[0] == '-' || s[0] == '+') {
+	if s[0] == '-' || s[0] == '+' {
 		neg = s[0] == '-'
 		i = 1
 	}
-	start := i
-	// At most 15 digits and one dot: 15 digits are below 2^53, so the
-	// mantissa is exact; longer inputs go to strconv.
-	if len(s)-start > 16 {
-		return 0, false
-	}
 	var mant uint64
-	dot := -1
+	digits, frac := 0, -1
 	for ; i < len(s); i++ {
-		d := s[i] - '0'
-		if d > 9 {
-			if s[i] != '.' || dot >= 0 {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			mant = mant*10 + uint64(c-'0')
+			digits++
+			if frac >= 0 {
+				frac++
+			}
+			if digits > 15 {
 				return 0, false
 			}
-			dot = i
-			continue
+		case c == '.' && frac < 0:
+			frac = 0
+		default:
+			return 0, false
 		}
-		mant = mant*10 + uint64(d)
 	}
-	digits, frac := len(s)-start, 0
-	if dot >= 0 {
-		digits--
-		frac = len(s) - dot - 1
-	}
-	if digits == 0 || digits > 15 {
+	if digits == 0 {
 		return 0, false
 	}
 	x := float64(mant)
