@@ -5,11 +5,19 @@
 //
 // With --truth, the id and fraud pattern of every transaction are written
 // to a CSV so that alerts can be judged afterwards.
+//
+//	generator --out FILE --count N [--days 30] [--start 2026-01-01]
+//
+// writes the transactions to a JSON Lines file instead of Kafka, spread over
+// --days days of event time from --start, each with its "label" (1 for
+// fraud) and "pattern": a labelled file for offline evaluation and
+// `review simulate`.
 package main
 
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,6 +46,8 @@ func main() {
 
 type flags struct {
 	brokers, topic, truth *string
+	out, start            *string
+	days                  *int
 	partitions, rate      *int
 	count                 *int
 	fraud                 *float64
@@ -57,6 +67,9 @@ func newFlags(fs *flag.FlagSet) flags {
 		fraud:      fs.Float64("fraud-rate", 0.005, "share of fraudulent transactions"),
 		seed:       fs.Uint64("seed", 1, "random seed"),
 		truth:      fs.String("truth", "", "write tx_id,pattern of every transaction to this CSV"),
+		out:        fs.String("out", "", "write --count labelled transactions to this JSON Lines file instead of Kafka"),
+		days:       fs.Int("days", 30, "--out: days of event time the transactions spread over"),
+		start:      fs.String("start", "2026-01-01", "--out: the first day (YYYY-MM-DD)"),
 		kafka:      kafka,
 	}
 }
@@ -69,6 +82,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	brokers, topic, partitions, rate, count, fraud, seed, truthPath := f.brokers, f.topic, f.partitions, f.rate, f.count, f.fraud, f.seed, f.truth
+	if *f.out != "" {
+		return writeFile(f, stdout)
+	}
 	cfg, err := f.kafka.Stream(strings.Split(*brokers, ","), "fraudstream-generator")
 	if err != nil {
 		return err
@@ -167,4 +183,50 @@ func writeRetrying(ctx context.Context, p *stream.Producer, msgs []kafka.Message
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
+}
+
+// writeFile writes --count labelled transactions over --days days to --out.
+func writeFile(f flags, stdout io.Writer) error {
+	if *f.count <= 0 || *f.days <= 0 {
+		return errors.New("--out needs --count and --days above 0")
+	}
+	start, err := time.Parse("2006-01-02", *f.start)
+	if err != nil {
+		return fmt.Errorf("--start %q: want YYYY-MM-DD", *f.start)
+	}
+	file, err := os.Create(*f.out)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(file)
+	g := generator.New(generator.Config{Seed: *f.seed, Rate: *f.fraud})
+	step := time.Duration(*f.days) * 24 * time.Hour / time.Duration(*f.count)
+	frauds := 0
+	for i := range *f.count {
+		tx, pat := g.Next(start.Add(time.Duration(i) * step))
+		label := 0
+		if pat != "" {
+			label, frauds = 1, frauds+1
+		}
+		v, err := json.Marshal(struct {
+			generator.Transaction
+			Label   int    `json:"label"`
+			Pattern string `json:"pattern"`
+		}{tx, label, string(pat)})
+		if err != nil {
+			file.Close()
+			return err
+		}
+		w.Write(v)
+		w.WriteByte('\n')
+	}
+	if err := w.Flush(); err != nil {
+		file.Close()
+		return err
+	}
+	if err := file.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %d transactions (%d frauds) over %d days to %s\n", *f.count, frauds, *f.days, *f.out)
+	return nil
 }

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,5 +72,50 @@ func TestGeneratorRidesOutABrokerOutage(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestOutWritesALabelledFile: --out writes --count transactions as JSON
+// Lines over --days days of event time from --start, each labelled, with
+// the pattern of every fraud and none on the others; no Kafka involved.
+func TestOutWritesALabelledFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tx.jsonl")
+	var out, errs bytes.Buffer
+	if err := run(context.Background(), []string{"--out", path, "--count", "3000", "--days", "3", "--start", "2026-02-01", "--fraud-rate", "0.05",
+		"--brokers", "127.0.0.1:1"}, &out, &errs); err != nil {
+		t.Fatal(err, errs.String())
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	n, frauds, days := 0, 0, map[string]bool{}
+	for sc.Scan() {
+		var r struct {
+			ID      string    `json:"tx_id"`
+			Time    time.Time `json:"event_time"`
+			Label   int       `json:"label"`
+			Pattern string    `json:"pattern"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("line %d: %v", n+1, err)
+		}
+		n++
+		days[r.Time.Format("2006-01-02")] = true
+		if (r.Label == 1) != (r.Pattern != "") {
+			t.Fatalf("%s: label %d with pattern %q", r.ID, r.Label, r.Pattern)
+		}
+		frauds += r.Label
+	}
+	if n != 3000 || len(days) != 3 || !days["2026-02-01"] || !days["2026-02-03"] || frauds < 100 || frauds > 200 {
+		t.Fatalf("%d rows over days %v, %d frauds", n, days, frauds)
+	}
+	if !strings.Contains(out.String(), "wrote 3000 transactions") {
+		t.Errorf("output %q", out.String())
+	}
+	if err := run(context.Background(), []string{"--out", path}, &out, &errs); err == nil || !strings.Contains(err.Error(), "--count") {
+		t.Errorf("--out without --count: %v", err)
 	}
 }
