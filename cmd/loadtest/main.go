@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -73,6 +74,7 @@ func modeFlags(mode string, c *config, stderr io.Writer) *flag.FlagSet {
 	switch mode {
 	case "drain":
 		fs.IntVar(&c.messages, "messages", 2_000_000, "transactions pre-loaded")
+		fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the timed drain (broker and scorers: one process) to this file")
 	case "latency":
 		fs.IntVar(&c.rate, "rate", 20000, "transactions per second")
 		fs.DurationVar(&c.duration, "duration", 30*time.Second, "how long to produce")
@@ -108,6 +110,8 @@ type config struct {
 	rate     int
 	duration time.Duration
 	quantile float64
+	// cpuProfile: drain writes a pprof CPU profile of the timed part here.
+	cpuProfile string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -259,6 +263,17 @@ func drain(ctx context.Context, c config, sc stream.Config, tx, alerts, dead str
 	}
 	p.Close()
 	fmt.Fprintf(stdout, "pre-loaded %d transactions in %v\n", c.messages, time.Since(start).Round(time.Millisecond))
+	if c.cpuProfile != "" {
+		f, err := os.Create(c.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	start = time.Now()
 	read, stop, err := scorers(ctx, c.scorers, sc, tx, alerts, dead, cur)
 	if err != nil {

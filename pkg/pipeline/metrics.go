@@ -11,20 +11,46 @@ import (
 const maxSegmentLabels = 50
 
 func (m *metrics) observeSegment(segment string, alert bool, threshold float32) {
-	if !m.segments[segment] {
+	s := m.segments[segment]
+	if s == nil {
 		if len(m.segments) >= maxSegmentLabels {
-			segment = "other"
+			if m.overflow == nil {
+				m.overflow = m.newSegmentMetrics("other")
+			}
+			s = m.overflow
 		} else {
-			m.segments[segment] = true
+			s = m.newSegmentMetrics(segment)
+			m.segments[segment] = s
 		}
 	}
-	m.decided.WithLabelValues(segment, strconv.FormatBool(alert)).Inc()
-	m.threshold.WithLabelValues(segment).Set(float64(threshold))
+	// A decision series is created on its first decision, as before.
+	c := &s.pass
+	if alert {
+		c = &s.alert
+	}
+	if *c == nil {
+		*c = m.decided.WithLabelValues(s.label, strconv.FormatBool(alert))
+	}
+	(*c).Inc()
+	s.threshold.Set(float64(threshold))
+}
+
+// segmentMetrics holds one segment's series, looked up once: resolving the
+// labels for every record cost ~4% of the drain's CPU.
+type segmentMetrics struct {
+	label       string
+	alert, pass prometheus.Counter // nil until the first such decision
+	threshold   prometheus.Gauge
+}
+
+func (m *metrics) newSegmentMetrics(label string) *segmentMetrics {
+	return &segmentMetrics{label: label, threshold: m.threshold.WithLabelValues(label)}
 }
 
 type metrics struct {
 	threshold      *prometheus.GaugeVec
-	segments       map[string]bool
+	segments       map[string]*segmentMetrics // the first maxSegmentLabels segments
+	overflow       *segmentMetrics            // "other": every later segment
 	decided        *prometheus.CounterVec
 	records        *prometheus.CounterVec
 	missing        *prometheus.CounterVec
@@ -41,7 +67,7 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		segments: map[string]bool{},
+		segments: map[string]*segmentMetrics{},
 		threshold: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fraudstream_threshold",
 			Help: "The latest threshold used, by segment (the first 50 segments; later ones are \"other\")."}, []string{"segment"}),
 		decided: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fraudstream_decisions_total",
