@@ -5,9 +5,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -16,10 +16,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/fraudstream/fraudstream/internal/proctest"
 	"github.com/fraudstream/fraudstream/pkg/model"
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
@@ -148,7 +148,7 @@ func TestComposeSecuredStack(t *testing.T) {
 	}
 
 	// Redis, as the compose service runs it.
-	rport := freePort(t)
+	rport := proctest.FreePort(t)
 	redisArgs := rewriteAll(c.Services["redis"].Command[1:], mounts["redis"], nil)
 	for i, a := range redisArgs {
 		if a == "6379" && i > 0 && redisArgs[i-1] == "--tls-port" {
@@ -156,7 +156,7 @@ func TestComposeSecuredStack(t *testing.T) {
 		}
 	}
 	redisArgs = append(redisArgs, "--bind", "127.0.0.1", "--dir", work, "--save", "")
-	startProcess(t, work, "redis", nil, "redis-server", redisArgs...)
+	proctest.Start(t, work, "redis", nil, "redis-server", redisArgs...)
 	waitPort(t, rport, 10*time.Second)
 
 	// Kafka, as the apache/kafka image configures it.
@@ -164,7 +164,7 @@ func TestComposeSecuredStack(t *testing.T) {
 	if out, err := exec.Command("../scripts/kafka.sh", "libs", libs).CombinedOutput(); err != nil {
 		t.Fatalf("kafka.sh libs: %v\n%s", err, out)
 	}
-	kport, cport := freePort(t), freePort(t)
+	kport, cport := proctest.FreePort(t), proctest.FreePort(t)
 	hosts := map[string]string{"kafka:9092": fmt.Sprintf("127.0.0.1:%d", kport), "kafka:9093": fmt.Sprintf("127.0.0.1:%d", cport),
 		":9092": fmt.Sprintf("127.0.0.1:%d", kport), ":9093": fmt.Sprintf("127.0.0.1:%d", cport), "redis:6379": fmt.Sprintf("127.0.0.1:%d", rport)}
 	props, jvm := imageProperties(t, c.Services["kafka"].Environment, mounts["kafka"], hosts)
@@ -185,7 +185,7 @@ func TestComposeSecuredStack(t *testing.T) {
 	if out, err := exec.Command("java", append(java, "kafka.tools.StorageTool", "format", "-t", strings.TrimSpace(string(uuid)), "-c", propsFile)...).CombinedOutput(); err != nil {
 		t.Fatalf("format: %v\n%s", err, out)
 	}
-	startProcess(t, work, "kafka", nil, "java", append(java, "kafka.Kafka", propsFile)...)
+	proctest.Start(t, work, "kafka", nil, "java", append(java, "kafka.Kafka", propsFile)...)
 	waitPort(t, kport, 90*time.Second)
 
 	// The programs, as compose runs them.
@@ -205,11 +205,11 @@ func TestComposeSecuredStack(t *testing.T) {
 	}
 	const n = 3000
 	bin, args, env := program("generator", "--count", strconv.Itoa(n), "--rate", "0")
-	if out, code := runFor(t, 2*time.Minute, env, bin, args...); code != 0 {
+	if out, code := proctest.Run(t, 2*time.Minute, env, bin, args...); code != 0 {
 		t.Fatalf("generator exited %d:\n%s", code, out)
 	}
 	bin, args, env = program("trainer", "--once", "--min-rows", "2000", "--epochs", "3", "--metrics-addr", "")
-	if out, code := runFor(t, 3*time.Minute, env, bin, args...); code != 0 {
+	if out, code := proctest.Run(t, 3*time.Minute, env, bin, args...); code != 0 {
 		t.Fatalf("trainer exited %d:\n%s", code, out)
 	}
 	bin, _, env = program("trainer")
@@ -217,13 +217,13 @@ func TestComposeSecuredStack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, code := runFor(t, time.Minute, env, bin, "models", "list")
+	out, code := proctest.Run(t, time.Minute, env, bin, "models", "list")
 	if code != 0 || !strings.Contains(out, verify.IDs()[0].String()) {
 		t.Fatalf("trainer models list (exit %d) shows no model signed by the compose key %s:\n%s", code, verify.IDs()[0], out)
 	}
-	mport := freePort(t)
+	mport := proctest.FreePort(t)
 	bin, args, env = program("scorer-1", "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", mport))
-	log := startProcess(t, work, "scorer", env, bin, args...)
+	log := proctest.Start(t, work, "scorer", env, bin, args...)
 	deadline := time.Now().Add(2 * time.Minute)
 	var decided float64
 	for ; time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
@@ -240,7 +240,7 @@ func TestComposeSecuredStack(t *testing.T) {
 	}
 	if decided < n {
 		b, _ := os.ReadFile(log)
-		t.Fatalf("the scorer decided %.0f of %d transactions in 2 minutes; its log:\n%s", decided, n, tailBytes(b, 3000))
+		t.Fatalf("the scorer decided %.0f of %d transactions in 2 minutes; its log:\n%s", decided, n, proctest.Tail(b, 3000))
 	}
 	t.Logf("compose stack: %d transactions produced over SASL_SSL, a signed model trained and stored as the Redis ACL user over TLS, %d decided by a verifying scorer", n, int(decided))
 
@@ -310,7 +310,7 @@ func imageProperties(t *testing.T, env, mounts, hosts map[string]string) (map[st
 	jvmOnly := map[string]bool{"KAFKA_VERSION": true, "KAFKA_HEAP_OPT": true, "KAFKA_LOG4J_OPTS": true, "KAFKA_OPTS": true,
 		"KAFKA_JMX_OPTS": true, "KAFKA_JVM_PERFORMANCE_OPTS": true, "KAFKA_GC_LOG_OPTS": true, "KAFKA_LOG4J_ROOT_LOGLEVEL": true,
 		"KAFKA_LOG4J_LOGGERS": true, "KAFKA_TOOLS_LOG4J_LOGLEVEL": true}
-	env = maps(env)
+	env = maps.Clone(env)
 	// The image's configureDefaults: these apply when the service leaves
 	// them unset (so a missing KAFKA_INTER_BROKER_LISTENER_NAME means
 	// PLAINTEXT, which a SASL_SSL-only broker cannot start with).
@@ -360,28 +360,35 @@ func imageProperties(t *testing.T, env, mounts, hosts map[string]string) (map[st
 	return props, jvm
 }
 
-func maps(m map[string]string) map[string]string {
-	c := make(map[string]string, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
-}
-
 // rewrite maps container paths to the files here and compose host:port
 // pairs to the local services.
 func rewrite(s string, mounts, hosts map[string]string) string {
 	for from, to := range mounts {
 		s = strings.ReplaceAll(s, from, to)
 	}
-	// Longest first, so "kafka:9092" is replaced before ":9092".
-	for _, from := range []string{"kafka:9092", "kafka:9093", "redis:6379", ":9092", ":9093"} {
-		if to, ok := hosts[from]; ok {
-			s = regexp.MustCompile(`(^|[^0-9.:])`+regexp.QuoteMeta(from)+`\b`).ReplaceAllString(s, "${1}"+to)
+	for _, h := range composeHosts {
+		if to, ok := hosts[h.from]; ok {
+			s = h.re.ReplaceAllString(s, "${1}"+to)
 		}
 	}
 	return s
 }
+
+// hostRule rewrites one of the compose file's host:port forms.
+type hostRule struct {
+	from string
+	re   *regexp.Regexp
+}
+
+// composeHosts are the compose file's host:port forms, longest first, so
+// "kafka:9092" is replaced before ":9092".
+var composeHosts = func() []hostRule {
+	var out []hostRule
+	for _, from := range []string{"kafka:9092", "kafka:9093", "redis:6379", ":9092", ":9093"} {
+		out = append(out, hostRule{from, regexp.MustCompile(`(^|[^0-9.:])` + regexp.QuoteMeta(from) + `\b`)})
+	}
+	return out
+}()
 
 func rewriteAll(args []string, mounts, hosts map[string]string) []string {
 	out := make([]string, len(args))
@@ -389,16 +396,6 @@ func rewriteAll(args []string, mounts, hosts map[string]string) []string {
 		out[i] = rewrite(a, mounts, hosts)
 	}
 	return out
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func waitPort(t *testing.T, port int, limit time.Duration) {
@@ -410,61 +407,6 @@ func waitPort(t *testing.T, port int, limit time.Duration) {
 		}
 	}
 	t.Fatalf("nothing listens on %d after %s", port, limit)
-}
-
-// startProcess runs a program in the background, its output in
-// dir/name.log (returned, and shown if the test fails); stopped with
-// SIGTERM, then SIGKILL, when the test ends.
-func startProcess(t *testing.T, dir, name string, env []string, bin string, args ...string) string {
-	t.Helper()
-	path := filepath.Join(dir, name+".log")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env, cmd.Stdout, cmd.Stderr = env, f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		f.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(path)
-			t.Logf("--- %s log (last 3000 bytes):\n%s", name, tailBytes(b, 3000))
-		}
-	})
-	return path
-}
-
-// runFor runs a program to completion (killed after limit: code -1).
-func runFor(t *testing.T, limit time.Duration, env []string, bin string, args ...string) (string, int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = env
-	out, err := cmd.CombinedOutput()
-	if ctx.Err() != nil {
-		return string(out) + fmt.Sprintf("\n(killed after %s)", limit), -1
-	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return string(out), ee.ExitCode()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(out), 0
 }
 
 func buildBinaries(t *testing.T, dir string, names ...string) map[string]string {
@@ -505,11 +447,4 @@ func scrape(url string) map[string]float64 {
 		}
 	}
 	return m
-}
-
-func tailBytes(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fraudstream/fraudstream/internal/proctest"
 	"github.com/fraudstream/fraudstream/pkg/generator"
 	"github.com/fraudstream/fraudstream/pkg/pipeline"
 )
@@ -84,12 +85,7 @@ func (e *env) start(name, logName string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
-}
+func tail(b []byte, n int) []byte { return proctest.Tail(b, n) }
 
 // run runs a program to completion.
 func (e *env) run(name string, args ...string) string {

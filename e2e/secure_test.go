@@ -3,19 +3,17 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/fraudstream/fraudstream/internal/proctest"
 	"github.com/fraudstream/fraudstream/pkg/pipeline"
 )
 
@@ -237,48 +235,14 @@ func cleanEnv(extra ...string) []string {
 // its output and exit status (-1: killed).
 func runWith(t *testing.T, env []string, limit time.Duration, bin string, args ...string) (string, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = env
-	out, err := cmd.CombinedOutput()
-	if ctx.Err() != nil {
-		return string(out) + fmt.Sprintf("\n(killed after %s)", limit), -1
-	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return string(out), ee.ExitCode()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(out), 0
+	return proctest.Run(t, limit, env, bin, args...)
 }
 
 // startWith runs a program in the background with env, its output in
-// dir/logName.log (returned); stopped with SIGTERM when the test ends.
+// dir/logName.log (returned); stopped when the test ends.
 func startWith(t *testing.T, dir string, env []string, bin, logName string, args ...string) string {
 	t.Helper()
-	path := filepath.Join(dir, logName+".log")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env, cmd.Stdout, cmd.Stderr = env, f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		f.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(path)
-			t.Logf("--- %s log (last 3000 bytes):\n%s", logName, tail(b, 3000))
-		}
-	})
-	return path
+	return proctest.Start(t, dir, logName, env, bin, args...)
 }
 
 func lastLine(s string) string {
