@@ -20,6 +20,8 @@ type Case struct {
 	Embedding []float32
 	// Cluster is set by Clusters.Assign.
 	Cluster int
+	// Ref is the caller's reference to the case's transaction (a row).
+	Ref int
 }
 
 // Clusters groups embeddings incrementally ("leader" clustering with a

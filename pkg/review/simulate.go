@@ -210,22 +210,22 @@ func Simulate(cfg SimConfig) (SimResult, error) {
 			return res, fmt.Errorf("review: day %s: %w", d.Format("2006-01-02"), err)
 		}
 		today := byDay[d]
-		feats, scores, embs := describe(b, rows, indexes(today, func(t tx) int { return t.i }))
+		todayIdx := indexes(today, func(t tx) int { return t.i })
+		feats, scores, embs := describe(b, rows, todayIdx)
 		cases := make([]*Case, len(today))
 		for k, t := range today {
-			cases[k] = &Case{ID: fmt.Sprint(t.i), Score: float64(scores[k]), Embedding: embs[k]}
+			cases[k] = &Case{ID: fmt.Sprint(t.i), Ref: t.i, Score: float64(scores[k]), Embedding: embs[k]}
 		}
 		ds := DayStats{Day: d.Format("2006-01-02"), Transactions: len(today)}
 		order := slices.Clone(cases)
 		slices.SortFunc(order, higher)
 		picked := order
 		if cfg.Learn {
-			picked = learnedOrder(cfg, d, kn, ents, rows, behaviour, b, indexes(today, func(t tx) int { return t.i }), feats, cases, &ds)
+			picked = learnedOrder(cfg, d, kn, ents, rows, behaviour, b, todayIdx, feats, cases, &ds)
 		}
 		order = picked
 		for _, c := range order[:min(len(order), cfg.ReviewsPerDay)] {
-			var i int
-			fmt.Sscan(c.ID, &i)
+			i := c.Ref
 			f, _ := evaluate.ParseLabel(cfg.Rows[i][li])
 			labels = append(labels, label{i, f, d.Add(cfg.LabelDelay)})
 			ds.Reviews++
@@ -553,10 +553,6 @@ func learnedOrder(cfg SimConfig, d time.Time, kn []label, ents []int, rows [][]s
 			cases[k].Score = r.prob(x(i, feats[k], nil))
 		}
 	}
-	row := make(map[*Case]int, len(cases))
-	for k, c := range cases {
-		row[c] = idx[k]
-	}
 	order := slices.Clone(cases)
 	slices.SortFunc(order, higher)
 	// Cases of entities with recent confirmed fraud, best first, the quota
@@ -570,7 +566,7 @@ func learnedOrder(cfg SimConfig, d time.Time, kn []label, ents []int, rows [][]s
 			if n >= quota/len(ents) {
 				break
 			}
-			if t := counts[e][rows[row[c]][j]]; t != nil && t.fraud > 0 && !taken[c] {
+			if t := counts[e][rows[c.Ref][j]]; t != nil && t.fraud > 0 && !taken[c] {
 				out = append(out, c)
 				taken[c] = true
 				n++
