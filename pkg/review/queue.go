@@ -195,3 +195,70 @@ func higher(a, b *Case) int {
 	}
 	return cmp.Compare(a.ID, b.ID)
 }
+
+// Ranked is a queued case's place in its cluster's list.
+type Ranked struct {
+	ID       string
+	Priority float64
+	Cluster  int
+}
+
+// Interleave merges per-cluster lists, each sorted highest priority first,
+// into the first n cases of review order with the same rule as Order
+// (priority × discount^k, k = cases of the cluster already placed). The
+// review service keeps one sorted list per cluster, so the page needs
+// only each list's head, not the whole queue.
+func Interleave(lists [][]Ranked, discount float64, n int) []Ranked {
+	if discount <= 0 {
+		discount = DefaultDiscount
+	}
+	pos := make([]int, len(lists))
+	weight := make([]float64, len(lists))
+	for i := range weight {
+		weight[i] = 1
+	}
+	var out []Ranked
+	for len(out) < n {
+		best := -1
+		var bv float64
+		for i, l := range lists {
+			if pos[i] >= len(l) {
+				continue
+			}
+			v := l[pos[i]].Priority * weight[i]
+			if best < 0 || v > bv || (v == bv && l[pos[i]].ID < lists[best][pos[best]].ID) {
+				best, bv = i, v
+			}
+		}
+		if best < 0 {
+			break
+		}
+		out = append(out, lists[best][pos[best]])
+		pos[best]++
+		weight[best] *= discount
+	}
+	return out
+}
+
+// ClusterState is Clusters in a form that can be stored (JSON) and shared
+// by the review service's replicas.
+type ClusterState struct {
+	Max     int         `json:"max"`
+	Radius  float64     `json:"radius"`
+	Centres [][]float64 `json:"centres"`
+	Sizes   []int       `json:"sizes"`
+}
+
+// State returns the clusters found so far. Cases still waiting in the
+// warm-up set are not part of it.
+func (k *Clusters) State() ClusterState {
+	return ClusterState{Max: k.Max, Radius: k.Radius, Centres: k.centres, Sizes: k.sizes}
+}
+
+// RestoreClusters returns the Clusters that State described.
+func RestoreClusters(s ClusterState) *Clusters {
+	return &Clusters{Max: s.Max, Radius: s.Radius, centres: s.Centres, sizes: s.Sizes}
+}
+
+// LearnRadius is the radius Clusters learns from warm-up embeddings.
+func LearnRadius(es [][]float32) float64 { return learnRadius(es) }

@@ -1,9 +1,11 @@
 package review
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -168,5 +170,34 @@ func TestSimulateUsesLabelsOnlyOnceKnown(t *testing.T) {
 		if res.Frauds < 40 || res.PatternsFirst100 != 2 || res.ByPattern["1"]+res.ByPattern["2"] != res.Frauds {
 			t.Errorf("learn %v: %d frauds found, patterns %d, by pattern %v", learn, res.Frauds, res.PatternsFirst100, res.ByPattern)
 		}
+	}
+}
+
+func TestInterleaveMatchesOrder(t *testing.T) {
+	// The same cases through Order (whole queue) and Interleave (sorted
+	// per-cluster lists) give the same review order.
+	rng := rand.New(rand.NewPCG(5, 6))
+	var cases []*Case
+	lists := make([][]Ranked, 4)
+	for i := range 60 {
+		c := &Case{ID: fmt.Sprintf("c%02d", i), Score: rng.Float64() * 10, Cluster: rng.IntN(4)}
+		cases = append(cases, c)
+		lists[c.Cluster] = append(lists[c.Cluster], Ranked{ID: c.ID, Priority: c.Score, Cluster: c.Cluster})
+	}
+	for _, l := range lists {
+		slices.SortFunc(l, func(a, b Ranked) int { return cmp.Compare(b.Priority, a.Priority) })
+	}
+	want := Order(cases, 0)
+	got := Interleave(lists, 0, 25)
+	if len(got) != 25 {
+		t.Fatalf("%d cases", len(got))
+	}
+	for k := range got {
+		if got[k].ID != want[k].ID {
+			t.Fatalf("position %d: %s, Order says %s", k, got[k].ID, want[k].ID)
+		}
+	}
+	if all := Interleave(lists, 0, 1000); len(all) != 60 {
+		t.Fatalf("asking for more than queued: %d cases", len(all))
 	}
 }

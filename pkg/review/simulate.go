@@ -299,73 +299,6 @@ func describe(b *model.Bundle, rows [][]string, idx []int) (feats [][]float32, s
 	return feats, scores, embs
 }
 
-// logistic is a fitted logistic regression on standardised inputs.
-type logistic struct {
-	mean, sd, w []float64
-	b           float64
-}
-
-func (l *logistic) prob(x []float64) float64 {
-	z := l.b
-	for j, v := range x {
-		z += l.w[j] * (v - l.mean[j]) / l.sd[j]
-	}
-	return 1 / (1 + math.Exp(-z))
-}
-
-// fitLogistic fits an L2-regularised logistic regression by gradient
-// descent, classes weighted equally; it needs at least 5 of each class.
-func fitLogistic(X [][]float64, y []bool) (*logistic, bool) {
-	pos := 0
-	for _, v := range y {
-		if v {
-			pos++
-		}
-	}
-	if pos < 5 || len(y)-pos < 5 {
-		return nil, false
-	}
-	d := len(X[0])
-	l := &logistic{mean: make([]float64, d), sd: make([]float64, d), w: make([]float64, d)}
-	for _, x := range X {
-		for j, v := range x {
-			l.mean[j] += v / float64(len(X))
-		}
-	}
-	for _, x := range X {
-		for j, v := range x {
-			l.sd[j] += (v - l.mean[j]) * (v - l.mean[j]) / float64(len(X))
-		}
-	}
-	for j := range l.sd {
-		l.sd[j] = math.Max(math.Sqrt(l.sd[j]), 1e-6)
-	}
-	wp, wn := 0.5/float64(pos), 0.5/float64(len(y)-pos)
-	const lr, lambda, iters = 0.5, 1e-3, 300
-	g := make([]float64, d)
-	for range iters {
-		clear(g)
-		gb := 0.0
-		for i, x := range X {
-			p := l.prob(x)
-			t, w := 0.0, wn
-			if y[i] {
-				t, w = 1, wp
-			}
-			e := w * (p - t)
-			for j, v := range x {
-				g[j] += e * (v - l.mean[j]) / l.sd[j]
-			}
-			gb += e
-		}
-		for j := range l.w {
-			l.w[j] -= lr * (g[j] + lambda*l.w[j])
-		}
-		l.b -= lr * gb
-	}
-	return l, true
-}
-
 // timedRows maps xs to (row, event time) pairs.
 func timedRows[T any](xs []T, f func(T) (int, time.Time)) []timed {
 	out := make([]timed, len(xs))
@@ -547,10 +480,10 @@ func learnedOrder(cfg SimConfig, d time.Time, kn []label, ents []int, rows [][]s
 	for k := range cases {
 		cases[k].Score = -math.Log(p[k])
 	}
-	if r, ok := fitLogistic(X, y); ok {
+	if r, ok := FitLogistic(X, y); ok {
 		ds.Reranked = true
 		for k, i := range idx {
-			cases[k].Score = r.prob(x(i, feats[k], nil))
+			cases[k].Score = r.Prob(x(i, feats[k], nil))
 		}
 	}
 	order := slices.Clone(cases)
