@@ -262,3 +262,12 @@ func RestoreClusters(s ClusterState) *Clusters {
 
 // LearnRadius is the radius Clusters learns from warm-up embeddings.
 func LearnRadius(es [][]float32) float64 { return learnRadius(es) }
+
+// AssignOne assigns one embedding now (Radius must be set) and returns
+// its cluster.
+func (k *Clusters) AssignOne(e []float32) int {
+	if k.Max <= 0 {
+		k.Max = 32
+	}
+	return k.assign(e)
+}
