@@ -105,20 +105,20 @@ func New(cfg Config) (*Service, error) {
 
 // Keys. Every key starts with the prefix, so an ACL can confine the
 // service to it.
-func (s *Service) kCase(id string) string   { return s.p + "case:" + id }
-func (s *Service) kQueue(c int) string      { return s.p + "q:" + strconv.Itoa(c) }
-func (s *Service) kQueues() string          { return s.p + "queues" }
-func (s *Service) kClusters() string        { return s.p + "clusters" }
+func (s *Service) kCase(id string) string    { return s.p + "case:" + id }
+func (s *Service) kQueue(c int) string       { return s.p + "q:" + strconv.Itoa(c) }
+func (s *Service) kQueues() string           { return s.p + "queues" }
+func (s *Service) kClusters() string         { return s.p + "clusters" }
 func (s *Service) kClusterStat(c int) string { return s.p + "cstat:" + strconv.Itoa(c) }
 func (s *Service) kHistory(id string) string { return s.p + "history:" + id }
-func (s *Service) kLatest() string          { return s.p + "latest" }
-func (s *Service) kLabelled() string        { return s.p + "labelled" }
+func (s *Service) kLatest() string           { return s.p + "latest" }
+func (s *Service) kLabelled() string         { return s.p + "labelled" }
 func (s *Service) kEntity(key string) string { return s.p + "entity:" + key }
 func (s *Service) kTally(key string) string  { return s.p + "tally:" + key }
-func (s *Service) kReranker() string        { return s.p + "reranker" }
-func (s *Service) kLabelCount() string      { return s.p + "labels:count" }
-func (s *Service) kRebuild() string         { return s.p + "rebuild" }
-func (s *Service) kAudit() string           { return s.p + "audit" }
+func (s *Service) kReranker() string         { return s.p + "reranker" }
+func (s *Service) kLabelCount() string       { return s.p + "labels:count" }
+func (s *Service) kRebuild() string          { return s.p + "rebuild" }
+func (s *Service) kAudit() string            { return s.p + "audit" }
 
 func (s *Service) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.cfg.Timeout)
