@@ -402,3 +402,117 @@ func BenchmarkParseDecimal(b *testing.B) {
 	}
 	_ = sum
 }
+
+// TestEncodeMatchesFieldByField: Encode, which parses all numeric fields
+// before it scales any (in chunks of numChunk), writes the same bits as
+// encoding each field in turn: parseNumber, then the log, then
+// (x-Center)/Scale. Rows mix plain decimals, exponents, booleans, padded
+// and null values and text, over more numeric fields than one chunk.
+func TestEncodeMatchesFieldByField(t *testing.T) {
+	rng := rand.New(rand.NewPCG(12, 12))
+	s := &Schema{}
+	for i := range 2*numChunk + 5 {
+		f := Field{Name: fmt.Sprintf("n%d", i), Kind: Numeric}
+		if len(s.Fields)%3 == 0 {
+			f.Transform = TransformLog
+		}
+		s.Fields = append(s.Fields, f)
+		if i%9 == 0 {
+			s.Fields = append(s.Fields, Field{Name: fmt.Sprintf("c%d", i), Kind: Categorical})
+		}
+	}
+	value := func(col int) string {
+		switch rng.IntN(12) {
+		case 0:
+			return ""
+		case 1:
+			return []string{"null", "N/A", "abc", "true", "no", " 7 ", "1e3", "2.5E-3", "NaN", "+Inf", "0x1p3", "1234567890123456789"}[rng.IntN(12)]
+		case 2:
+			return strconv.FormatFloat(math.Abs(rng.NormFloat64())*1e6, 'g', -1, 64)
+		case 3:
+			return fmt.Sprintf("c%d", rng.IntN(4))
+		}
+		v := math.Round(rng.NormFloat64()*math.Pow(10, float64(rng.IntN(6))-2)*1000) / 1000
+		if col%3 == 0 {
+			v = math.Abs(v) * 100 // non-negative: log-scaled in training
+		} else if rng.IntN(50) == 0 {
+			return "-" + strconv.FormatFloat(math.Abs(v), 'f', -1, 64) // and negative zero
+		}
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	rows := make([][]string, 2000)
+	for r := range rows {
+		rows[r] = make([]string, len(s.Fields)-rng.IntN(3)) // some short rows
+		for c := range rows[r] {
+			rows[r][c] = value(c)
+		}
+	}
+	e, err := FitEncoder(s, rows, EncoderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := 0
+	for _, f := range e.Fields {
+		if f.Log {
+			logs++
+		}
+	}
+	if logs == 0 {
+		t.Fatal("no log-scaled field: the test covers less than it says")
+	}
+	nc, cf, nf := e.Width()
+	num, cat, miss := make([]float32, nc), make([]int32, cf), make([]bool, nf)
+	for r, row := range rows {
+		inv := e.Encode(row, num, cat, miss)
+		wantInv := 0
+		for fi, f := range e.Fields {
+			if f.Kind != Numeric {
+				continue
+			}
+			var v string
+			if f.Source < len(row) {
+				v = row[f.Source]
+			}
+			x, ok := parseNumber(v)
+			if !ok {
+				if !IsNull(v) {
+					wantInv++
+				}
+				if !miss[fi] || num[f.NumOff] != 0 {
+					t.Fatalf("row %d field %s %q: encoded %v (missing %v), want missing", r, f.Name, v, num[f.NumOff], miss[fi])
+				}
+				continue
+			}
+			if f.Log {
+				x = signedLog1p(x)
+			}
+			want := float32(clampScaled((x - f.Center) / f.Scale))
+			if miss[fi] || math.Float32bits(num[f.NumOff]) != math.Float32bits(want) {
+				t.Fatalf("row %d field %s %q: encoded %v (missing %v), want %v", r, f.Name, v, num[f.NumOff], miss[fi], want)
+			}
+		}
+		if inv != wantInv {
+			t.Fatalf("row %d: %d invalid, want %d", r, inv, wantInv)
+		}
+	}
+}
+
+// TestEncodeRefusesAnUnbuiltEncoder: an Encoder decoded from JSON without
+// Check has no lookups; Encode says so instead of encoding every category
+// as unseen.
+func TestEncodeRefusesAnUnbuiltEncoder(t *testing.T) {
+	b, err := json.Marshal(testEncoder(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e Encoder
+	if err := json.Unmarshal(b, &e); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "Check") {
+			t.Fatalf("panic %v, want one that names Check", r)
+		}
+	}()
+	e.Encode([]string{"1", "2"}, make([]float32, 5), make([]int32, 1), make([]bool, 3))
+}
