@@ -64,23 +64,23 @@ func fields(raw json.RawMessage) []Field {
 
 // CaseView is a case as the pages and the API show it.
 type CaseView struct {
-	ID           string            `json:"id"`
-	Position     int               `json:"-"`
-	Score        float32           `json:"score"`
-	Threshold    float32           `json:"threshold"`
-	ModelVersion string            `json:"model_version"`
-	EventTime    string            `json:"event_time,omitempty"`
-	EntityKey    string            `json:"entity_key,omitempty"`
-	Cluster      int               `json:"cluster"`
-	Priority     float64           `json:"priority"`
-	Prob         *float64          `json:"fraud_probability,omitempty"`
-	Raised       string            `json:"raised,omitempty"`
-	Reasons      []ReasonView      `json:"reasons"`
-	Transaction  json.RawMessage   `json:"transaction"`
-	Fields       []Field           `json:"-"`
-	Label        *labels.Label     `json:"label,omitempty"`
-	Received     time.Time         `json:"received"`
-	Keys         []string          `json:"entity_keys,omitempty"`
+	ID           string          `json:"id"`
+	Position     int             `json:"-"`
+	Score        float32         `json:"score"`
+	Threshold    float32         `json:"threshold"`
+	ModelVersion string          `json:"model_version"`
+	EventTime    string          `json:"event_time,omitempty"`
+	EntityKey    string          `json:"entity_key,omitempty"`
+	Cluster      int             `json:"cluster"`
+	Priority     float64         `json:"priority"`
+	Prob         *float64        `json:"fraud_probability,omitempty"`
+	Raised       string          `json:"raised,omitempty"`
+	Reasons      []ReasonView    `json:"reasons"`
+	Transaction  json.RawMessage `json:"transaction"`
+	Fields       []Field         `json:"-"`
+	Label        *labels.Label   `json:"label,omitempty"`
+	Received     time.Time       `json:"received"`
+	Keys         []string        `json:"entity_keys,omitempty"`
 }
 
 // ReasonView is a reason with its plain-words text.
@@ -138,12 +138,12 @@ func (s *Server) queuePage(w http.ResponseWriter, r *http.Request) {
 
 // CaseDetail is the case page's content.
 type CaseDetail struct {
-	Case     CaseView          `json:"case"`
-	History  []labels.Label    `json:"history"`
-	Similar  []SimilarView     `json:"similar"`
-	Entities []EntityHistory   `json:"entity_history"`
-	Prev     string            `json:"prev,omitempty"`
-	Next     string            `json:"next,omitempty"`
+	Case     CaseView        `json:"case"`
+	History  []labels.Label  `json:"history"`
+	Similar  []SimilarView   `json:"similar"`
+	Entities []EntityHistory `json:"entity_history"`
+	Prev     string          `json:"prev,omitempty"`
+	Next     string          `json:"next,omitempty"`
 }
 
 // SimilarView is a near transaction.

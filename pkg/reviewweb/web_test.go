@@ -228,7 +228,9 @@ func TestAPI(t *testing.T) {
 		t.Fatalf("wrong password: %d", res.StatusCode)
 	}
 	res, _ = c.Post(ts.URL+"/api/login", "application/json", strings.NewReader(`{"user":"ana","password":"ana-password"}`))
-	var login struct{ CSRFToken string `json:"csrf_token"` }
+	var login struct {
+		CSRFToken string `json:"csrf_token"`
+	}
 	json.Unmarshal([]byte(body(t, res)), &login)
 	if res.StatusCode != 200 || login.CSRFToken == "" {
 		t.Fatalf("api login %d", res.StatusCode)
