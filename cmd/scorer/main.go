@@ -6,6 +6,10 @@
 //	scorer impute --model model.bin --input FILE --out filled.csv
 //	scorer eval   --model model.bin --input FILE --label COLUMN [--plot eval.png]
 //
+// score and eval take --history FILE (repeatable): earlier transactions
+// that warm the entity states of a model with an entity score; its score
+// is then the DAE's joined to the entities' (--dae-only: the DAE's alone).
+//
 // Each takes --verify-key PUB.pem (repeatable): the model must be signed by
 // one of the keys.
 package main
@@ -64,6 +68,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fs.StringVar(&c.Out, "out", "-", "scores CSV (- for standard output)")
 		fs.IntVar(&c.TopK, "reasons", 3, "top reasons per record")
 		fs.BoolVar(&c.Embed, "embed", false, "add the embedding (bottleneck) columns emb_0…")
+		offline.HistoryFlag(fs, &c.History, "not scored")
+		offline.DAEOnlyFlag(fs, &c.DAEOnly)
 		if err = fs.Parse(args[1:]); err == nil {
 			err = offline.ScoreFile(ctx, c, stdin, stdout, stderr)
 		}
@@ -84,6 +90,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fs.StringVar(&c.Input, "input", "", "labelled records (CSV or JSON Lines; - for standard input)")
 		fs.StringVar(&c.Label, "label", "label", "label column (1 = fraud, 0 = normal)")
 		fs.StringVar(&c.Plot, "plot", "eval.png", "PNG of the precision-recall curve and score distributions (empty: none)")
+		offline.HistoryFlag(fs, &c.History, "not scored")
+		offline.DAEOnlyFlag(fs, &c.DAEOnly)
 		if err = fs.Parse(args[1:]); err == nil {
 			_, err = offline.EvalFile(ctx, c, stdin, stdout, stderr)
 		}

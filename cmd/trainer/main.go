@@ -84,6 +84,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fs.StringVar(&c.Ignore, "ignore", "", "comma-separated fields to leave out of an inferred schema")
 		fs.IntVar(&c.MaxLevels, "max-levels", 50, "largest categorical vocabulary (most frequent levels)")
 		offline.SigningKeyFlag(fs, &c.SigningKey, "the bundle written to --out")
+		offline.HistoryFlag(fs, &c.History, "never trained on")
 		offline.AEFlags(fs, &c.AE)
 		if err = parseFlags(fs, args[1:]); err == nil {
 			_, err = offline.FitFile(ctx, c, stdin, stderr)

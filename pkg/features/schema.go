@@ -65,6 +65,13 @@ type Schema struct {
 	KeyField string `json:"key_field,omitempty"`
 	// TimeField names the event time, if any.
 	TimeField string `json:"time_field,omitempty"`
+	// EntityFields name the entities (card, customer, terminal) whose
+	// behaviour over time is tracked (see pkg/entity), if any; they need
+	// TimeField and AmountField. Set by InferEntities or by hand.
+	EntityFields []string `json:"entity_fields,omitempty"`
+	// AmountField names the transaction amount the entities' habits are
+	// measured on, if any.
+	AmountField string `json:"amount_field,omitempty"`
 }
 
 // Names returns the field names in order.
@@ -124,7 +131,7 @@ func (s *Schema) Validate() error {
 			return fmt.Errorf("schema: %s %q is not a field", role.what, role.name)
 		}
 	}
-	return nil
+	return s.validateEntities()
 }
 
 // WriteJSON writes the schema as indented JSON, the form users edit.

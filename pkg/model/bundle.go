@@ -158,6 +158,9 @@ type Bundle struct {
 	Model       *ae.Model
 	Calibration Calibration
 	Meta        Meta
+	// Entity is the entity score joined to the DAE's (see entity.go);
+	// nil in bundles without one, which score by the DAE alone.
+	Entity *EntityPart
 }
 
 type header struct {
@@ -171,6 +174,7 @@ type header struct {
 	Miss        []float32         `json:"miss_surprisal"`
 	Calibration Calibration       `json:"calibration"`
 	Meta        Meta              `json:"meta"`
+	Entity      *EntityPart       `json:"entity,omitempty"`
 }
 
 // MarshalBinary encodes the bundle.
@@ -179,7 +183,7 @@ func (b *Bundle) MarshalBinary() ([]byte, error) {
 		return nil, errors.New("model: bundle lacks an encoder or a model")
 	}
 	h := header{Encoder: b.Encoder, Fields: b.Model.Fields, Hidden: b.Model.Hidden, Bottleneck: b.Model.Bottleneck,
-		InputClip: b.Model.InputClip, Linear: b.Model.Linear, Norm: b.Model.Norm, Miss: b.Model.MissSurprisal, Calibration: b.Calibration, Meta: b.Meta}
+		InputClip: b.Model.InputClip, Linear: b.Model.Linear, Norm: b.Model.Norm, Miss: b.Model.MissSurprisal, Calibration: b.Calibration, Meta: b.Meta, Entity: b.Entity}
 	hj, err := json.Marshal(h)
 	if err != nil {
 		return nil, fmt.Errorf("model: encode header: %w", err)
@@ -340,7 +344,12 @@ func decode(body []byte) (*Bundle, error) {
 	if len(h.Calibration.Probs) != len(h.Calibration.Values) || !slices.IsSorted(h.Calibration.Probs) {
 		return nil, errors.New("model: calibration is malformed")
 	}
-	return &Bundle{Encoder: h.Encoder, Model: m, Calibration: h.Calibration, Meta: h.Meta}, nil
+	if h.Entity != nil {
+		if err := h.Entity.check(&h.Encoder.Schema); err != nil {
+			return nil, err
+		}
+	}
+	return &Bundle{Encoder: h.Encoder, Model: m, Calibration: h.Calibration, Meta: h.Meta, Entity: h.Entity}, nil
 }
 
 // checkLayout ensures the encoder produces the dense form the network expects.

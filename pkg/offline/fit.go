@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/fraudstream/fraudstream/pkg/ae"
 	"github.com/fraudstream/fraudstream/pkg/features"
@@ -24,6 +25,7 @@ func InferSchemaFile(ctx context.Context, cfg SchemaConfig, stdin io.Reader, std
 		return err
 	}
 	s := features.InferSchema(t.Names, t.Rows, features.InferOptions{Ignore: SplitList(cfg.Ignore)})
+	features.InferEntities(s, t.Rows)
 	return s.WriteJSON(stdout)
 }
 
@@ -39,6 +41,9 @@ type FitConfig struct {
 	// SigningKey is a private key file (PEM PKCS#8 ed25519) that signs
 	// the bundle; empty: unsigned.
 	SigningKey string
+	// History files (same schema) replayed before and among the input in
+	// event-time order to warm the entities' states; never trained on.
+	History []string
 }
 
 // FitFile trains a model bundle on a file and writes it to cfg.Out.
@@ -83,6 +88,14 @@ func FitFile(ctx context.Context, cfg FitConfig, stdin io.Reader, log io.Writer)
 		}
 	}
 	rows := features.Project(s, t.Names, t.Rows)
+	if cfg.Schema == "" {
+		if notes := features.InferEntities(s, rows); len(notes) > 0 {
+			fmt.Fprintf(log, "entities (amount %s over %s): %s\n", s.AmountField, s.TimeField, strings.Join(notes, ", "))
+		}
+	}
+	if len(cfg.History) > 0 && len(s.EntityFields) == 0 {
+		fmt.Fprintln(log, "warning: --history is unused: the schema names no entity_fields")
+	}
 	aeCfg := cfg.AE
 	if aeCfg.Progress == nil {
 		aeCfg.Progress = func(e ae.EpochStats) {
@@ -107,6 +120,17 @@ func FitFile(ctx context.Context, cfg FitConfig, stdin io.Reader, log io.Writer)
 	if err != nil {
 		return nil, err
 	}
+	if len(s.EntityFields) > 0 {
+		history, err := readHistory(ctx, cfg.History, s, stdin, log)
+		if err != nil {
+			return nil, err
+		}
+		line, err := b.FitEntity(rows, history)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintln(log, line)
+	}
 	if err := b.WriteSignedFile(cfg.Out, key); err != nil {
 		return nil, err
 	}
@@ -115,4 +139,17 @@ func FitFile(ctx context.Context, cfg FitConfig, stdin io.Reader, log io.Writer)
 		fmt.Fprintf(log, "signed by key %s\n", key.ID())
 	}
 	return b, nil
+}
+
+// readHistory reads history files into rows in the schema's order.
+func readHistory(ctx context.Context, paths []string, s *features.Schema, stdin io.Reader, log io.Writer) ([][]string, error) {
+	var rows [][]string
+	for _, p := range paths {
+		t, _, err := readTable(ctx, p, stdin, log)
+		if err != nil {
+			return nil, fmt.Errorf("--history: %w", err)
+		}
+		rows = append(rows, features.Project(s, t.Names, t.Rows)...)
+	}
+	return rows, nil
 }

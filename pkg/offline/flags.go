@@ -55,3 +55,28 @@ func VerifyKeyFlag(fs *flag.FlagSet, keys *[]string) {
 func SigningKeyFlag(fs *flag.FlagSet, path *string, what string) {
 	fs.StringVar(path, "signing-key", "", "ed25519 private key (PEM PKCS#8, as 'openssl genpkey -algorithm ed25519' writes it) that signs "+what+"; empty: unsigned")
 }
+
+// historyFiles is the repeatable --history flag.
+type historyFiles []string
+
+func (h *historyFiles) String() string { return strings.Join(*h, ",") }
+
+func (h *historyFiles) Set(v string) error {
+	paths := SplitList(v)
+	if len(paths) == 0 {
+		return errors.New("no history file given")
+	}
+	*h = append(*h, paths...)
+	return nil
+}
+
+// HistoryFlag registers --history on fs, filling paths.
+func HistoryFlag(fs *flag.FlagSet, paths *[]string, what string) {
+	fs.Var((*historyFiles)(paths), "history", "earlier transactions (same columns) that warm the entities' states, replayed in event-time order with the input but "+what+
+		"; repeat it or give a comma-separated list. Unused when the model has no entity score")
+}
+
+// DAEOnlyFlag registers --dae-only on fs.
+func DAEOnlyFlag(fs *flag.FlagSet, p *bool) {
+	fs.BoolVar(p, "dae-only", false, "score by the autoencoder alone when the model also has an entity score")
+}

@@ -1,6 +1,7 @@
 package offline
 
 import (
+	"bytes"
 	"context"
 	"encoding/csv"
 	"errors"
@@ -23,19 +24,58 @@ type record struct {
 	line  int
 	bad   *features.RowError
 	extra []string // values of extra columns (e.g. the label)
+	ord   int      // the record's position in the input, bad ones counted
+	// dae is the DAE's score; the score emit gets is joined to the entity
+	// score when the bundle has one (then entity >= 0 names the entity
+	// that set it).
+	dae    float32
+	entity int
+}
+
+// entityOptions say how scoreStream treats a bundle's entity part.
+type entityOptions struct {
+	History []string // files replayed before the input to warm the states
+	DAEOnly bool     // score by the DAE alone, ignoring the entity part
 }
 
 // scoreStream reads the input with the model's schema (plus extra columns),
 // scores it in batches and calls emit once per record, in input order.
-// Bad records reach emit with r.bad set and a NaN score.
-func scoreStream(ctx context.Context, b *model.Bundle, path string, stdin io.Reader, extra []string, log io.Writer,
-	emit func(sc *model.Scorer, slot int, score float32, r *record) error) (good, bad int, err error) {
+// Bad records reach emit with r.bad set and a NaN score. With an entity
+// part (unless eo.DAEOnly), the input is first read once for the entity
+// states (replayed in event-time order after eo.History), and the scores
+// emit gets are the joined ones; es is then non-nil, for the reasons.
+func scoreStream(ctx context.Context, b *model.Bundle, path string, stdin io.Reader, extra []string, eo entityOptions, log io.Writer,
+	emit func(sc *model.Scorer, slot int, score float32, r *record, es *entityScores) error) (good, bad int, err error) {
+	var v *model.EntityView
+	if !eo.DAEOnly {
+		if v, err = b.NewEntityView(); err != nil {
+			return 0, 0, err
+		}
+	}
+	if v == nil && len(eo.History) > 0 {
+		fmt.Fprintln(log, "warning: --history is unused: the model has no entity score")
+	}
 	in, err := openInput(path, stdin)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer in.close()
 	names := append(b.Encoder.Schema.Names(), extra...)
+	var es *entityScores
+	if v != nil {
+		// Entity states need the records in event-time order, the output
+		// needs input order: a first pass replays, the second scores.
+		var src []byte
+		if path == "-" {
+			if src, err = io.ReadAll(in.r); err != nil {
+				return 0, 0, err
+			}
+			in.r = bytes.NewReader(src)
+		}
+		if es, err = replayEntities(ctx, v, &b.Encoder.Schema, names, path, src, eo.History, stdin, log); err != nil {
+			return 0, 0, err
+		}
+	}
 	rr, err := features.NewRowReader(in.r, in.format, names)
 	if err != nil {
 		return 0, 0, fmt.Errorf("%s: %w", path, err)
@@ -74,7 +114,15 @@ func scoreStream(ctx context.Context, b *model.Bundle, path string, stdin io.Rea
 			if s >= 0 {
 				score = scores[s]
 			}
-			if err := emit(sc, s, score, &recs[i]); err != nil {
+			r := &recs[i]
+			r.dae, r.entity = score, -1
+			if es != nil && s >= 0 {
+				if r.ord >= len(es.txs) {
+					return fmt.Errorf("%s changed while it was read (record %d was not there on the first pass)", path, r.ord+1)
+				}
+				score, r.entity = es.join(r.ord, score)
+			}
+			if err := emit(sc, s, score, r, es); err != nil {
 				return err
 			}
 		}
@@ -90,7 +138,7 @@ func scoreStream(ctx context.Context, b *model.Bundle, path string, stdin io.Rea
 		var re *features.RowError
 		if errors.As(err, &re) {
 			br.add(re)
-			recs = append(recs, record{line: re.Line, bad: re})
+			recs = append(recs, record{line: re.Line, bad: re, ord: good + bad})
 			slotOf = append(slotOf, -1)
 			bad++
 		} else if err != nil {
@@ -102,7 +150,7 @@ func scoreStream(ctx context.Context, b *model.Bundle, path string, stdin io.Rea
 			}
 			rows[slot] = cp
 			sc.SetRow(slot, cp[:nSchema])
-			recs = append(recs, record{line: line, extra: cp[nSchema:]})
+			recs = append(recs, record{line: line, extra: cp[nSchema:], ord: good + bad})
 			slotOf = append(slotOf, slot)
 			slot++
 			good++
@@ -160,6 +208,10 @@ type ScoreConfig struct {
 	TopK int
 	// Embed adds the bottleneck vector as columns emb_0 … emb_{k-1}.
 	Embed bool
+	// History files warm the entity states (see FitConfig.History).
+	History []string
+	// DAEOnly scores by the DAE alone when the model has an entity part.
+	DAEOnly bool
 }
 
 // ScoreFile writes one output row per input record, in input order: the
@@ -168,6 +220,9 @@ type ScoreConfig struct {
 // model gave an observed category, a note such as "not seen in training";
 // see model.Scorer.Reasons for which fields count as reasons), optionally
 // the embedding, and an error column that is non-empty for bad records.
+// When the model has an entity part (and not DAEOnly), score is the joined
+// score and two columns come before error: dae_score (the DAE's alone)
+// and entity_reason (set when an entity's habit set the score).
 func ScoreFile(ctx context.Context, cfg ScoreConfig, stdin io.Reader, stdout, log io.Writer) error {
 	b, err := readModel(cfg.Model, cfg.VerifyKeys)
 	if err != nil {
@@ -197,6 +252,10 @@ func ScoreFile(ctx context.Context, cfg ScoreConfig, stdin io.Reader, stdout, lo
 			header = append(header, "emb_"+strconv.Itoa(j))
 		}
 	}
+	joined := b.Entity != nil && !cfg.DAEOnly
+	if joined {
+		header = append(header, "dae_score", "entity_reason")
+	}
 	header = append(header, "error")
 	if err := w.Write(header); err != nil {
 		return err
@@ -205,7 +264,8 @@ func ScoreFile(ctx context.Context, cfg ScoreConfig, stdin io.Reader, stdout, lo
 	emb := make([]float32, batch*bn)
 	embedded := -1
 	rec := make([]string, 0, len(header))
-	_, _, err = scoreStream(ctx, b, cfg.Input, stdin, nil, log, func(sc *model.Scorer, slot int, score float32, r *record) error {
+	eo := entityOptions{History: cfg.History, DAEOnly: cfg.DAEOnly}
+	_, _, err = scoreStream(ctx, b, cfg.Input, stdin, nil, eo, log, func(sc *model.Scorer, slot int, score float32, r *record, es *entityScores) error {
 		rec = rec[:0]
 		if slot < 0 {
 			rec = append(rec, "NaN")
@@ -227,7 +287,7 @@ func ScoreFile(ctx context.Context, cfg ScoreConfig, stdin io.Reader, stdout, lo
 			}
 			rec = append(rec, rs.Name, strconv.FormatFloat(float64(rs.Contribution), 'g', 4, 32), sc.Observed(slot, rs.Field), sc.Expected(slot, rs.Field), prob, sc.Note(slot, rs))
 		}
-		for len(rec) < len(header)-1-boolInt(cfg.Embed)*bn {
+		for len(rec) < len(header)-1-boolInt(cfg.Embed)*bn-2*boolInt(joined) {
 			rec = append(rec, "")
 		}
 		if cfg.Embed {
@@ -238,6 +298,13 @@ func ScoreFile(ctx context.Context, cfg ScoreConfig, stdin io.Reader, stdout, lo
 			for _, v := range emb[slot*bn : (slot+1)*bn] {
 				rec = append(rec, strconv.FormatFloat(float64(v), 'g', 5, 32))
 			}
+		}
+		if joined {
+			reason := ""
+			if r.entity >= 0 {
+				reason = es.reason(r.ord, r.entity)
+			}
+			rec = append(rec, strconv.FormatFloat(float64(r.dae), 'g', 6, 32), reason)
 		}
 		rec = append(rec, "")
 		return w.Write(rec)
@@ -416,6 +483,9 @@ type EvalConfig struct {
 	Plot       string // PNG path; empty for none
 	// Ks for precision at k (default 100, 500, 1000).
 	Ks []int
+	// History and DAEOnly as ScoreConfig's.
+	History []string
+	DAEOnly bool
 }
 
 // EvalFile scores a labelled file and prints detection quality: ROC-AUC,
@@ -437,7 +507,8 @@ func EvalFile(ctx context.Context, cfg EvalConfig, stdin io.Reader, stdout, log 
 	var scores []float64
 	var labels []bool
 	badLabels, noLabels := 0, 0
-	_, _, err = scoreStream(ctx, b, cfg.Input, stdin, []string{cfg.Label}, log, func(_ *model.Scorer, slot int, score float32, r *record) error {
+	eo := entityOptions{History: cfg.History, DAEOnly: cfg.DAEOnly}
+	_, _, err = scoreStream(ctx, b, cfg.Input, stdin, []string{cfg.Label}, eo, log, func(_ *model.Scorer, slot int, score float32, r *record, _ *entityScores) error {
 		if slot < 0 {
 			return nil
 		}

@@ -1,0 +1,78 @@
+package entity
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+)
+
+// Step writes the features of a transaction from the state before it into
+// out, then adds the transaction to the state: the one step the offline
+// replay and the scorers share, so both compute the same values for the
+// same sequence of transactions.
+func (s *State) Step(windows []time.Duration, feats []Feature, at time.Time, amount float64, out []float64) {
+	s.Features(windows, feats, at, amount, out)
+	s.Update(windows, at, amount)
+}
+
+// EncodedSize is the length of an encoded State.
+const EncodedSize = 2 + 8 + 12*MaxWindows
+
+// stateVersion is the first byte of an encoded State.
+const stateVersion = 1
+
+// AppendBinary appends the state's EncodedSize-byte encoding to b (for a
+// shared store such as Redis): the exact bits, so a state read back steps
+// exactly as the one written.
+func (s *State) AppendBinary(b []byte) []byte {
+	var flags byte
+	if s.seen {
+		flags = 1
+	}
+	b = append(b, stateVersion, flags)
+	b = binary.LittleEndian.AppendUint64(b, uint64(s.last))
+	for _, a := range s.agg {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(a.n))
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(a.s))
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(a.ss))
+	}
+	return b
+}
+
+// UnmarshalBinary decodes what AppendBinary wrote.
+func (s *State) UnmarshalBinary(b []byte) error {
+	if len(b) != EncodedSize || b[0] != stateVersion || b[1] > 1 {
+		return fmt.Errorf("entity: an encoded state is %d bytes starting with version %d, not %d bytes (%d bytes, version %d given)",
+			EncodedSize, stateVersion, EncodedSize, len(b), first(b))
+	}
+	s.seen = b[1] == 1
+	s.last = int64(binary.LittleEndian.Uint64(b[2:]))
+	p := b[10:]
+	for i := range s.agg {
+		s.agg[i].n = math.Float32frombits(binary.LittleEndian.Uint32(p))
+		s.agg[i].s = math.Float32frombits(binary.LittleEndian.Uint32(p[4:]))
+		s.agg[i].ss = math.Float32frombits(binary.LittleEndian.Uint32(p[8:]))
+		p = p[12:]
+	}
+	return nil
+}
+
+func first(b []byte) int {
+	if len(b) == 0 {
+		return -1
+	}
+	return int(b[0])
+}
+
+// Join puts a DAE score and an entity score's log tail probability lp on
+// the DAE's scale: the DAE score when it is the stranger of the two (the
+// smaller tail probability on daeTail), else the DAE score that would be
+// as rare as the entity score. Ranking by the result ranks by the smaller
+// of the two tail probabilities, and a model's thresholds keep their scale.
+func Join(daeTail Tail, score, lp float64) float64 {
+	if math.IsNaN(score) || lp >= daeTail.LogProb(score) {
+		return score
+	}
+	return math.Max(score, daeTail.Quantile(lp))
+}

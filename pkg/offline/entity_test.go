@@ -1,0 +1,221 @@
+package offline
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// writeHabits writes days of transactions of 150 cards, each spending
+// around its own typical amount at random terminals, in time order:
+// train.csv (the first trainDays) and test.csv (the rest, where every
+// 40th transaction is labelled fraud and spends 6x its card's habit,
+// within the range of ordinary amounts overall). It returns the paths.
+func writeHabits(t *testing.T, dir string, days, trainDays int) (train, test string) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(11, 12))
+	habit := make([]float64, 150)
+	for c := range habit {
+		habit[c] = math.Exp(2 + 3*rng.Float64())
+	}
+	head := "tx_id,event_time,card_id,terminal_id,amount,channel,label\n"
+	var tr, te strings.Builder
+	tr.WriteString(head)
+	te.WriteString(head)
+	start := time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)
+	n := 0
+	for d := range days {
+		for k := range 150 {
+			at := start.Add(time.Duration(d)*24*time.Hour + time.Duration(k)*9*time.Minute + time.Duration(rng.IntN(500))*time.Second)
+			c := rng.IntN(len(habit))
+			amt := habit[c] * math.Exp(0.25*rng.NormFloat64())
+			label := 0
+			w := &tr
+			if d >= trainDays {
+				w = &te
+				if n%40 == 0 {
+					amt, label = habit[c]*6, 1
+				}
+			}
+			fmt.Fprintf(w, "t%05d,%s,c%d,%d,%.2f,%s,%d\n", n, at.Format("2006-01-02 15:04:05"), c, rng.IntN(60), amt, []string{"pos", "online"}[rng.IntN(2)], label)
+			n++
+		}
+	}
+	train, test = filepath.Join(dir, "train.csv"), filepath.Join(dir, "test.csv")
+	if err := os.WriteFile(train, []byte(tr.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(test, []byte(te.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return train, test
+}
+
+// readScores runs ScoreFile and returns its header and rows.
+func readScores(t *testing.T, cfg ScoreConfig) ([]string, [][]string) {
+	t.Helper()
+	var out, log bytes.Buffer
+	if err := ScoreFile(context.Background(), cfg, nil, &out, &log); err != nil {
+		t.Fatal(err, log.String())
+	}
+	recs, err := csv.NewReader(&out).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs[0], recs[1:]
+}
+
+// An entity score fitted on the cards' habits finds the frauds a DAE
+// cannot see (an amount ordinary overall, six times the card's own),
+// joins the DAE's score without lowering it, says why in words, and is
+// fitted for cards but not for terminals (whose amounts are everyone's).
+func TestEntityScoreFindsBrokenHabits(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	train, test := writeHabits(t, dir, 40, 30)
+	modelPath := filepath.Join(dir, "model.bin")
+	var log bytes.Buffer
+	b, err := FitFile(ctx, FitConfig{Input: train, Out: modelPath, AE: quickAE()}, nil, &log)
+	if err != nil {
+		t.Fatal(err, log.String())
+	}
+	if b.Entity == nil || !slices.Equal(b.Entity.Fields, []string{"card_id"}) || b.Entity.Amount != "amount" {
+		t.Fatalf("entity part %+v, want card_id's amount; log:\n%s", b.Entity, log.String())
+	}
+	if !strings.Contains(log.String(), "terminal_id") || !strings.Contains(log.String(), "left out") {
+		t.Errorf("the log does not say the terminal was left out:\n%s", log.String())
+	}
+
+	eval := func(cfg EvalConfig) float64 {
+		cfg.Model, cfg.Input, cfg.Label = modelPath, test, "label"
+		r, err := EvalFile(ctx, cfg, nil, &bytes.Buffer{}, &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.AUPRC
+	}
+	dae, joined, cold := eval(EvalConfig{DAEOnly: true}), eval(EvalConfig{History: []string{train}}), eval(EvalConfig{})
+	t.Logf("AUPRC: DAE %.3f, joined with history %.3f, without %.3f", dae, joined, cold)
+	if !(joined > 0.8 && joined > dae+0.3) {
+		t.Fatalf("AUPRC joined %.3f, DAE alone %.3f: the habit did not help", joined, dae)
+	}
+
+	head, rows := readScores(t, ScoreConfig{Model: modelPath, Input: test, History: []string{train}})
+	col := func(name string) int { return slices.Index(head, name) }
+	if col("dae_score") < 0 || col("entity_reason") != len(head)-2 || head[len(head)-1] != "error" {
+		t.Fatalf("header %v", head)
+	}
+	reasons := 0
+	for _, r := range rows {
+		s, _ := strconv.ParseFloat(r[0], 64)
+		d, _ := strconv.ParseFloat(r[col("dae_score")], 64)
+		if s < d {
+			t.Fatalf("%s: joined score %g below the DAE's %g", r[1], s, d)
+		}
+		if why := r[col("entity_reason")]; why != "" {
+			reasons++
+			if !strings.Contains(why, "x the 30-day typical amount of card_id c") {
+				t.Fatalf("%s: reason %q", r[1], why)
+			}
+		} else if s != d {
+			t.Fatalf("%s: score %g differs from the DAE's %g with no entity reason", r[1], s, d)
+		}
+	}
+	if reasons == 0 {
+		t.Fatal("no entity reason on any row")
+	}
+	// The DAE-only score is the same as dae_score.
+	_, daeRows := readScores(t, ScoreConfig{Model: modelPath, Input: test, DAEOnly: true})
+	for i := range rows {
+		if daeRows[i][0] != rows[i][col("dae_score")] {
+			t.Fatalf("row %d: --dae-only score %s, dae_score %s", i, daeRows[i][0], rows[i][col("dae_score")])
+		}
+	}
+}
+
+// The entity states are replayed in event time, so the rows' order in the
+// file changes nothing: each transaction gets the same score shuffled.
+func TestEntityScoreIgnoresRowOrder(t *testing.T) {
+	dir := t.TempDir()
+	train, test := writeHabits(t, dir, 24, 20)
+	modelPath := filepath.Join(dir, "model.bin")
+	if _, err := FitFile(context.Background(), FitConfig{Input: train, Out: modelPath, AE: quickAE()}, nil, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(test)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	body := slices.Clone(lines[1:])
+	rand.New(rand.NewPCG(1, 1)).Shuffle(len(body), func(i, j int) { body[i], body[j] = body[j], body[i] })
+	shuffled := filepath.Join(dir, "shuffled.csv")
+	if err := os.WriteFile(shuffled, []byte(lines[0]+"\n"+strings.Join(body, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	byID := func(input string) map[string]string {
+		_, rows := readScores(t, ScoreConfig{Model: modelPath, Input: input, History: []string{train}})
+		m := map[string]string{}
+		for _, r := range rows {
+			m[r[1]] = r[0] + " " + r[len(r)-2]
+		}
+		return m
+	}
+	a, b := byID(test), byID(shuffled)
+	if len(a) != len(body) {
+		t.Fatalf("%d scores for %d rows", len(a), len(body))
+	}
+	for id, s := range a {
+		if b[id] != s {
+			t.Fatalf("%s: %q in time order, %q shuffled", id, s, b[id])
+		}
+	}
+	// Standard input is read once and replayed from memory.
+	var fromFile, fromStdin bytes.Buffer
+	cfg := ScoreConfig{Model: modelPath, Input: shuffled, History: []string{train}}
+	if err := ScoreFile(context.Background(), cfg, nil, &fromFile, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Input = "-"
+	shuffledData, _ := os.ReadFile(shuffled)
+	if err := ScoreFile(context.Background(), cfg, bytes.NewReader(shuffledData), &fromStdin, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(fromFile.Bytes(), fromStdin.Bytes()) {
+		t.Fatal("scoring standard input differs from scoring the file")
+	}
+}
+
+// A bundle written before entity scores (testdata/pre_entity, by commit
+// f28e290's trainer fit) loads and scores byte for byte as that build's
+// scorer score did, --history or not.
+func TestPreEntityBundleScoresAsBefore(t *testing.T) {
+	dir := filepath.Join("testdata", "pre_entity")
+	want, err := os.ReadFile(filepath.Join(dir, "scores.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, history := range [][]string{nil, {filepath.Join(dir, "input.csv")}} {
+		var out, log bytes.Buffer
+		cfg := ScoreConfig{Model: filepath.Join(dir, "model.bin"), Input: filepath.Join(dir, "input.csv"), History: history}
+		if err := ScoreFile(context.Background(), cfg, nil, &out, &log); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out.Bytes(), want) {
+			t.Fatalf("history %v: the output differs from the pre-entity build's", history)
+		}
+		if history != nil && !strings.Contains(log.String(), "--history is unused") {
+			t.Errorf("no warning that --history is unused:\n%s", log.String())
+		}
+	}
+}
