@@ -1,14 +1,24 @@
-// Command review is the analysts' side of the pipeline. Today it has one
-// subcommand:
+// Command review is the analysts' side of the pipeline:
+//
+//	review run --brokers B --redis R --addr :8080 --users FILE
+//
+// serves the review queue (pkg/casework) as a web page and a JSON API
+// (pkg/reviewweb), fed by the alerts topic and writing labels to the
+// labels topic;
+//
+//	review passwd --user NAME [--role analyst|viewer] < password
+//
+// prints a users-file line; and
 //
 //	review simulate --input FILE --label COLUMN [--pattern COLUMN] [--reviews-per-day 100] [--label-delay 168h] [--json]
 //
-// which replays a labelled file in time order through the analyst loop
-// twice, learning from the labels and score-only, with a simulated analyst
+// replays a labelled file in time order through the analyst loop twice,
+// learning from the labels and score-only, with a simulated analyst
 // (pkg/review.Simulate), and prints both runs per day and a summary.
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,16 +27,20 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/fraudstream/fraudstream/pkg/ae"
 	"github.com/fraudstream/fraudstream/pkg/features"
 	"github.com/fraudstream/fraudstream/pkg/review"
+	"github.com/fraudstream/fraudstream/pkg/reviewweb"
 )
 
 const usage = `review: the analyst loop.
 
+  review run --brokers B --redis R --addr :8080 --users FILE [--tls-cert F --tls-key F] [--verify-key F]
+  review passwd --user NAME [--role analyst|viewer] < password
   review simulate --input FILE --label COLUMN [--pattern COLUMN] [--reviews-per-day N] [--label-delay D] [--json]
 `
 
@@ -52,6 +66,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "simulate":
 		return simulate(ctx, args[1:], stdout, stderr)
+	case "run":
+		fs := flag.NewFlagSet("review run", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		var c runConfig
+		runFlags(fs, &c)
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		return serveReview(ctx, c, stderr)
+	case "passwd":
+		return passwd(args[1:], os.Stdin, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown subcommand %q", args[0])
@@ -126,5 +151,27 @@ func simulate(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		b, _ := json.Marshal(out)
 		fmt.Fprintln(stdout, string(b))
 	}
+	return nil
+}
+
+// passwd prints a users-file line for a user whose password is read from
+// stdin (first line), so it never appears on a command line.
+func passwd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("review passwd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	name := fs.String("user", "", "the analyst's name (required)")
+	role := fs.String("role", reviewweb.RoleAnalyst, "analyst (labels) or viewer (reads only)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	pw, err := bufio.NewReader(io.LimitReader(stdin, 1024)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	line, err := reviewweb.Line(*name, *role, strings.TrimRight(pw, "\r\n"))
+	if err != nil {
+		return fmt.Errorf("passwd: %w", err)
+	}
+	fmt.Fprintln(stdout, line)
 	return nil
 }

@@ -149,8 +149,8 @@ func (s *Service) propagate(ctx context.Context, c *Case) error {
 			}
 		}
 	}
-	if s.cfg.Recent != nil && len(c.Embedding) == s.cfg.Recent.Dim() {
-		for _, h := range s.cfg.Recent.Nearest(c.Embedding, s.cfg.Neighbours, c.ID()) {
+	if r := s.recent.Load(); r != nil && len(c.Embedding) == r.Dim() {
+		for _, h := range r.Nearest(c.Embedding, s.cfg.Neighbours, c.ID()) {
 			if why[h.ID] == "" {
 				why[h.ID] = "looks like confirmed fraud " + c.ID()
 			}
@@ -405,7 +405,7 @@ type Similar struct {
 // Similar returns up to k recent transactions nearest the case by
 // embedding (exact search over the recent store), with their labels.
 func (s *Service) Similar(ctx context.Context, c *Case, k int) ([]Similar, error) {
-	r := s.cfg.Recent
+	r := s.recent.Load()
 	if r == nil {
 		return nil, nil
 	}
@@ -436,14 +436,21 @@ func (s *Service) Similar(ctx context.Context, c *Case, k int) ([]Similar, error
 }
 
 // EntityHistory returns, per entity key of the case, up to n of that
-// entity's recent transactions, newest first.
+// entity's other recent transactions, newest first.
 func (s *Service) EntityHistory(c *Case, n int) map[string][]review.Entry {
 	out := map[string][]review.Entry{}
-	if s.cfg.Recent == nil {
+	r := s.recent.Load()
+	if r == nil {
 		return out
 	}
 	for _, k := range c.Keys {
-		out[k] = s.cfg.Recent.ByKey(k, n)
+		var es []review.Entry
+		for _, e := range r.ByKey(k, n+1) {
+			if e.ID != c.ID() && len(es) < n {
+				es = append(es, e)
+			}
+		}
+		out[k] = es
 	}
 	return out
 }

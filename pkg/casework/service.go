@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -69,6 +70,7 @@ type Service struct {
 	descFor  string
 	rrMu     sync.RWMutex
 	reranker *Reranker
+	recent   atomic.Pointer[review.Recent]
 }
 
 // New checks cfg and returns a Service.
@@ -100,7 +102,21 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{cfg: cfg, rdb: cfg.Redis, p: cfg.Prefix, log: cfg.Logger}, nil
+	s := &Service{cfg: cfg, rdb: cfg.Redis, p: cfg.Prefix, log: cfg.Logger}
+	s.recent.Store(cfg.Recent)
+	return s, nil
+}
+
+// SetRecent sets the recent-transactions store (once the first model has
+// said what size its embeddings are).
+func (s *Service) SetRecent(r *review.Recent) { s.recent.Store(r) }
+
+// CurrentDigest names the current model ("" without one).
+func (s *Service) CurrentDigest() string {
+	if m := s.cfg.Model(); m != nil {
+		return m.Digest
+	}
+	return ""
 }
 
 // Keys. Every key starts with the prefix, so an ACL can confine the
@@ -454,4 +470,33 @@ func (s *Service) Neighbours(ctx context.Context, id string, n int) (prev, next 
 		next = ranked[0].ID
 	}
 	return "", next, nil
+}
+
+// leadScript takes or renews the leader lease: KEYS lock; ARGV owner, ms.
+var leadScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if not cur or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0`)
+
+// Lead takes or renews the lease that makes one replica the one that
+// rebuilds the queue and fits the re-ranker; it reports whether owner holds it.
+func (s *Service) Lead(ctx context.Context, owner string, ttl time.Duration) (bool, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	v, err := leadScript.Run(ctx, s.rdb, []string{s.p + "leader"}, owner, ttl.Milliseconds()).Int()
+	return v == 1, err
+}
+
+// LabelCount is the number of labels indexed so far (relabels included).
+func (s *Service) LabelCount(ctx context.Context) (int64, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	n, err := s.rdb.Get(ctx, s.kLabelCount()).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	return n, err
 }

@@ -81,8 +81,9 @@ func about(s string) string {
 	if x == 0 {
 		return "0"
 	}
-	mag := math.Pow(10, math.Floor(math.Log10(math.Abs(x)))-2)
-	return strconv.FormatFloat(math.Round(x/mag)*mag, 'f', -1, 64)
+	e := int(math.Floor(math.Log10(math.Abs(x)))) - 2
+	mag := math.Pow(10, float64(e))
+	return strconv.FormatFloat(math.Round(x/mag)*mag, 'f', max(-e, 0), 64)
 }
 
 // percent writes a probability as a percentage with two significant

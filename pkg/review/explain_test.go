@@ -18,6 +18,8 @@ func TestExplain(t *testing.T) {
 		{Reason{Field: "mcc", Observed: "<OTHER>", Expected: "<MISSING>", Probability: p(0.3)}, "mcc <OTHER>, a value not seen in training (usually missing)"},
 		{Reason{Field: "amount", Observed: "", Expected: "12.5", Note: "missing"}, "amount is missing; about 12.5 is typical"},
 		{Reason{Field: "amount", Observed: "0.5", Expected: "0.0123456"}, "amount 0.5 where about 0.0123 is typical"},
+		{Reason{Field: "amount", Observed: "8.76", Expected: "23.2000001"}, "amount 8.76 where about 23.2 is typical"},
+		{Reason{Field: "amount", Observed: "1e6", Expected: "12465.32"}, "amount 1e6 where about 12500 is typical"},
 	} {
 		if got := Explain(c.r); got != c.want {
 			t.Errorf("Explain(%+v)\n got %q\nwant %q", c.r, got, c.want)

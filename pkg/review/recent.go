@@ -63,7 +63,11 @@ func NewRecent(dim, capacity int, retention time.Duration) *Recent {
 }
 
 // Dim is the embedding size the store holds.
-func (r *Recent) Dim() int { return r.dim }
+func (r *Recent) Dim() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.dim
+}
 
 // Len is the number of entries held (expired ones included until overwritten).
 func (r *Recent) Len() int {
@@ -119,11 +123,11 @@ func (r *Recent) cutoff() int64 {
 // nearest first, leaving out entries whose ID is exclude. The search is
 // exact: every live entry is compared.
 func (r *Recent) Nearest(q []float32, k int, exclude string) []Hit {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	if k <= 0 || len(q) != r.dim {
 		return nil
 	}
-	r.mu.RLock()
-	defer r.mu.RUnlock()
 	n := int(min(r.next, uint64(r.capacity)))
 	cut := r.cutoff()
 	type cand struct {
