@@ -250,7 +250,9 @@ func TestReviewInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var login struct{ CSRFToken string `json:"csrf_token"` }
+	var login struct {
+		CSRFToken string `json:"csrf_token"`
+	}
 	json.NewDecoder(res.Body).Decode(&login)
 	res.Body.Close()
 	req.Header.Set("X-CSRF-Token", login.CSRFToken)
