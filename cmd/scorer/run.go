@@ -58,6 +58,7 @@ type runConfig struct {
 	MaxUnusable  float64
 	MaxKeys      int
 	Drain        time.Duration
+	EntityTTL    time.Duration
 	StallAfter   time.Duration
 	LogLevel     string
 	StuckAfter   time.Duration
@@ -94,6 +95,7 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.IntVar(&c.MaxBytes, "max-message-bytes", 64<<10, "a transaction larger than this goes to the dead-letter topic, cut to this size")
 	fs.IntVar(&c.MaxKeys, "max-keys", 1000, "a transaction with more top-level keys than this goes to the dead-letter topic")
 	fs.Float64Var(&c.MaxUnusable, "max-unusable", 0.5, "a transaction whose learned fields are more than this share missing or invalid goes to the dead-letter topic instead of being scored")
+	fs.DurationVar(&c.EntityTTL, "entity-ttl", pipeline.DefaultEntityTTL, "how long an entity (card, terminal) without transactions keeps its state in Redis, for models with an entity score")
 	fs.DurationVar(&c.Drain, "drain-timeout", 10*time.Second, "on SIGTERM, how long the batch in flight may take to be written and committed (past it, it is left to be redelivered)")
 	fs.DurationVar(&c.StuckAfter, "rejoin-after", 30*time.Second, "rejoin the consumer group when a fetch has waited this long while transactions wait on this worker's partitions (a stalled Kafka client)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error (debug adds the Kafka client's own error reports)")
@@ -333,7 +335,8 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	}()
 	pl, err := pipeline.New(pipeline.Config{Source: src, Sink: prod, Models: models, Alerts: c.Alerts, Scores: c.Scores, Dead: c.Dead,
 		Logger: log, Metrics: metrics, BatchSize: c.Batch, Linger: c.Linger, SegmentFields: segments,
-		MaxRecordBytes: c.MaxBytes, MaxKeys: c.MaxKeys, MaxUnusable: c.MaxUnusable, DrainTimeout: c.Drain})
+		MaxRecordBytes: c.MaxBytes, MaxKeys: c.MaxKeys, MaxUnusable: c.MaxUnusable, DrainTimeout: c.Drain,
+		Entities: &pipeline.RedisEntityStore{Client: rc, Prefix: c.Prefix + "entity:", TTL: c.EntityTTL}})
 	if err != nil {
 		cancel()
 		wg.Wait()

@@ -138,12 +138,24 @@ type Tx struct {
 // Read fills tx from a record's raw values in schema order (row may be
 // short); tx.Keys is reused.
 func (v *EntityView) Read(row []string, tx *Tx) {
-	get := func(c int) string {
+	v.ReadRaw(func(c int) string {
 		if c < len(row) {
-			return strings.TrimSpace(row[c])
+			return row[c]
 		}
 		return ""
-	}
+	}, tx)
+}
+
+// Columns are the schema columns the entity part reads: the entity
+// fields', the time's and the amount's.
+func (v *EntityView) Columns() []int {
+	return append(append([]int{}, v.keyCols...), v.timeCol, v.amtCol)
+}
+
+// ReadRaw fills tx from raw(column) for each of Columns (a scorer's
+// remembered raw values); tx.Keys is reused.
+func (v *EntityView) ReadRaw(raw func(col int) string, tx *Tx) {
+	get := func(c int) string { return strings.TrimSpace(raw(c)) }
 	tx.Keys = tx.Keys[:0]
 	for _, c := range v.keyCols {
 		k := get(c)

@@ -146,7 +146,7 @@ func (v *EntityView) NewReplay() *Replay {
 func (r *Replay) Step(tx *Tx, vals []EntityValue) {
 	for e := range vals {
 		if !tx.Usable(e) {
-			vals[e] = EntityValue{Ratio: math.NaN(), Mean: math.NaN()}
+			vals[e] = EntityValue{Ratio: math.NaN(), Mean: math.NaN(), Score: math.NaN()}
 			continue
 		}
 		st := r.states[e][tx.Keys[e]]

@@ -126,6 +126,10 @@ type Config struct {
 	FieldWindow int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Entities keeps the entity states that a model with an entity score
+	// (model.EntityPart) needs, shared by all workers; nil: such a model
+	// scores by its DAE alone (logged once per model).
+	Entities EntityStore
 }
 
 // Pipeline scores a stream. Run it on one goroutine.
@@ -144,6 +148,13 @@ type Pipeline struct {
 	slots   []int
 	reasons []model.Reason
 	seg     []byte
+	// Per model with an entity score: its view, and per batch the
+	// transactions' entity inputs, values and which entity set a score.
+	ev   *model.EntityView
+	txs  []model.Tx
+	vals []model.EntityValue
+	ent  []int
+	dae  []float32
 
 	// Health, read by other goroutines.
 	started   atomic.Int64 // Unix ns when Run began deciding
@@ -281,6 +292,10 @@ func (p *Pipeline) Process(ctx context.Context, msgs []kafka.Message) error {
 	p.out, p.origin = p.out[:0], p.origin[:0]
 	n := p.decode(msgs)
 	scores := p.sc.Score(n)
+	p.dae = append(p.dae[:0], scores...)
+	if err := p.joinEntities(ctx, n, scores); err != nil {
+		return err
+	}
 	if err := p.decide(cur, msgs, scores); err != nil {
 		return err
 	}
@@ -311,11 +326,20 @@ func (p *Pipeline) prepare(b *model.Bundle, n int) {
 	}
 	if p.bundle != b {
 		p.fields = newFieldStats(b, p.m, p.cfg.FieldWindow)
+		var err error
+		if p.ev, err = b.NewEntityView(); err != nil {
+			p.log.Warn("the model's entity score is unusable; scoring by the autoencoder alone", "err", err)
+		} else if p.ev != nil && p.cfg.Entities == nil {
+			p.log.Warn("the model has an entity score but this scorer has no entity store; scoring by the autoencoder alone")
+		}
 	}
 	schema := &b.Encoder.Schema
 	cols := []int{schema.Index(schema.IDField), schema.Index(schema.KeyField), schema.Index(schema.TimeField)}
 	for _, f := range p.cfg.SegmentFields {
 		cols = append(cols, schema.Index(f))
+	}
+	if p.ev != nil {
+		cols = append(cols, p.ev.Columns()...)
 	}
 	p.bundle = b
 	p.sc = b.NewScorer(max(n, p.cfg.BatchSize))
@@ -423,6 +447,9 @@ func (p *Pipeline) decide(cur *Model, msgs []kafka.Message, scores []float32) er
 		a := Alert{DecisionID: did, TransactionID: id, EntityKey: key, EventTime: p.sc.Raw(s, timeCol), Score: score, Threshold: thr,
 			Policy: policy, Segment: used, ModelVersion: cur.Version, ModelDigest: cur.Digest, Source: sourceOf(m),
 			Transaction: json.RawMessage(m.Value)}
+		if s < len(p.ent) && p.ent[s] >= 0 {
+			a.Reasons = append(a.Reasons, p.entityReason(s, p.ent[s], p.dae[s], score))
+		}
 		p.reasons = p.sc.Reasons(s, p.cfg.Reasons, p.reasons)
 		for _, r := range p.reasons {
 			ar := AlertReason{Field: r.Name, Contribution: r.Contribution, Observed: p.sc.Observed(s, r.Field), Expected: p.sc.Expected(s, r.Field),
