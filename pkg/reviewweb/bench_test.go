@@ -93,7 +93,7 @@ func benchServer(b *testing.B) (*Server, string, string) {
 				"mcc": r[4], "country": r[5], "channel": r[6], "hour": json.Number(r[7]), "currency": "EUR", "device": "pos_terminal",
 				"entry_mode": "chip", "event_time": "2026-12-04T10:00:00Z"})
 			a, _ := json.Marshal(casework.Alert{TransactionID: r[0], Score: float32(2 + rng.Float64()*10), Threshold: 2, ModelVersion: "1",
-				Reasons: []review.Reason{{Field: "amount", Observed: r[3], Expected: "40.1", Contribution: 3}, {Field: "country", Observed: r[5], Expected: "FR", Contribution: 1}},
+				Reasons:     []review.Reason{{Field: "amount", Observed: r[3], Expected: "40.1", Contribution: 3}, {Field: "country", Observed: r[5], Expected: "FR", Contribution: 1}},
 				Transaction: tx})
 			vals, raws = append(vals, a), append(raws, tx)
 		}
