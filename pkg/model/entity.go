@@ -219,8 +219,13 @@ func (v *EntityView) Join(s float64, vals []EntityValue) (float64, int) {
 // example "TX_AMOUNT 505.3 is 6.2x the 30-day typical amount of
 // CUSTOMER_ID 596 (81.5)".
 func (v *EntityView) Reason(e int, key string, amount float64, x EntityValue) string {
-	return fmt.Sprintf("%s %s is %.1fx the %s typical amount of %s %s (%s)", v.Part.Amount, fmtAmount(amount), math.Exp(x.Ratio),
-		windowWords(v.Part.Window), v.Part.Fields[e], key, fmtAmount(math.Expm1(x.Mean)))
+	typical := math.Expm1(x.Mean)
+	times := math.Exp(x.Ratio) // the ratio of amount+1 to typical+1
+	if typical > 0 {
+		times = amount / typical // what the analyst will check
+	}
+	return fmt.Sprintf("%s %s is %.1fx the %s typical amount of %s %s (%s)", v.Part.Amount, fmtAmount(amount), times,
+		windowWords(v.Part.Window), v.Part.Fields[e], key, fmtAmount(typical))
 }
 
 func fmtAmount(a float64) string { return strconv.FormatFloat(a, 'f', 2, 64) }

@@ -2,16 +2,19 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/fraudstream/fraudstream/pkg/ae"
 	"github.com/fraudstream/fraudstream/pkg/entity"
@@ -55,6 +58,16 @@ func entityTxs(n int, seed uint64) [][]string {
 // entityView is a small model's entity part over cards and terminals.
 func entityView(t *testing.T) *model.EntityView {
 	t.Helper()
+	v, err := entityBundle(t).NewEntityView()
+	if err != nil || v == nil {
+		t.Fatal(v, err)
+	}
+	return v
+}
+
+// entityBundle is a small model with an entity part over cards and terminals.
+func entityBundle(t *testing.T) *model.Bundle {
+	t.Helper()
 	b, err := model.Fit(entitySchema, entityTxs(600, 1), model.FitOptions{AE: ae.Config{Seed: 1, Epochs: 2, Hidden: 8, Bottleneck: 2}})
 	if err != nil {
 		t.Fatal(err)
@@ -67,11 +80,7 @@ func entityView(t *testing.T) *model.EntityView {
 	tail, _ := entity.NewTail(vals)
 	b.Entity = &model.EntityPart{Fields: []string{"card", "terminal"}, Amount: "amount", Time: "ts",
 		Windows: entity.DefaultWindows, Window: model.DefaultEntityWindow, Tails: []entity.Tail{tail, tail}}
-	v, err := b.NewEntityView()
-	if err != nil || v == nil {
-		t.Fatal(v, err)
-	}
-	return v
+	return b
 }
 
 // offlineValues is the offline path: one replay of rows in event time.
@@ -225,6 +234,64 @@ func TestConcurrentWorkersLoseNoUpdate(t *testing.T) {
 		s.Features(entity.DefaultWindows, []entity.Feature{{Stat: entity.Count, Window: time.Hour}}, time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC), 10, out)
 		if n := math.Expm1(out[0]); math.Abs(n-2*perWorker) > 1e-6 {
 			t.Fatalf("%s: the terminal's state counts %.3f transactions, %d were stepped", name, n, 2*perWorker)
+		}
+	}
+}
+
+// A scorer with an entity store scores a card's sudden large amount by its
+// habit, and the alert says so first; without a store the same model
+// scores by its DAE alone.
+func TestPipelineJoinsTheEntityScore(t *testing.T) {
+	b := entityBundle(t)
+	run := func(store EntityStore) Alert {
+		cur := &Current{}
+		cur.Swap(&Model{Bundle: b, Version: "1", Decider: NewFixed(0)})
+		sink := &captureSink{}
+		p, err := New(Config{Source: &memSource{}, Sink: sink, Models: cur, Alerts: "a", Dead: "d", Entities: store})
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := time.Date(2024, 3, 1, 8, 0, 0, 0, time.UTC)
+		var msgs []kafka.Message
+		for i := range 30 {
+			amount := 10.0
+			if i == 29 {
+				amount = 300 // thirty times the habit, an ordinary amount overall
+			}
+			v, _ := json.Marshal(map[string]any{"tx": fmt.Sprint(i), "ts": at.Add(time.Duration(i) * time.Hour).Format("2006-01-02 15:04:05"),
+				"card": "c1", "terminal": fmt.Sprint(i % 5), "amount": amount})
+			msgs = append(msgs, kafka.Message{Topic: "tx", Value: v})
+		}
+		if err := p.Process(context.Background(), msgs); err != nil {
+			t.Fatal(err)
+		}
+		var last Alert
+		for _, m := range sink.msgs {
+			if m.Topic == "a" {
+				last = Alert{}
+				if err := json.Unmarshal(m.Value, &last); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if last.TransactionID != "29" {
+			t.Fatalf("the last alert is %q", last.TransactionID)
+		}
+		return last
+	}
+	mr := miniredis.RunT(t)
+	c := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer c.Close()
+	with, without := run(&RedisEntityStore{Client: c}), run(nil)
+	if len(with.Reasons) == 0 || with.Reasons[0].Field != "card" || !strings.Contains(with.Reasons[0].Note, "amount 300.00 is 30.0x the 30-day typical amount of card c1") {
+		t.Fatalf("reasons %+v", with.Reasons)
+	}
+	if !(with.Score > without.Score) || with.Reasons[0].Contribution != with.Score-without.Score {
+		t.Fatalf("score %v with the habit, %v without; contribution %v", with.Score, without.Score, with.Reasons[0].Contribution)
+	}
+	for _, r := range without.Reasons {
+		if r.Field == "card" {
+			t.Fatalf("an entity reason without a store: %+v", r)
 		}
 	}
 }
