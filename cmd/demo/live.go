@@ -39,6 +39,10 @@ type liveConfig struct {
 	Speedup  float64
 	Label    string
 	Seed     uint64
+	// The review service: its address ("" off), the simulated analyst.
+	ReviewAddr       string
+	AnalystSim       bool
+	ReviewsPerMinute int
 }
 
 const (
@@ -53,6 +57,19 @@ type truth struct {
 	mu   sync.Mutex
 	sent map[string]sent
 	st   stats
+	// frauds remembers the fraudulent ids for the simulated analyst,
+	// after their decisions (bounded: forgotten all at once past maxFrauds).
+	frauds  map[string]bool
+	analyst analyst
+}
+
+const maxFrauds = 100_000
+
+// fraud reports whether the generator made transaction id fraudulent.
+func (t *truth) fraud(id string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.frauds[id]
 }
 
 type sent struct {
@@ -70,6 +87,12 @@ type stats struct {
 func (t *truth) add(id string, fraud bool) {
 	t.mu.Lock()
 	t.sent[id] = sent{at: time.Now(), fraud: fraud}
+	if fraud {
+		if len(t.frauds) >= maxFrauds {
+			clear(t.frauds)
+		}
+		t.frauds[id] = true
+	}
 	t.mu.Unlock()
 }
 
@@ -131,7 +154,7 @@ func runLive(ctx context.Context, c liveConfig, stdout, stderr io.Writer) error 
 	fmt.Fprintf(stdout, "embedded Kafka on %s, embedded Redis on %s\n", strings.Join(broker.Addrs(), ","), mr.Addr())
 	fmt.Fprintf(stdout, "watch the alerts with any Kafka client, e.g.: kcat -b %s -C -t %s -o end\n", broker.Addrs()[0], topicAlerts)
 
-	tr := &truth{sent: map[string]sent{}}
+	tr := &truth{sent: map[string]sent{}, frauds: map[string]bool{}}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -194,6 +217,12 @@ func runLive(ctx context.Context, c liveConfig, stdout, stderr io.Writer) error 
 		}
 		goRun(fmt.Sprintf("loader %d", i), func() error { return l.Run(ctx) })
 		goRun(fmt.Sprintf("scorer %d", i), func() error { return p.Run(ctx) })
+	}
+
+	if c.ReviewAddr != "" {
+		if err := startReview(ctx, c, sc, rc, tr, goRun, stdout); err != nil {
+			return err
+		}
 	}
 
 	// Judging and summaries.
@@ -489,6 +518,9 @@ func summarise(ctx context.Context, c liveConfig, tr *truth, stdout io.Writer) e
 			q(0.5).Round(time.Millisecond), q(0.99).Round(time.Millisecond))
 		if s.sample != "" {
 			fmt.Fprintf(stdout, "        %s\n", s.sample)
+		}
+		if c.AnalystSim {
+			fmt.Fprintf(stdout, "        %s\n", tr.analyst.String())
 		}
 	}
 }

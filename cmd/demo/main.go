@@ -1,12 +1,15 @@
 // Command demo runs the whole streaming pipeline in one process on a
 // machine with only Go: an embedded Kafka-protocol broker on a fixed local
 // port (kcat can connect), an embedded Redis, a generator of synthetic card
-// transactions with injected fraud, the trainer and two scorers. Every few
-// seconds it prints throughput, alert rate, precision and recall against
-// the generator's ground truth, the model version and latency. Ctrl-C
-// stops it cleanly.
+// transactions with injected fraud, the trainer, two scorers and the review
+// service (its page on 127.0.0.1:8080, user demo). Every few seconds it
+// prints throughput, alert rate, precision and recall against the
+// generator's ground truth, the model version and latency; with
+// --analyst-sim a simulated analyst works the review queue and the
+// precision of its reviews is printed too. Ctrl-C stops it cleanly.
 //
 //	go run ./cmd/demo                          # generated traffic
+//	go run ./cmd/demo --analyst-sim            # and an analyst labelling the queue
 //	go run ./cmd/demo --replay FILE --speedup 600
 //	go run ./cmd/demo --offline                # the offline fit/score/eval walkthrough
 package main
@@ -49,8 +52,9 @@ var errUsage = errors.New("usage")
 const usage = `usage: demo [flags]
 
 Runs the whole streaming pipeline in one process: an embedded Kafka-protocol broker, an embedded
-Redis, a generator of card transactions with injected fraud (or --replay FILE), the trainer and
-two scorers, printing throughput, alert rate, precision and recall every few seconds. With
+Redis, a generator of card transactions with injected fraud (or --replay FILE), the trainer,
+two scorers and the review page, printing throughput, alert rate, precision and recall every few
+seconds (--analyst-sim: and a simulated analyst's precision on the review queue). With
 --offline it runs the offline fit/score/eval walkthrough on the handbook data instead.
 
 flags:`
@@ -74,6 +78,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&c.Speedup, "speedup", 600, "replay: how many times faster than real time")
 	fs.StringVar(&c.Label, "label", "label", "replay: the ground-truth column (not sent to the scorers)")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the generator and the training")
+	fs.StringVar(&c.ReviewAddr, "review-addr", "127.0.0.1:8080", "address of the review page (user demo, password demo-review); empty: no review service")
+	fs.BoolVar(&c.AnalystSim, "analyst-sim", false, "a simulated analyst labels the top of the review queue from the generator's truth, so precision can be watched to climb")
+	fs.IntVar(&c.ReviewsPerMinute, "reviews-per-minute", 60, "--analyst-sim: cases labelled a minute")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, usage)
 		fs.PrintDefaults()

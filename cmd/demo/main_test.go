@@ -42,7 +42,7 @@ func TestLiveDemo(t *testing.T) {
 	}
 	var out syncBuffer
 	err := run(context.Background(), []string{"--kafka-port", "0", "--rate", "500", "--every", "4s", "--min-rows", "1500",
-		"--summary", "2s", "--duration", "40s"}, &out, &out)
+		"--summary", "2s", "--duration", "40s", "--review-addr", "127.0.0.1:0", "--analyst-sim", "--reviews-per-minute", "300"}, &out, &out)
 	if err != nil {
 		t.Fatal(err, out.String())
 	}
@@ -57,6 +57,22 @@ func TestLiveDemo(t *testing.T) {
 	rec, _ := strconv.ParseFloat(last[7], 64)
 	if prec < 0.2 || rec < 0.2 {
 		t.Fatalf("running precision %.2f recall %.2f:\n%s", prec, rec, text)
+	}
+	// The review page was served, and the simulated analyst worked its
+	// queue with the precision a queue of alerts should give (far above
+	// the 0.5% fraud rate).
+	if !regexp.MustCompile(`review page: http://127\.0\.0\.1:\d+ \(user demo, password demo-review\)`).MatchString(text) {
+		t.Fatalf("no review page address:\n%s", text)
+	}
+	sims := regexp.MustCompile(`analyst-sim: (\d+) reviewed, (\d+) fraud \| precision ([\d.]+) overall`).FindAllStringSubmatch(text, -1)
+	if len(sims) == 0 {
+		t.Fatalf("no simulated analyst:\n%s", text)
+	}
+	sim := sims[len(sims)-1]
+	reviewed, _ := strconv.Atoi(sim[1])
+	simPrec, _ := strconv.ParseFloat(sim[3], 64)
+	if reviewed < 10 || simPrec < 0.3 {
+		t.Fatalf("simulated analyst: %d reviewed at precision %.2f:\n%s", reviewed, simPrec, text)
 	}
 	// The run ends with its totals, which agree with the last running
 	// figures (decisions read after the last summary may move them a little).

@@ -39,7 +39,7 @@ func runOffline(ctx context.Context, data, cut, plot string, seed uint64, stdout
 
 	fmt.Fprintln(stdout, "== scorer score: the five strangest transactions of the last week")
 	scores := filepath.Join(dir, "scores.csv")
-	if err := offline.ScoreFile(ctx, offline.ScoreConfig{Model: modelPath, Input: test, Out: scores, TopK: 2}, nil, stdout, io.Discard); err != nil {
+	if err := offline.ScoreFile(ctx, offline.ScoreConfig{Model: modelPath, Input: test, Out: scores, TopK: 2, History: []string{train}}, nil, stdout, io.Discard); err != nil {
 		return err
 	}
 	if err := top(scores, 5, stdout); err != nil {
@@ -47,7 +47,7 @@ func runOffline(ctx context.Context, data, cut, plot string, seed uint64, stdout
 	}
 
 	fmt.Fprintln(stdout, "== scorer eval against the labels")
-	_, err = offline.EvalFile(ctx, offline.EvalConfig{Model: modelPath, Input: test, Label: "label", Plot: plot}, nil, stdout, stdout)
+	_, err = offline.EvalFile(ctx, offline.EvalConfig{Model: modelPath, Input: test, Label: "label", Plot: plot, History: []string{train}}, nil, stdout, stdout)
 	return err
 }
 
