@@ -68,20 +68,6 @@ type Encoder struct {
 	Fields    []EncodedField `json:"fields"`
 	NumCols   int            `json:"num_cols"`
 	CatFields int            `json:"cat_fields"`
-
-	// Built from Fields by FitEncoder and Check (Fields must not change
-	// afterwards): the numeric fields in a compact form, and the others'
-	// indexes, so that Encode parses every number before it divides any.
-	nums   []numPlan
-	others []int32
-	built  bool
-}
-
-// numPlan is what Encode needs of a numeric field.
-type numPlan struct {
-	src, off, field int32
-	log             bool
-	center, scale   float64
 }
 
 // FitEncoder fits scalers and vocabularies on rows (schema order).
@@ -262,19 +248,13 @@ func fitCategorical(ef *EncodedField, rows [][]string, col int, opt EncoderOptio
 }
 
 func (e *Encoder) buildIndex() {
-	e.nums, e.others = nil, nil
 	for i := range e.Fields {
 		f := &e.Fields[i]
-		if f.Kind == Numeric {
-			e.nums = append(e.nums, numPlan{src: int32(f.Source), off: int32(f.NumOff), field: int32(i), log: f.Log, center: f.Center, scale: f.Scale})
+		if f.Kind != Categorical {
 			continue
 		}
-		e.others = append(e.others, int32(i))
-		if f.Kind == Categorical {
-			f.index = newLevelTable(f.Levels)
-		}
+		f.index = newLevelTable(f.Levels)
 	}
-	e.built = true
 }
 
 // Check validates a decoded encoder (from a model bundle) and rebuilds its lookups.
@@ -330,20 +310,29 @@ func (e *Encoder) Width() (numCols, catFields, fields int) {
 // (one per learned field). It allocates nothing. It returns the number of
 // non-empty values that could not be parsed; those are encoded as missing.
 func (e *Encoder) Encode(row []string, num []float32, cat []int32, miss []bool) (invalid int) {
-	if !e.built {
-		panic("features: Encoder.Encode on an encoder neither fitted (FitEncoder) nor checked (Check)")
-	}
-	for c := 0; c < len(e.nums); c += numChunk {
-		invalid += e.encodeNumeric(e.nums[c:min(c+numChunk, len(e.nums))], row, num, miss)
-	}
-	for _, fi := range e.others {
-		f := &e.Fields[fi]
+	for i := range e.Fields {
+		f := &e.Fields[i]
 		var v string
 		if f.Source < len(row) {
 			v = row[f.Source]
 		}
 		// Parse first: IsNull is only needed when a value does not parse.
 		switch f.Kind {
+		case Numeric:
+			x, ok := parseNumber(v)
+			if !ok {
+				if !IsNull(v) {
+					invalid++
+				}
+				num[f.NumOff] = 0
+				miss[i] = true
+				continue
+			}
+			if f.Log {
+				x = signedLog1p(x)
+			}
+			num[f.NumOff] = float32(clampScaled((x - f.Center) / f.Scale))
+			miss[i] = false
 		case Timestamp:
 			c, ok := clock{}, false
 			if v != "" {
@@ -358,7 +347,7 @@ func (e *Encoder) Encode(row []string, num []float32, cat []int32, miss []bool) 
 					invalid++
 				}
 				clear(cols)
-				miss[fi] = true
+				miss[i] = true
 				continue
 			}
 			hs, hc := math.Sincos(2 * math.Pi * c.hour / 24)
@@ -370,13 +359,13 @@ func (e *Encoder) Encode(row []string, num []float32, cat []int32, miss []bool) 
 				ds, dc = 0, 0
 			}
 			cols[0], cols[1], cols[2], cols[3] = float32(hs), float32(hc), float32(ds), float32(dc)
-			miss[fi] = false
+			miss[i] = false
 		case Categorical:
 			l, ok := f.index.lookup(v)
 			if !ok {
 				if IsNull(v) {
 					cat[f.CatIdx] = LevelMissing
-					miss[fi] = true
+					miss[i] = true
 					continue
 				}
 				l, ok = f.index.lookup(strings.TrimSpace(v))
@@ -385,56 +374,8 @@ func (e *Encoder) Encode(row []string, num []float32, cat []int32, miss []bool) 
 				l = LevelOther
 			}
 			cat[f.CatIdx] = l
-			miss[fi] = false
+			miss[i] = false
 		}
-	}
-	return invalid
-}
-
-// numChunk is the number of numeric fields Encode parses before scaling.
-const numChunk = 32
-
-// encodeNumeric encodes up to numChunk numeric fields in two passes: the
-// first parses each value into a mantissa and a power of ten, the second
-// divides and scales. A division's result was the next field's wait when
-// each value was parsed, divided and scaled in turn (two dependent float64
-// divisions per field, about half of encoding a numeric record in pprof);
-// apart, the divisions of different fields overlap. The results are the
-// same bits as parseNumber then (x-Center)/Scale.
-func (e *Encoder) encodeNumeric(nums []numPlan, row []string, num []float32, miss []bool) (invalid int) {
-	var mant, div [numChunk]float64 // div 0: the value is missing or invalid
-	for k := range nums {
-		p := &nums[k]
-		var v string
-		if int(p.src) < len(row) {
-			v = row[p.src]
-		}
-		m, d, ok := decimalParts(v)
-		if !ok {
-			if x, ok := parseNumber(v); ok {
-				m, d = x, 1
-			} else {
-				m, d = 0, 0
-				if !IsNull(v) {
-					invalid++
-				}
-			}
-		}
-		mant[k], div[k] = m, d
-	}
-	for k := range nums {
-		p := &nums[k]
-		if div[k] == 0 {
-			num[p.off] = 0
-			miss[p.field] = true
-			continue
-		}
-		x := mant[k] / div[k]
-		if p.log {
-			x = signedLog1p(x)
-		}
-		num[p.off] = float32(clampScaled((x - p.center) / p.scale))
-		miss[p.field] = false
 	}
 	return invalid
 }
@@ -550,51 +491,40 @@ var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
 // division gives the correctly rounded result (Clinger's fast path), the
 // same value strconv.ParseFloat returns. Anything else reports !ok.
 func parseDecimal(s string) (float64, bool) {
-	m, d, ok := decimalParts(s)
-	return m / d, ok
-}
-
-// decimalParts is parseDecimal before its division: the signed digits as
-// an exact float64 and the power of ten to divide them by (1 for none).
-// Negating before or after a division gives the same bits.
-func decimalParts(s string) (mant, div float64, ok bool) {
-	if s == "" {
-		return 0, 0, false
-	}
 	i, neg := 0, false
 	if s[0] == '-' || s[0] == '+' {
 		neg = s[0] == '-'
 		i = 1
 	}
-	var m uint64
+	var mant uint64
 	digits, frac := 0, -1
 	for ; i < len(s); i++ {
 		c := s[i]
 		switch {
 		case c >= '0' && c <= '9':
-			m = m*10 + uint64(c-'0')
+			mant = mant*10 + uint64(c-'0')
 			digits++
 			if frac >= 0 {
 				frac++
 			}
 			if digits > 15 {
-				return 0, 0, false
+				return 0, false
 			}
 		case c == '.' && frac < 0:
 			frac = 0
 		default:
-			return 0, 0, false
+			return 0, false
 		}
 	}
 	if digits == 0 {
-		return 0, 0, false
+		return 0, false
 	}
-	mant, div = float64(m), 1
+	x := float64(mant)
 	if frac > 0 {
-		div = pow10[frac]
+		x /= pow10[frac]
 	}
 	if neg {
-		mant = -mant
+		x = -x
 	}
-	return mant, div, true
+	return x, true
 }

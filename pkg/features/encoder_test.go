@@ -403,15 +403,16 @@ func BenchmarkParseDecimal(b *testing.B) {
 	_ = sum
 }
 
-// TestEncodeMatchesFieldByField: Encode, which parses all numeric fields
-// before it scales any (in chunks of numChunk), writes the same bits as
-// encoding each field in turn: parseNumber, then the log, then
-// (x-Center)/Scale. Rows mix plain decimals, exponents, booleans, padded
-// and null values and text, over more numeric fields than one chunk.
+// TestEncodeMatchesFieldByField: Encode writes, for every numeric field,
+// the bits of parseNumber, then the log, then (x-Center)/Scale, and counts
+// the invalid values, whatever order it does the work in (a version that
+// parsed a record's numbers before dividing any was measured; see the
+// README's Speed section). Rows mix plain decimals, exponents, booleans,
+// padded and null values and text, over 69 numeric fields.
 func TestEncodeMatchesFieldByField(t *testing.T) {
 	rng := rand.New(rand.NewPCG(12, 12))
 	s := &Schema{}
-	for i := range 2*numChunk + 5 {
+	for i := range 69 {
 		f := Field{Name: fmt.Sprintf("n%d", i), Kind: Numeric}
 		if len(s.Fields)%3 == 0 {
 			f.Transform = TransformLog
@@ -495,24 +496,4 @@ func TestEncodeMatchesFieldByField(t *testing.T) {
 			t.Fatalf("row %d: %d invalid, want %d", r, inv, wantInv)
 		}
 	}
-}
-
-// TestEncodeRefusesAnUnbuiltEncoder: an Encoder decoded from JSON without
-// Check has no lookups; Encode says so instead of encoding every category
-// as unseen.
-func TestEncodeRefusesAnUnbuiltEncoder(t *testing.T) {
-	b, err := json.Marshal(testEncoder(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var e Encoder
-	if err := json.Unmarshal(b, &e); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "Check") {
-			t.Fatalf("panic %v, want one that names Check", r)
-		}
-	}()
-	e.Encode([]string{"1", "2"}, make([]float32, 5), make([]int32, 1), make([]bool, 3))
 }
