@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/fraudstream/fraudstream/pkg/casework"
 	"github.com/fraudstream/fraudstream/pkg/connect"
 	"github.com/fraudstream/fraudstream/pkg/fleet"
 	"github.com/fraudstream/fraudstream/pkg/model"
@@ -59,9 +60,13 @@ type runConfig struct {
 	MaxKeys      int
 	Drain        time.Duration
 	EntityTTL    time.Duration
-	StallAfter   time.Duration
-	LogLevel     string
-	StuckAfter   time.Duration
+	// The review service's re-ranker in the decision (--reranker-blend).
+	RerankerBlend  bool
+	RerankerWeight float64
+	ReviewPrefix   string
+	StallAfter     time.Duration
+	LogLevel       string
+	StuckAfter     time.Duration
 	// FleetSecretFile holds the HMAC secret of the fleet's windows.
 	FleetSecretFile string
 }
@@ -95,6 +100,9 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.IntVar(&c.MaxBytes, "max-message-bytes", 64<<10, "a transaction larger than this goes to the dead-letter topic, cut to this size")
 	fs.IntVar(&c.MaxKeys, "max-keys", 1000, "a transaction with more top-level keys than this goes to the dead-letter topic")
 	fs.Float64Var(&c.MaxUnusable, "max-unusable", 0.5, "a transaction whose learned fields are more than this share missing or invalid goes to the dead-letter topic instead of being scored")
+	fs.BoolVar(&c.RerankerBlend, "reranker-blend", false, "blend each score with the fraud probability the review service's re-ranker learned from analysts' labels (score × e^(w·(2p−1))); with no re-ranker for the model in use, nothing changes")
+	fs.Float64Var(&c.RerankerWeight, "reranker-weight", 1, "--reranker-blend: w, so a score moves by at most a factor e^w either way")
+	fs.StringVar(&c.ReviewPrefix, "review-prefix", "fraudstream:review:", "--reranker-blend: the review service's Redis key prefix")
 	fs.DurationVar(&c.EntityTTL, "entity-ttl", pipeline.DefaultEntityTTL, "how long an entity (card, terminal) without transactions keeps its state in Redis, for models with an entity score")
 	fs.DurationVar(&c.Drain, "drain-timeout", 10*time.Second, "on SIGTERM, how long the batch in flight may take to be written and committed (past it, it is left to be redelivered)")
 	fs.DurationVar(&c.StuckAfter, "rejoin-after", 30*time.Second, "rejoin the consumer group when a fetch has waited this long while transactions wait on this worker's partitions (a stalled Kafka client)")
@@ -333,10 +341,15 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 			log.Warn("leaving the consumer group", "err", err)
 		}
 	}()
+	var rerank pipeline.Reranker
+	if c.RerankerBlend {
+		rerank = &casework.Blender{Redis: rc, Prefix: c.ReviewPrefix, Weight: c.RerankerWeight}
+		log.Info("scores are blended with the analysts' re-ranker", "weight", c.RerankerWeight, "review_prefix", c.ReviewPrefix)
+	}
 	pl, err := pipeline.New(pipeline.Config{Source: src, Sink: prod, Models: models, Alerts: c.Alerts, Scores: c.Scores, Dead: c.Dead,
 		Logger: log, Metrics: metrics, BatchSize: c.Batch, Linger: c.Linger, SegmentFields: segments,
 		MaxRecordBytes: c.MaxBytes, MaxKeys: c.MaxKeys, MaxUnusable: c.MaxUnusable, DrainTimeout: c.Drain,
-		Entities: &pipeline.RedisEntityStore{Client: rc, Prefix: c.Prefix + "entity:", TTL: c.EntityTTL}})
+		Entities: &pipeline.RedisEntityStore{Client: rc, Prefix: c.Prefix + "entity:", TTL: c.EntityTTL}, Rerank: rerank})
 	if err != nil {
 		cancel()
 		wg.Wait()

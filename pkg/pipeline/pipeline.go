@@ -130,6 +130,10 @@ type Config struct {
 	// (model.EntityPart) needs, shared by all workers; nil: such a model
 	// scores by its DAE alone (logged once per model).
 	Entities EntityStore
+	// Rerank, when set, blends each score with the fraud probability the
+	// analysts' labels taught (scorer run --reranker-blend); with no
+	// re-ranker for the model in use, scores are left as they are.
+	Rerank Reranker
 }
 
 // Pipeline scores a stream. Run it on one goroutine.
@@ -295,6 +299,11 @@ func (p *Pipeline) Process(ctx context.Context, msgs []kafka.Message) error {
 	p.dae = append(p.dae[:0], scores...)
 	if err := p.joinEntities(ctx, n, scores); err != nil {
 		return err
+	}
+	if p.cfg.Rerank != nil {
+		if err := p.cfg.Rerank.Adjust(ctx, cur, p.sc, n, p.dae, scores); err != nil {
+			p.warnEvery("rerank", "the labels' re-ranker is unavailable; deciding on the scores alone", "err", err)
+		}
 	}
 	if err := p.decide(cur, msgs, scores); err != nil {
 		return err
