@@ -77,6 +77,8 @@ type runConfig struct {
 	Labels      string
 	Every       time.Duration
 	Window      time.Duration
+	History     time.Duration
+	EntityRows  int
 	MaxRows     int
 	MinRows     int
 	RampStart   time.Duration
@@ -158,7 +160,7 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 		Help: "Last round's share of held-back rows above each model's own calibrated (1-budget) quantile."}, []string{"model"})
 	metrics.MustRegister(rounds, loss, rows, dur, share, excluded)
 	cfg := trainer.Config{Stream: sc, Topic: c.Topic, Labels: c.Labels, Registry: reg,
-		Every: c.Every, Window: c.Window, MaxRows: c.MaxRows, MinRows: c.MinRows, RampStart: c.RampStart, Schema: schema, AllowSchemaChange: c.AllowSchema, Ignore: offline.SplitList(c.Ignore),
+		Every: c.Every, Window: c.Window, HistoryWindow: c.History, EntityMaxRows: c.EntityRows, MaxRows: c.MaxRows, MinRows: c.MinRows, RampStart: c.RampStart, Schema: schema, AllowSchemaChange: c.AllowSchema, Ignore: offline.SplitList(c.Ignore),
 		AE: c.AE, Gate: c.Gate, HoldBack: c.HoldBack, MinHeldBack: c.MinHeldBack, Logger: log, SigningKey: key,
 		OnRound: func(r trainer.Round) {
 			rounds.WithLabelValues(r.Outcome).Inc()
@@ -186,6 +188,9 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 		r, err := tr.Train(ctx)
 		if err != nil {
 			return err
+		}
+		if r.Entity != "" {
+			fmt.Fprintln(stderr, r.Entity)
 		}
 		fmt.Fprintf(stderr, "round %s: version %d (%s), trained on %d rows; on %s: alert share %.2f%% (current model %.2f%%), KS %.3f (current %.3f) %s\n",
 			r.Outcome, r.Version, registry.Short(r.Digest), r.Rows, r.HeldBack, 100*r.Gate.AlertRate, 100*r.Gate.CurrentAlertRate, r.Gate.ScoreShift, r.Gate.CurrentScoreShift, r.Reason)
@@ -220,6 +225,8 @@ func daemonFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.StringVar(&c.Labels, "labels", "labels", "topic of analysts' labels: transactions whose latest label is fraud are not trained on (a topic that does not exist yet: no labels; empty: ignore labels)")
 	fs.DurationVar(&c.Every, "every", time.Hour, "interval between training rounds")
 	fs.DurationVar(&c.Window, "window", 24*time.Hour, "how far back each round reads")
+	fs.DurationVar(&c.History, "history-window", 30*24*time.Hour, "with entity_fields in the schema: how far before --window each round also reads, to warm the entities' states (replayed in event time, not trained on) so the window's first days are not cold (negative: none)")
+	fs.IntVar(&c.EntityRows, "entity-max-rows", 2_000_000, "transactions (history and window) a round's entity replay holds at most; beyond it the oldest history is left out")
 	fs.IntVar(&c.MaxRows, "max-rows", 200_000, "rows a round trains on at most (uniform sample of the window)")
 	fs.IntVar(&c.MinRows, "min-rows", 20_000, "fewest rows worth training on (a round with fewer is skipped and retried with backoff)")
 	fs.DurationVar(&c.RampStart, "ramp-start", time.Minute, "while rounds train on fewer rows than --max-rows, the next comes after this, doubling up to --every (negative: always --every)")

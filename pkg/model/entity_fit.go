@@ -16,48 +16,85 @@ import (
 // states, and fits each entity's score tail on the values rows get. It
 // returns a line that says what it fitted, or why nothing.
 func (b *Bundle) FitEntity(rows, history [][]string) (string, error) {
-	s := &b.Encoder.Schema
-	if len(s.EntityFields) == 0 {
-		return "no entity fields in the schema: the score is the DAE's alone", nil
-	}
-	p := &EntityPart{Fields: s.EntityFields, Amount: s.AmountField, Time: s.TimeField,
-		Windows: entity.DefaultWindows, Window: DefaultEntityWindow, Rows: len(rows), HistoryRows: len(history)}
-	if err := p.checkShape(s); err != nil {
-		return "", err
-	}
-	v, err := newEntityView(p, s, b.Calibration)
-	if err != nil {
-		return "", err
+	v, err := b.EntityReader()
+	if v == nil || err != nil {
+		return noEntityFields, err
 	}
 	txs := make([]Tx, len(history)+len(rows))
+	warm := make([]bool, len(txs))
 	for i := range txs {
 		if i < len(history) {
 			v.Read(history[i], &txs[i])
+			warm[i] = true
 		} else {
 			v.Read(rows[i-len(history)], &txs[i])
 		}
 	}
+	return b.FitEntityTxs(txs, warm)
+}
+
+const noEntityFields = "no entity fields in the schema: the score is the DAE's alone"
+
+// EntityReader returns a view that reads transactions (Read, ReadRaw,
+// Columns) for FitEntityTxs: nil, nil when the schema names no
+// entity_fields. Its part is provisional; only reading is meaningful.
+func (b *Bundle) EntityReader() (*EntityView, error) {
+	s := &b.Encoder.Schema
+	if len(s.EntityFields) == 0 {
+		return nil, nil
+	}
+	p := &EntityPart{Fields: s.EntityFields, Amount: s.AmountField, Time: s.TimeField,
+		Windows: entity.DefaultWindows, Window: DefaultEntityWindow}
+	if err := p.checkShape(s); err != nil {
+		return nil, err
+	}
+	return newEntityView(p, s, b.Calibration)
+}
+
+// FitEntityTxs is FitEntity over transactions already read (by
+// EntityReader's view): all of them step the entities' states in
+// event-time order; those with warm[i] set (warm may be nil or short:
+// false) only warm them, the others' values fit the tails. It keeps no
+// reference to txs.
+func (b *Bundle) FitEntityTxs(txs []Tx, warm []bool) (string, error) {
+	v, err := b.EntityReader()
+	if v == nil || err != nil {
+		return noEntityFields, err
+	}
+	p := v.Part
+	isWarm := func(i int) bool { return i < len(warm) && warm[i] }
+	// fit[i]: the position among the fitted rows of tx i, -1 for warm-up.
+	fit := make([]int, len(txs))
+	var fitted []Tx
+	for i := range txs {
+		fit[i] = -1
+		if !isWarm(i) {
+			fit[i] = len(fitted)
+			fitted = append(fitted, Tx{At: txs[i].At, HasAt: txs[i].HasAt, Amount: txs[i].Amount})
+		}
+	}
+	p.Rows, p.HistoryRows = len(fitted), len(txs)-len(fitted)
 	scores := make([][]float64, len(p.Fields))
 	ratios := make([][]float64, len(p.Fields))
 	for e := range ratios {
-		scores[e] = make([]float64, len(rows))
-		ratios[e] = make([]float64, len(rows))
+		scores[e] = make([]float64, len(fitted))
+		ratios[e] = make([]float64, len(fitted))
 	}
 	r := v.NewReplay()
 	vals := make([]EntityValue, len(p.Fields))
 	for _, i := range ReplayOrder(txs) {
 		r.Step(&txs[i], vals)
-		if i >= len(history) {
+		if k := fit[i]; k >= 0 {
 			for e := range vals {
-				scores[e][i-len(history)] = vals[e].Score
-				ratios[e][i-len(history)] = vals[e].Ratio
+				scores[e][k] = vals[e].Score
+				ratios[e][k] = vals[e].Ratio
 			}
 		}
 	}
 	var kept, judged []string
 	var tails []entity.Tail
 	for e, f := range p.Fields {
-		x := explained(ratios[e], txs[len(history):])
+		x := explained(ratios[e], fitted)
 		t, ok := entity.NewTail(scores[e])
 		if !ok || !(x >= minExplained) {
 			judged = append(judged, fmt.Sprintf("%s %.2f, left out", f, x))
@@ -73,7 +110,7 @@ func (b *Bundle) FitEntity(rows, history [][]string) (string, error) {
 	p.Fields, p.Tails = kept, tails
 	b.Entity = p
 	return fmt.Sprintf("entity score: %s relative to the %s typical amount of %s, fitted on %d rows after %d history rows (%s)",
-		p.Amount, windowWords(p.Window), strings.Join(p.Fields, ", "), len(rows), len(history), what), nil
+		p.Amount, windowWords(p.Window), strings.Join(p.Fields, ", "), p.Rows, p.HistoryRows, what), nil
 }
 
 // minExplained is the share of the log-amount's variance an entity's

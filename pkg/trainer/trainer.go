@@ -90,10 +90,22 @@ type Config struct {
 	SigningKey *model.SigningKey
 	// Labels names the analysts' labels topic (pkg/labels). Transactions
 	// whose latest label is fraud are kept out of each round's rows
-	// (training and held back): the model must not learn them as normal.
-	// Those labelled legitimate or unsure stay. Empty: no labels; a topic
-	// that does not exist yet is no labels.
+	// (training and held back, and the entity score's fit, though they
+	// still step their entities' states as they do online): the model
+	// must not learn them as normal. Those labelled legitimate or unsure
+	// stay. Empty: no labels; a topic that does not exist yet is no labels.
 	Labels string
+	// HistoryWindow is how far before the window a round reads to warm
+	// the entities' states when the schema names entity_fields (see
+	// fitEntity): those transactions step the states in event-time order
+	// but fit nothing, so the window's first days are not scored as if
+	// every card were new. Default 30 days (the entity score's window);
+	// negative: none.
+	HistoryWindow time.Duration
+	// EntityMaxRows bounds the transactions (history and window) a round's
+	// entity replay holds (a few hundred bytes each while it fits); beyond
+	// it the oldest history is left out. Default 2,000,000.
+	EntityMaxRows int
 }
 
 // maxLabels bounds the label records a round reads (the labels given
@@ -121,6 +133,9 @@ type Round struct {
 	Gate      Verdict
 	Duration  time.Duration
 	TrainLoss float64
+	// Entity says what the entity score's fit did (see fitEntity); empty
+	// when the schema names no entity_fields.
+	Entity string
 }
 
 // Trainer runs training rounds.
@@ -169,6 +184,13 @@ func New(cfg Config) (*Trainer, error) {
 	}
 	if cfg.MinHeldBack <= 0 {
 		cfg.MinHeldBack = 300
+	}
+	if cfg.HistoryWindow == 0 {
+		cfg.HistoryWindow = model.DefaultEntityWindow
+	}
+	cfg.HistoryWindow = max(cfg.HistoryWindow, 0)
+	if cfg.EntityMaxRows <= 0 {
+		cfg.EntityMaxRows = 2_000_000
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -369,11 +391,18 @@ func (t *Trainer) Train(ctx context.Context) (r Round, err error) {
 		r.Outcome, r.Rows, r.Reason = "skipped", n, fmt.Sprintf("%d usable transactions since %s, fewer than %d", n, since.Format(time.RFC3339), t.cfg.MinRows)
 		return r, nil
 	}
-	if schema == nil {
+	inferred := schema == nil
+	if inferred {
 		schema = features.InferSchema(table.Names, table.Rows, features.InferOptions{Ignore: t.cfg.Ignore})
 	}
 	rows := features.Project(schema, table.Names, table.Rows)
-	if table.Rows, rows, r.Excluded, err = t.excludeFraud(ctx, schema, since, table.Rows, rows); err != nil {
+	if inferred {
+		if notes := features.InferEntities(schema, rows); len(notes) > 0 {
+			t.log.Info("entities inferred", "amount", schema.AmountField, "time", schema.TimeField, "entities", strings.Join(notes, ", "))
+		}
+	}
+	var book *labels.Book
+	if table.Rows, rows, r.Excluded, book, err = t.excludeFraud(ctx, schema, since, table.Rows, rows); err != nil {
 		return r, err
 	}
 	rng := rand.New(rand.NewPCG(uint64(start.UnixNano()), 3))
@@ -398,6 +427,12 @@ func (t *Trainer) Train(ctx context.Context) (r Round, err error) {
 		return r, err
 	}
 	cand.Meta.TimeFrom, cand.Meta.TimeTo = trainingWindow(schema, train, since, start)
+	if len(schema.EntityFields) > 0 {
+		if r.Entity, err = t.fitEntity(ctx, cand, since, book); err != nil {
+			return r, err
+		}
+		t.log.Info("entity score", "fit", r.Entity)
+	}
 	r.TrainLoss = cand.Meta.TrainLoss
 	curName := ""
 	if cur != nil {
@@ -428,18 +463,19 @@ func (t *Trainer) Train(ctx context.Context) (r Round, err error) {
 // excludeFraud drops the rows (raw and projected alike) whose transaction's
 // latest label, among the labels given since the window began, is fraud. A
 // label for a transaction in the window was given after it, so after since.
-func (t *Trainer) excludeFraud(ctx context.Context, schema *features.Schema, since time.Time, raw, rows [][]string) ([][]string, [][]string, int, error) {
+// It returns the labels read too (nil: none).
+func (t *Trainer) excludeFraud(ctx context.Context, schema *features.Schema, since time.Time, raw, rows [][]string) ([][]string, [][]string, int, *labels.Book, error) {
 	if t.cfg.Labels == "" {
-		return raw, rows, 0, nil
+		return raw, rows, 0, nil, nil
 	}
 	values, err := t.admin.ReadWindow(ctx, t.cfg.Labels, since, maxLabels, 1)
 	var missing *stream.MissingTopicsError
 	if errors.As(err, &missing) {
-		return raw, rows, 0, nil
+		return raw, rows, 0, nil, nil
 	}
 	if err != nil {
 		// Training without the labels would learn confirmed fraud as normal.
-		return nil, nil, 0, fmt.Errorf("trainer: read the labels: %w", err)
+		return nil, nil, 0, nil, fmt.Errorf("trainer: read the labels: %w", err)
 	}
 	book := labels.NewBook()
 	for _, v := range values {
@@ -449,12 +485,12 @@ func (t *Trainer) excludeFraud(ctx context.Context, schema *features.Schema, sin
 		t.log.Warn("label records skipped", "topic", t.cfg.Labels, "bad", book.Bad)
 	}
 	if book.Len() == 0 {
-		return raw, rows, 0, nil
+		return raw, rows, 0, nil, nil
 	}
 	id := schema.Index(schema.IDField)
 	if id < 0 {
 		t.log.Warn("labels not applied: the schema names no transaction id field", "labels", book.Len())
-		return raw, rows, 0, nil
+		return raw, rows, 0, nil, nil
 	}
 	keptRaw, kept := raw[:0], rows[:0]
 	for i, row := range rows {
@@ -467,7 +503,7 @@ func (t *Trainer) excludeFraud(ctx context.Context, schema *features.Schema, sin
 	if n > 0 {
 		t.log.Info("labelled fraud kept out of training", "rows", n, "labels", book.Len())
 	}
-	return keptRaw, kept, n, nil
+	return keptRaw, kept, n, book, nil
 }
 
 // ErrSchemaChange means a configured schema changes kinds of the pinned one

@@ -1,0 +1,145 @@
+package trainer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/fraudstream/fraudstream/pkg/ae"
+	"github.com/fraudstream/fraudstream/pkg/model"
+	"github.com/fraudstream/fraudstream/pkg/registry"
+	"github.com/fraudstream/fraudstream/pkg/stream"
+)
+
+// habitTraffic writes n transactions of 300 cards, each spending around
+// its own typical amount (from 3 to 1,000), at event times (and Kafka
+// timestamps) spread over the 23 hours before end.
+func habitTraffic(rng *rand.Rand, n int, end time.Time, id0 int) []kafka.Message {
+	msgs := make([]kafka.Message, n)
+	for i := range msgs {
+		card := rng.IntN(300)
+		typical := math.Exp(1 + 6*float64(card)/300)
+		at := end.Add(-time.Duration(rng.Int64N(int64(23 * time.Hour))))
+		v, _ := json.Marshal(map[string]any{"tx_id": fmt.Sprint("t", id0+i), "card_id": fmt.Sprint("c", card), "merchant": fmt.Sprintf("m%d", rng.IntN(5)),
+			"amount": math.Round(typical*math.Exp(0.2*rng.NormFloat64())*100) / 100, "event_time": at.UTC().Format(time.RFC3339)})
+		msgs[i] = kafka.Message{Topic: "transactions", Key: []byte(fmt.Sprint("c", card)), Value: v, Time: at}
+	}
+	return msgs
+}
+
+// TestTrainFitsTheEntityScoreWithHistory: a round on a topic whose cards
+// have habits infers card_id as an entity and publishes a model with an
+// entity score, fitted on the window's transactions after replaying the
+// history before it (HistoryWindow) in event-time order; that model scores
+// a card's sudden 30x amount by its habit. Without history, the same
+// window fits its tails cold.
+func TestTrainFitsTheEntityScoreWithHistory(t *testing.T) {
+	ctx := context.Background()
+	e, err := stream.StartEmbedded(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	cfg := e.Config()
+	if err := stream.EnsureTopics(ctx, cfg, stream.Topic{Name: "transactions", Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	rng := rand.New(rand.NewPCG(7, 7))
+	// Two days of history, then the round's 24-hour window.
+	history := append(habitTraffic(rng, 2000, now.Add(-48*time.Hour), 0), habitTraffic(rng, 2000, now.Add(-24*time.Hour-time.Minute), 2000)...)
+	window := habitTraffic(rng, 3000, now.Add(-time.Minute), 4000)
+	window = append(window, kafka.Message{Topic: "transactions", Value: []byte("not json")})
+	p, _ := stream.NewProducer(cfg, stream.ProducerOptions{})
+	defer p.Close()
+	if err := p.Write(ctx, append(history, window...)...); err != nil {
+		t.Fatal(err)
+	}
+	mr := miniredis.RunT(t)
+	reg, _ := registry.New(registry.Config{Client: redis.NewClient(&redis.Options{Addr: mr.Addr()})})
+	round := func(historyWindow time.Duration, maxRows int) (Round, *model.Bundle) {
+		tr, err := New(Config{Stream: cfg, Topic: "transactions", Registry: reg, Owner: "a", MinRows: 500, HistoryWindow: historyWindow, EntityMaxRows: maxRows,
+			Now: func() time.Time { return now }, AE: ae.Config{Seed: 1, Epochs: 3, Hidden: 16, Bottleneck: 4}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tr.Close()
+		r, err := tr.Train(ctx)
+		if err != nil || (r.Outcome != "promoted" && r.Outcome != "rejected") {
+			t.Fatalf("round: %+v %v", r, err)
+		}
+		blob, err := reg.Get(ctx, r.Version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := model.Unmarshal(blob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r, b
+	}
+
+	r, b := round(0, 0) // the defaults: 30 days back, 2,000,000 transactions
+	if b.Entity == nil {
+		t.Fatalf("the published model has no entity part; round's entity fit: %q, schema entities %v", r.Entity, b.Encoder.Schema.EntityFields)
+	}
+	if !slices.Equal(b.Entity.Fields, []string{"card_id"}) || b.Entity.Rows != 3000 || b.Entity.HistoryRows != 4000 {
+		t.Fatalf("entity part fields %v on %d rows after %d history rows, want card_id on the window's 3000 after 4000; %s",
+			b.Entity.Fields, b.Entity.Rows, b.Entity.HistoryRows, r.Entity)
+	}
+	if !strings.Contains(r.Entity, "1 records unreadable") {
+		t.Errorf("round's entity line %q does not count the unreadable record", r.Entity)
+	}
+
+	// The published model scores by habit: replay everything, then card
+	// c150 (typical amount ~55) spends 30 times that.
+	v, err := b.NewEntityView()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := v.NewReplay()
+	var txs []model.Tx
+	s := &b.Encoder.Schema
+	for _, m := range append(history, window[:3000]...) {
+		var rec map[string]any
+		json.Unmarshal(m.Value, &rec)
+		row := make([]string, len(s.Fields))
+		for i, f := range s.Fields {
+			row[i] = fmt.Sprint(rec[f.Name])
+		}
+		var tx model.Tx
+		v.Read(row, &tx)
+		txs = append(txs, tx)
+	}
+	vals := make([]model.EntityValue, 1)
+	for _, i := range model.ReplayOrder(txs) {
+		rep.Step(&txs[i], vals)
+	}
+	typical := math.Exp(1 + 6*150.0/300)
+	rep.Step(&model.Tx{Keys: []string{"c150"}, At: now, HasAt: true, Amount: 30 * typical}, vals)
+	dae := b.Calibration.Values[len(b.Calibration.Values)/2] // an ordinary DAE score
+	if joined, by := v.Join(dae, vals); by != 0 || !(joined > dae) {
+		t.Fatalf("a 30x amount for card c150 (value %+v) joined to %v by entity %d, want the card's habit to raise the DAE's %v", vals[0], joined, by, dae)
+	}
+
+	// No history: the window's transactions alone.
+	r, b = round(-1, 0)
+	if b.Entity == nil || b.Entity.Rows != 3000 || b.Entity.HistoryRows != 0 {
+		t.Fatalf("without history: entity part %+v (%s)", b.Entity, r.Entity)
+	}
+	// A bound on the replay leaves out the oldest history, and says so.
+	r, b = round(0, 5000)
+	if b.Entity == nil || b.Entity.Rows != 3000 || b.Entity.HistoryRows != 1999 || !strings.Contains(r.Entity, "2001 older transactions left out") {
+		t.Fatalf("replay bounded to 5000 of 7001: entity part %+v (%s)", b.Entity, r.Entity)
+	}
+}
