@@ -42,6 +42,7 @@ type runConfig struct {
 	Recent          int
 	Retention       time.Duration
 	Refit           time.Duration
+	RestoreWindow   time.Duration
 	LogLevel        string
 }
 
@@ -67,6 +68,7 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.IntVar(&c.Recent, "recent", 1_000_000, "recent transactions held for similar-transaction search (about 540 bytes each with a 220-byte record)")
 	fs.DurationVar(&c.Retention, "recent-retention", 7*24*time.Hour, "how far back the recent store reaches (read back from the transactions topic at start)")
 	fs.DurationVar(&c.Refit, "refit-every", 30*time.Second, "shortest time between two fits of the re-ranker while labels arrive")
+	fs.DurationVar(&c.RestoreWindow, "restore-window", 7*24*time.Hour, "when Redis holds no queue (first start, or it lost its data), queue the alerts of this long ago onwards again and index every label on the labels topic again")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 }
 
@@ -127,5 +129,5 @@ func serveReview(ctx context.Context, c runConfig, stderr io.Writer) error {
 	return reviewservice.Run(ctx, reviewservice.Config{Stream: sc, Redis: rc, Alerts: c.Alerts, Labels: c.Labels, Transactions: c.Transactions,
 		Dead: c.Dead, Group: c.Group, CreateTopics: c.CreateTopics, RegistryPrefix: c.RegistryPrefix, Prefix: c.Prefix, Verify: verifyKeys,
 		Users: users, Addr: c.Addr, TLSCert: c.TLSCert, TLSKey: c.TLSKey, InsecureCookies: c.InsecureCookies, SessionTTL: c.SessionTTL,
-		Recent: c.Recent, Retention: c.Retention, Refit: c.Refit, Logger: log})
+		Recent: c.Recent, Retention: c.Retention, Refit: c.Refit, RestoreWindow: c.RestoreWindow, Logger: log})
 }

@@ -342,3 +342,36 @@ func TestSessions(t *testing.T) {
 		t.Fatalf("after sign-out: %v", err)
 	}
 }
+
+func TestRestoreFromTopics(t *testing.T) {
+	ctx := context.Background()
+	s := newService(t, miniRedis(t), &sink{}, testModel(t))
+	alerts := [][]byte{alert("r1", 5, tx("r1", "c1", "t1", 5000, "m0")), alert("r2", 4, tx("r2", "c2", "t1", 6000, "m0")), []byte("junk")}
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	lab := func(l labels.Label) []byte { b, _ := json.Marshal(l); return b }
+	// Out of order on the topic: the later label wins, the history is in time order.
+	ls := [][]byte{
+		lab(labels.Label{TransactionID: "r1", Label: labels.Fraud, Analyst: "bo", At: at.Add(time.Hour), Source: "case"}),
+		lab(labels.Label{TransactionID: "r1", Label: labels.Legitimate, Analyst: "ana", At: at, Source: "case"}),
+		[]byte(`{"label":"fraud"}`),
+	}
+	queued, labelled, skipped, err := s.Restore(ctx, alerts, ls)
+	if err != nil || queued != 2 || labelled != 1 || skipped != 2 {
+		t.Fatalf("restore: queued %d labelled %d skipped %d: %v", queued, labelled, skipped, err)
+	}
+	c, _ := s.Get(ctx, "r1")
+	h, _ := s.History(ctx, "r1")
+	if c.Label == nil || c.Label.Label != labels.Fraud || len(h) != 2 || h[0].Analyst != "ana" || h[1].Analyst != "bo" {
+		t.Fatalf("r1 after restore: %+v, history %+v", c.Label, h)
+	}
+	if n, _ := s.Pending(ctx); n != 1 {
+		t.Fatalf("%d pending, want 1 (r2)", n)
+	}
+	// Restoring again changes nothing.
+	if _, labelled, _, _ := s.Restore(ctx, alerts, ls); labelled != 0 {
+		t.Fatalf("a second restore indexed %d labels again", labelled)
+	}
+	if h, _ := s.History(ctx, "r1"); len(h) != 2 {
+		t.Fatalf("history after a second restore: %d", len(h))
+	}
+}

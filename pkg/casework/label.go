@@ -70,9 +70,11 @@ func (s *Service) Label(ctx context.Context, l labels.Label) (labels.Label, erro
 	return l, s.index(ctx, c, l)
 }
 
+func jsonLabel(l labels.Label) ([]byte, error) { return json.Marshal(l) }
+
 // index applies a published label in Redis.
 func (s *Service) index(ctx context.Context, c *Case, l labels.Label) error {
-	js, err := json.Marshal(l)
+	js, err := jsonLabel(l)
 	if err != nil {
 		return err
 	}

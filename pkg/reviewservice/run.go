@@ -48,7 +48,11 @@ type Config struct {
 	Recent                             int
 	Retention                          time.Duration
 	Refit                              time.Duration
-	Logger                             *slog.Logger
+	// RestoreWindow: when Redis holds no queue (a first start, or Redis
+	// lost its data), the alerts of this long ago onwards are queued
+	// again and every label on the labels topic indexed again. Default 7 days.
+	RestoreWindow time.Duration
+	Logger        *slog.Logger
 	// Ready, when set, is called once the page serves, with its base URL
 	// and the queue (the demo's simulated analyst uses it).
 	Ready func(url string, cases *casework.Service)
@@ -95,6 +99,9 @@ func Run(ctx context.Context, c Config) error {
 	}
 	if c.Refit <= 0 {
 		c.Refit = 30 * time.Second
+	}
+	if c.RestoreWindow <= 0 {
+		c.RestoreWindow = 7 * 24 * time.Hour
 	}
 	if c.Group == "" {
 		c.Group = "fraudstream-review"
@@ -196,7 +203,7 @@ func Run(ctx context.Context, c Config) error {
 	// The queue takes alerts at once (cases wait for a model to be
 	// described); the recent store needs a model to embed with.
 	wg.Go(func() { errc <- consumeAlerts(ctx, c, sc, svc, prod, log) })
-	wg.Go(func() { lead(ctx, c, svc, replica, log) })
+	wg.Go(func() { lead(ctx, c, sc, svc, replica, log) })
 	wg.Go(func() {
 		// Follow model swaps: embed the recent store again, rebuild the queue.
 		for {
@@ -302,7 +309,7 @@ func writeWithDeadline(ctx context.Context, p *stream.Producer, msgs []kafka.Mes
 // lead keeps the re-ranker loaded on every replica and, on the replica
 // holding the lease, rebuilds the queue when asked and refits the
 // re-ranker as labels arrive.
-func lead(ctx context.Context, c Config, svc *casework.Service, replica string, log *slog.Logger) {
+func lead(ctx context.Context, c Config, sc stream.Config, svc *casework.Service, replica string, log *slog.Logger) {
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	var lastFit time.Time
@@ -318,6 +325,9 @@ func lead(ctx context.Context, c Config, svc *casework.Service, replica string, 
 		leader, err := svc.Lead(ctx, replica, 15*time.Second)
 		if err != nil || !leader {
 			continue
+		}
+		if ok, err := svc.Restored(ctx); err == nil && !ok {
+			restore(ctx, c, sc, svc, replica, log)
 		}
 		if need, err := svc.NeedsRebuild(ctx); err == nil && need {
 			start := time.Now()
@@ -403,11 +413,17 @@ func (r *recentStore) swap(ctx context.Context, wg *sync.WaitGroup, c Config, sc
 	return false
 }
 
+// maxRecentBytes: a larger transaction is not held (it is no card
+// record, and a flood of them would fill memory).
+const maxRecentBytes = 16 << 10
+
 // add embeds and stores a batch of transactions.
 func (r *recentStore) add(msgs []kafka.Message) {
-	raws := make([][]byte, len(msgs))
-	for i, m := range msgs {
-		raws[i] = m.Value
+	raws := make([][]byte, 0, len(msgs))
+	for _, m := range msgs {
+		if len(m.Value) <= maxRecentBytes {
+			raws = append(raws, m.Value)
+		}
 	}
 	r.descMu.Lock()
 	ds := r.desc.Describe(raws)
@@ -418,4 +434,45 @@ func (r *recentStore) add(msgs []kafka.Message) {
 		}
 		r.store.Add(review.Entry{ID: d.ID, At: d.At, Score: d.Score, Keys: d.Keys, Raw: raws[i]}, d.Embedding)
 	}
+}
+
+// maxRestoreAlerts bounds the alerts a restore reads (past it, ReadWindow
+// samples the window).
+const maxRestoreAlerts = 1_000_000
+
+// restore rebuilds the queue from the alerts and labels topics when Redis
+// holds none; on failure it is tried again at the next tick.
+func restore(ctx context.Context, c Config, sc stream.Config, svc *casework.Service, replica string, log *slog.Logger) {
+	log.Warn("Redis holds no review queue (a first start, or Redis lost its data): rebuilding it from the alerts and labels topics",
+		"alerts_since", time.Now().Add(-c.RestoreWindow).UTC().Format(time.RFC3339))
+	start := time.Now()
+	read := func(topic string, since time.Time, max int) ([][]byte, error) {
+		rows, err := stream.ReadWindow(ctx, sc, topic, since, max, 1)
+		var missing *stream.MissingTopicsError
+		if errors.As(err, &missing) {
+			return nil, nil
+		}
+		return rows, err
+	}
+	alerts, err := read(c.Alerts, time.Now().Add(-c.RestoreWindow), maxRestoreAlerts)
+	if err != nil {
+		log.Warn("restoring the queue: reading alerts failed; retrying", "err", err)
+		return
+	}
+	ls, err := read(c.Labels, time.Unix(0, 0), 0)
+	if err != nil {
+		log.Warn("restoring the queue: reading labels failed; retrying", "err", err)
+		return
+	}
+	queued, labelled, skipped, err := svc.Restore(ctx, alerts, ls)
+	if err != nil {
+		log.Warn("restoring the queue failed; retrying", "queued", queued, "err", err)
+		return
+	}
+	if err := svc.MarkRestored(ctx, replica+" "+time.Now().UTC().Format(time.RFC3339)); err != nil {
+		log.Warn("restoring the queue: marking it restored failed", "err", err)
+		return
+	}
+	log.Info("review queue restored from the topics", "alerts_read", len(alerts), "queued", queued, "labels", labelled,
+		"skipped", skipped, "took", time.Since(start).Round(time.Millisecond))
 }

@@ -43,7 +43,8 @@ func txJSON(id, card, term string, amount float64, merchant string) []byte {
 // goes to the dead-letter topic with its reason), the recent store is
 // filled from the transactions topic, an analyst labels through the API
 // and the label is on the labels topic; a second replica serves the same
-// queue.
+// queue; and when Redis loses its data, the queue and the labels come
+// back from the topics.
 func TestServiceQueuesLabelsAndSetsAside(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -186,6 +187,32 @@ func TestServiceQueuesLabelsAndSetsAside(t *testing.T) {
 	if err != nil || len(q2) != len(q) || q2[0].ID() != q[0].ID() {
 		t.Fatalf("second replica's queue differs: %v", err)
 	}
+
+	// Redis loses its data: the queue comes back from the topics, the
+	// labelled case reviewed with its history; sessions are gone.
+	mr.FlushAll()
+	for {
+		n, _ := svc.Pending(ctx)
+		c, _ := svc.Get(ctx, "a29")
+		if n == 29 && c != nil && c.Label != nil {
+			if c.Label.Label != labels.Fraud || c.Label.Analyst != "ana" {
+				t.Fatalf("restored label %+v", c.Label)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("after Redis lost its data: %d pending, a29 %+v", n, c)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if h, _ := svc.History(ctx, "a29"); len(h) != 1 || h[0].Note != "confirmed with the cardholder" {
+		t.Fatalf("restored history %+v", h)
+	}
+	res, err = hc.Get(url + "/api/queue")
+	if err != nil || res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a session after Redis lost its data: %v %v", res.StatusCode, err)
+	}
+	res.Body.Close()
 }
 
 // readTopic reads at least n records of a topic from the beginning.
