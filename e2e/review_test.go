@@ -105,7 +105,7 @@ func TestReviewInBrowser(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
 	e.start("review", "review", append([]string{"run", "--addr", addr, "--users", users, "--tls-cert", cert, "--tls-key", key,
 		"--alerts", alerts, "--labels", labelsTopic, "--transactions", tx, "--dead-letter", e.topic("rdl"), "--create-topics",
-		"--group", "e2e-review-" + e.sfx, "--prefix", prefix + "review:", "--refit-every", "1s"}, common...)...)
+		"--group", "e2e-review-" + e.sfx, "--prefix", prefix + "review:", "--refit-every", "1s", "--metrics-addr", ""}, common...)...)
 	base := "https://" + addr
 
 	// More traffic, so the scorer (on the trained model) raises alerts.

@@ -21,6 +21,10 @@
 #   fleet-secret                  the scorers' HMAC secret for the fleet budget
 #   model-signing-key.pem         the trainer's ed25519 key (PKCS#8) that signs
 #   model-verify-key.pem          models; its public key (SPKI), for scorers
+#   review-password               the review page's password of the analyst
+#   review-users                  the review service's users file: analyst,
+#                                 with review-password's bcrypt hash (made
+#                                 by `go run ./cmd/review passwd`: needs Go)
 #
 # DIR is readable by its owner only. The files in it are readable by all,
 # because compose bind-mounts each one into containers that run as other
@@ -36,14 +40,14 @@ chmod 700 "$dir"
 cd "$dir"
 umask 022
 
-TLS_DAYS=365 "$here/tls-certs.sh" tls kafka redis
+TLS_DAYS=365 "$here/tls-certs.sh" tls kafka redis review
 chmod 600 tls/ca.key tls/client.key
 chmod 644 tls/server.key
 
 secret() { # FILE: 32 random bytes in hex, unless FILE exists
 	[ -s "$1" ] || openssl rand -hex 32 >"$1"
 }
-for f in kafka-keystore-password kafka-password kafka-broker-password redis-password fleet-secret; do
+for f in kafka-keystore-password kafka-password kafka-broker-password redis-password fleet-secret review-password; do
 	secret "$f"
 done
 
@@ -75,6 +79,11 @@ fi
 if [ ! -s model-signing-key.pem ]; then
 	openssl genpkey -algorithm ed25519 -out model-signing-key.pem
 	openssl pkey -in model-signing-key.pem -pubout -out model-verify-key.pem
+fi
+if [ ! -s review-users ]; then
+	command -v go >/dev/null || { echo "compose-secrets.sh needs Go for the review users file (review passwd)" >&2; exit 1; }
+	(cd "$here/.." && go run ./cmd/review passwd --user analyst --role analyst) <review-password >review-users.tmp
+	mv review-users.tmp review-users
 fi
 # openssl writes keys for its owner only; the containers need to read them.
 chmod 644 kafka.p12 model-signing-key.pem

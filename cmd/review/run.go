@@ -43,6 +43,7 @@ type runConfig struct {
 	Retention       time.Duration
 	Refit           time.Duration
 	RestoreWindow   time.Duration
+	MetricsAddr     string
 	LogLevel        string
 }
 
@@ -60,7 +61,7 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.StringVar(&c.Prefix, "prefix", "fraudstream:review:", "key prefix of the review queue in Redis")
 	offline.VerifyKeyFlag(fs, &c.VerifyKeys)
 	fs.StringVar(&c.Addr, "addr", ":8080", "listen address of the web page and the JSON API")
-	fs.StringVar(&c.Users, "users", os.Getenv("FRAUDSTREAM_REVIEW_USERS"), "users file: name:role:bcrypt-hash per line, role analyst or viewer (`review passwd` writes a line); mode 600 (default $FRAUDSTREAM_REVIEW_USERS)")
+	fs.StringVar(&c.Users, "users", os.Getenv("FRAUDSTREAM_REVIEW_USERS"), "users file: name:role:bcrypt-hash per line, role analyst or viewer ('review passwd' writes a line); writable by its owner only (default $FRAUDSTREAM_REVIEW_USERS)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM); without it, serve plain HTTP behind a TLS-terminating proxy")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "the certificate's private key (PEM)")
 	fs.BoolVar(&c.InsecureCookies, "insecure-cookies", false, "drop the Secure attribute of the session cookie (plain HTTP on a trusted network only)")
@@ -69,6 +70,7 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.DurationVar(&c.Retention, "recent-retention", 7*24*time.Hour, "how far back the recent store reaches (read back from the transactions topic at start)")
 	fs.DurationVar(&c.Refit, "refit-every", 30*time.Second, "shortest time between two fits of the re-ranker while labels arrive")
 	fs.DurationVar(&c.RestoreWindow, "restore-window", 7*24*time.Hour, "when Redis holds no queue (first start, or it lost its data), queue the alerts of this long ago onwards again and index every label on the labels topic again")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":9103", "listen address for /metrics, /healthz and /readyz (empty: off)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 }
 
@@ -129,5 +131,5 @@ func serveReview(ctx context.Context, c runConfig, stderr io.Writer) error {
 	return reviewservice.Run(ctx, reviewservice.Config{Stream: sc, Redis: rc, Alerts: c.Alerts, Labels: c.Labels, Transactions: c.Transactions,
 		Dead: c.Dead, Group: c.Group, CreateTopics: c.CreateTopics, RegistryPrefix: c.RegistryPrefix, Prefix: c.Prefix, Verify: verifyKeys,
 		Users: users, Addr: c.Addr, TLSCert: c.TLSCert, TLSKey: c.TLSKey, InsecureCookies: c.InsecureCookies, SessionTTL: c.SessionTTL,
-		Recent: c.Recent, Retention: c.Retention, Refit: c.Refit, RestoreWindow: c.RestoreWindow, Logger: log})
+		Recent: c.Recent, Retention: c.Retention, Refit: c.Refit, RestoreWindow: c.RestoreWindow, MetricsAddr: c.MetricsAddr, Logger: log})
 }

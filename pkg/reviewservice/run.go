@@ -23,6 +23,7 @@ import (
 	"github.com/fraudstream/fraudstream/pkg/casework"
 	"github.com/fraudstream/fraudstream/pkg/labels"
 	"github.com/fraudstream/fraudstream/pkg/model"
+	"github.com/fraudstream/fraudstream/pkg/ops"
 	"github.com/fraudstream/fraudstream/pkg/pipeline"
 	"github.com/fraudstream/fraudstream/pkg/registry"
 	"github.com/fraudstream/fraudstream/pkg/review"
@@ -52,6 +53,8 @@ type Config struct {
 	// lost its data), the alerts of this long ago onwards are queued
 	// again and every label on the labels topic indexed again. Default 7 days.
 	RestoreWindow time.Duration
+	// MetricsAddr serves /metrics, /healthz and /readyz ("" off).
+	MetricsAddr string
 	Logger        *slog.Logger
 	// Ready, when set, is called once the page serves, with its base URL
 	// and the queue (the demo's simulated analyst uses it).
@@ -62,6 +65,7 @@ type Config struct {
 type kafkaLabels struct {
 	p     *stream.Producer
 	topic string
+	m     *metrics
 }
 
 func (k kafkaLabels) WriteLabels(ctx context.Context, ls []labels.Label) error {
@@ -75,7 +79,13 @@ func (k kafkaLabels) WriteLabels(ctx context.Context, ls []labels.Label) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	return k.p.Write(ctx, msgs...)
+	if err := k.p.Write(ctx, msgs...); err != nil {
+		return err
+	}
+	for _, l := range ls {
+		k.m.labels.WithLabelValues(l.Label, l.Source).Inc()
+	}
+	return nil
 }
 
 // Run runs the service until ctx ends; it returns after every goroutine it
@@ -150,11 +160,13 @@ func Run(ctx context.Context, c Config) error {
 		return &casework.Model{Bundle: m.Bundle, Version: m.Version, Digest: d}
 	}
 	recent := &recentStore{capacity: c.Recent, retention: c.Retention}
-	svc, err := casework.New(casework.Config{Redis: rc, Prefix: c.Prefix, Labels: kafkaLabels{prod, c.Labels}, Model: current,
-		Recent: nil, Logger: log})
+	sink := &kafkaLabels{p: prod, topic: c.Labels}
+	svc, err := casework.New(casework.Config{Redis: rc, Prefix: c.Prefix, Labels: sink, Model: current, Logger: log})
 	if err != nil {
 		return err
 	}
+	m := newMetrics(svc, recent)
+	sink.m = m
 	web, err := reviewweb.New(reviewweb.Config{Service: svc, Users: c.Users, SessionTTL: c.SessionTTL, InsecureCookies: c.InsecureCookies, Logger: log})
 	if err != nil {
 		return err
@@ -163,7 +175,7 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: web, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	srv := &http.Server{Handler: m.instrument(web), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -172,6 +184,18 @@ func Run(ctx context.Context, c Config) error {
 	defer wg.Wait()
 	errc := make(chan error, 8)
 	wg.Go(func() { errc <- loader.Run(ctx) })
+	if c.MetricsAddr != "" {
+		opsSrv, err := ops.Listen(c.MetricsAddr, m.reg, func() error {
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			return rc.Ping(pctx).Err()
+		})
+		if err != nil {
+			cancel()
+			return err
+		}
+		wg.Go(func() { errc <- opsSrv.Run(ctx) })
+	}
 	wg.Go(func() {
 		var err error
 		if c.TLSCert != "" {
@@ -202,7 +226,7 @@ func Run(ctx context.Context, c Config) error {
 
 	// The queue takes alerts at once (cases wait for a model to be
 	// described); the recent store needs a model to embed with.
-	wg.Go(func() { errc <- consumeAlerts(ctx, c, sc, svc, prod, log) })
+	wg.Go(func() { errc <- consumeAlerts(ctx, c, sc, svc, prod, m, log) })
 	wg.Go(func() { lead(ctx, c, sc, svc, replica, log) })
 	wg.Go(func() {
 		// Follow model swaps: embed the recent store again, rebuild the queue.
@@ -240,7 +264,7 @@ func Run(ctx context.Context, c Config) error {
 
 // consumeAlerts queues the alerts topic, committing a batch once its cases
 // are in Redis and its bad records are on the dead-letter topic.
-func consumeAlerts(ctx context.Context, c Config, sc stream.Config, svc *casework.Service, prod *stream.Producer, log *slog.Logger) error {
+func consumeAlerts(ctx context.Context, c Config, sc stream.Config, svc *casework.Service, prod *stream.Producer, m *metrics, log *slog.Logger) error {
 	cons, err := stream.NewConsumer(sc, c.Alerts, c.Group, stream.ConsumerOptions{})
 	if err != nil {
 		return err
@@ -279,6 +303,8 @@ func consumeAlerts(ctx context.Context, c Config, sc stream.Config, svc *casewor
 					dead = append(dead, stream.DeadLetter(c.Dead, msgs[i], e))
 				}
 				if err = writeWithDeadline(ctx, prod, dead); err == nil {
+					m.queued.Add(float64(added))
+					m.dead.Add(float64(len(bad)))
 					log.Debug("alerts queued", "read", len(msgs), "queued", added, "dead_lettered", len(bad))
 					break
 				}
@@ -411,6 +437,17 @@ func (r *recentStore) swap(ctx context.Context, wg *sync.WaitGroup, c Config, sc
 		log.Info("recent transactions embedded with the new model", "held", store.Len(), "took", time.Since(start).Round(time.Millisecond))
 	}
 	return false
+}
+
+// len is the number of transactions held.
+func (r *recentStore) len() int {
+	r.mu.Lock()
+	st := r.store
+	r.mu.Unlock()
+	if st == nil {
+		return 0
+	}
+	return st.Len()
 }
 
 // maxRecentBytes: a larger transaction is not held (it is no card

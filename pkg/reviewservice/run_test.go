@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/cookiejar"
@@ -17,6 +18,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/fraudstream/fraudstream/internal/proctest"
 	"github.com/fraudstream/fraudstream/pkg/ae"
 	"github.com/fraudstream/fraudstream/pkg/casework"
 	"github.com/fraudstream/fraudstream/pkg/features"
@@ -108,6 +110,8 @@ func TestServiceQueuesLabelsAndSetsAside(t *testing.T) {
 	defer wg.Wait()
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
+	first := true
 	start := func() (string, *casework.Service) {
 		ready := make(chan struct{})
 		var url string
@@ -115,6 +119,9 @@ func TestServiceQueuesLabelsAndSetsAside(t *testing.T) {
 		cfg := Config{Stream: sc, Redis: rc, Alerts: "alerts", Labels: "labels", Transactions: "tx", Dead: "alerts-dead", CreateTopics: true,
 			RegistryPrefix: "m:", Users: users, Addr: "127.0.0.1:0", InsecureCookies: true, Recent: 1000, Retention: time.Hour,
 			Ready: func(u string, s *casework.Service) { url, svc = u, s; close(ready) }}
+		if first {
+			cfg.MetricsAddr, first = metricsAddr, false
+		}
 		wg.Go(func() {
 			if err := Run(runCtx, cfg); err != nil {
 				t.Error(err)
@@ -174,6 +181,20 @@ func TestServiceQueuesLabelsAndSetsAside(t *testing.T) {
 	l, err := labels.Parse(got[0].Value)
 	if err != nil || string(got[0].Key) != "a29" || l.Label != labels.Fraud || l.Analyst != "ana" || l.Note != "confirmed with the cardholder" {
 		t.Fatalf("labels topic: %s %s (%v)", got[0].Key, got[0].Value, err)
+	}
+	// The metrics count what happened.
+	res, err = http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{"fraudstream_review_alerts_queued_total 30", "fraudstream_review_alerts_dead_lettered_total 1",
+		`fraudstream_review_labels_total{label="fraud",source="case"} 1`, "fraudstream_review_pending 29",
+		`fraudstream_review_http_request_duration_seconds_count{code="OK",route="POST /api/cases/{id}/label"} 1`} {
+		if !strings.Contains(string(mb), want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 	// The other cases at terminal t7 are raised.
 	q, _ := svc.Queue(ctx, 5)

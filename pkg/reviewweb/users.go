@@ -67,15 +67,18 @@ func ParseUsers(r io.Reader) (*Users, error) {
 	return u, nil
 }
 
-// LoadUsers reads a users file. It refuses a file others may read or
-// write: it holds password hashes.
+// LoadUsers reads a users file. It refuses a file that others may write
+// (whoever can write it can let anyone in). Reading needs no such guard to
+// be safe, since it holds bcrypt hashes, but keep it to its owner where the
+// service's user allows (a container's mounted secret may need to be
+// readable by all).
 func LoadUsers(path string) (*Users, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
-	if st.Mode().Perm()&0o027 != 0 {
-		return nil, fmt.Errorf("%s is readable or writable by others (mode %v): chmod 600 it", path, st.Mode().Perm())
+	if st.Mode().Perm()&0o022 != 0 {
+		return nil, fmt.Errorf("%s is writable by others (mode %v): chmod go-w it", path, st.Mode().Perm())
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -320,5 +321,21 @@ func TestParseUsers(t *testing.T) {
 	}
 	if _, err := Line("ana", RoleAnalyst, "short"); err == nil {
 		t.Fatal("a short password accepted")
+	}
+}
+
+func TestLoadUsersRefusesWritableFile(t *testing.T) {
+	line, _ := Line("ana", RoleAnalyst, "correct horse")
+	path := t.TempDir() + "/users"
+	if err := os.WriteFile(path, []byte(line+"\n"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(path, 0o666)
+	if _, err := LoadUsers(path); err == nil || !strings.Contains(err.Error(), "writable by others") {
+		t.Fatalf("a world-writable users file: %v", err)
+	}
+	os.Chmod(path, 0o644)
+	if _, err := LoadUsers(path); err != nil {
+		t.Fatalf("mode 644: %v", err)
 	}
 }
