@@ -55,7 +55,7 @@ type Config struct {
 	RestoreWindow time.Duration
 	// MetricsAddr serves /metrics, /healthz and /readyz ("" off).
 	MetricsAddr string
-	Logger        *slog.Logger
+	Logger      *slog.Logger
 	// Ready, when set, is called once the page serves, with its base URL
 	// and the queue (the demo's simulated analyst uses it).
 	Ready func(url string, cases *casework.Service)
