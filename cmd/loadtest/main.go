@@ -7,6 +7,11 @@
 //	    produces at a steady rate and measures the time from a transaction's
 //	    produce to its alert being readable (p50, p99).
 //
+// With --entities card_id[,merchant_id] the model has an entity score on
+// those fields and the scorers keep the entities' states in Redis
+// (pipeline.RedisEntityStore, as scorer run does) at --redis, or in an
+// in-process miniredis when --redis is empty.
+//
 // Without --brokers it starts the embedded broker. The scorers are the same
 // pipeline code `scorer run` uses, in this process.
 package main
@@ -27,10 +32,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/fraudstream/fraudstream/pkg/ae"
 	"github.com/fraudstream/fraudstream/pkg/connect"
+	"github.com/fraudstream/fraudstream/pkg/entity"
 	"github.com/fraudstream/fraudstream/pkg/features"
 	"github.com/fraudstream/fraudstream/pkg/generator"
 	"github.com/fraudstream/fraudstream/pkg/model"
@@ -71,6 +79,8 @@ func modeFlags(mode string, c *config, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.scorers, "scorers", 2, "scorer workers in the group")
 	fs.DurationVar(&maxWait, "max-wait", 50*time.Millisecond, "the scorers' fetch MaxWait")
 	fs.Float64Var(&c.quantile, "threshold-quantile", 0.99, "alert above this quantile of validation scores (0.99: about 1% alerts)")
+	fs.StringVar(&c.entities, "entities", "", "comma-separated entity fields of the generator's records (card_id, merchant_id) given an entity score, their states kept in Redis (empty: no entity score)")
+	fs.StringVar(&c.redis, "redis", "", "with --entities: the Redis address holding the entity states (empty: an in-process miniredis)")
 	switch mode {
 	case "drain":
 		fs.IntVar(&c.messages, "messages", 2_000_000, "transactions pre-loaded")
@@ -110,6 +120,8 @@ type config struct {
 	rate     int
 	duration time.Duration
 	quantile float64
+	entities string
+	redis    string
 	// cpuProfile: drain writes a pprof CPU profile of the timed part here.
 	cpuProfile string
 }
@@ -160,22 +172,98 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var store pipeline.EntityStore
+	if c.entities != "" {
+		if err := addEntities(b, strings.Split(c.entities, ",")); err != nil {
+			return err
+		}
+		addr := c.redis
+		if addr == "" {
+			mr, err := miniredis.Run()
+			if err != nil {
+				return err
+			}
+			defer mr.Close()
+			addr = mr.Addr()
+		}
+		rc := redis.NewClient(&redis.Options{Addr: addr})
+		defer rc.Close()
+		if err := rc.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("--redis %s: %w", addr, err)
+		}
+		// The states expire soon after the run: a shared Redis keeps no clutter.
+		store = &pipeline.RedisEntityStore{Client: rc, Prefix: "lt-" + sfx + ":entity:", TTL: time.Hour}
+		fmt.Fprintf(stdout, "entity score on %s, states in Redis at %s\n", strings.Join(b.Entity.Fields, ", "), addr)
+	}
 	cur := &pipeline.Current{}
 	cur.Swap(&pipeline.Model{Bundle: b, Version: "1", Decider: pipeline.NewCalibrated(b, c.quantile)})
 	if args[0] == "drain" {
-		return drain(ctx, c, sc, tx, alerts, dead, cur, stdout)
+		return drain(ctx, c, sc, tx, alerts, dead, cur, store, stdout)
 	}
-	return latency(ctx, c, sc, tx, alerts, dead, cur, stdout)
+	return latency(ctx, c, sc, tx, alerts, dead, cur, store, stdout)
+}
+
+// addEntities gives b an entity score on fields, its tails fitted on
+// 100,000 generated transactions after 100,000 that warm the states (five
+// per card each: the cards' habits are known, as they soon are in a long
+// run). Every field is kept even where its habit explains too little for
+// trainer fit to keep it (the generator's merchants serve everyone's
+// amounts): the load test measures what each entity costs.
+func addEntities(b *model.Bundle, fields []string) error {
+	s := &b.Encoder.Schema
+	s.EntityFields, s.AmountField = fields, "amount"
+	v, err := b.EntityReader()
+	if err != nil {
+		return fmt.Errorf("--entities: %w", err)
+	}
+	const warm, fit = 100000, 100000
+	names, rows := generate(4, warm+fit, 10*24*time.Hour)
+	rows = features.Project(s, names, rows)
+	txs := make([]model.Tx, len(rows))
+	for i, row := range rows {
+		v.Read(row, &txs[i])
+	}
+	r := v.NewReplay()
+	vals := make([]model.EntityValue, len(fields))
+	scores := make([][]float64, len(fields))
+	for _, i := range model.ReplayOrder(txs) {
+		r.Step(&txs[i], vals)
+		for e := range vals {
+			if i >= warm {
+				scores[e] = append(scores[e], vals[e].Score)
+			}
+		}
+	}
+	p := v.Part
+	p.Rows, p.HistoryRows = fit, warm
+	for e, f := range fields {
+		t, ok := entity.NewTail(scores[e])
+		if !ok {
+			return fmt.Errorf("--entities: %s has too little history in %d training rows for a score", f, len(rows))
+		}
+		p.Tails = append(p.Tails, t)
+	}
+	b.Entity = p
+	_, err = b.NewEntityView()
+	return err
 }
 
 // trainModel fits a model on generated traffic, as the trainer would.
 func trainModel() (*model.Bundle, error) {
-	g := generator.New(generator.Config{Seed: 1})
+	names, rows := generate(1, 20000, 0)
+	s := features.InferSchema(names, rows, features.InferOptions{})
+	return model.Fit(s, features.Project(s, names, rows), model.FitOptions{AE: ae.Config{Seed: 1, Epochs: 5}})
+}
+
+// generate returns n of the generator's transactions (seed) as rows, their
+// days spread evenly over span before now, and their column names.
+func generate(seed uint64, n int, span time.Duration) ([]string, [][]string) {
+	g := generator.New(generator.Config{Seed: seed})
 	var names []string
 	var rows [][]string
-	now := time.Now()
-	for range 20000 {
-		t, _ := g.Next(now)
+	now := time.Now().Add(-span)
+	for i := range n {
+		t, _ := g.Next(now.Add(time.Duration(i) * span / time.Duration(n)))
 		var m map[string]any
 		json.Unmarshal(t.JSON(), &m)
 		if names == nil {
@@ -190,14 +278,13 @@ func trainModel() (*model.Bundle, error) {
 		}
 		rows = append(rows, r)
 	}
-	s := features.InferSchema(names, rows, features.InferOptions{})
-	return model.Fit(s, features.Project(s, names, rows), model.FitOptions{AE: ae.Config{Seed: 1, Epochs: 5}})
+	return names, rows
 }
 
 // scorers runs n pipelines in one group until ctx ends.
 var maxWait = 50 * time.Millisecond
 
-func scorers(ctx context.Context, n int, sc stream.Config, tx, alerts, dead string, cur *pipeline.Current) (func() int64, func(), error) {
+func scorers(ctx context.Context, n int, sc stream.Config, tx, alerts, dead string, cur *pipeline.Current, store pipeline.EntityStore) (func() int64, func(), error) {
 	var wg sync.WaitGroup
 	var srcs []*stream.Consumer
 	ctx, cancel := context.WithCancel(ctx)
@@ -212,7 +299,7 @@ func scorers(ctx context.Context, n int, sc stream.Config, tx, alerts, dead stri
 			cancel()
 			return nil, nil, err
 		}
-		p, err := pipeline.New(pipeline.Config{Source: src, Sink: prod, Models: cur, Alerts: alerts, Dead: dead, BatchSize: 4096})
+		p, err := pipeline.New(pipeline.Config{Source: src, Sink: prod, Models: cur, Alerts: alerts, Dead: dead, BatchSize: 4096, Entities: store})
 		if err != nil {
 			cancel()
 			return nil, nil, err
@@ -241,7 +328,7 @@ func scorers(ctx context.Context, n int, sc stream.Config, tx, alerts, dead stri
 	return committed, stop, nil
 }
 
-func drain(ctx context.Context, c config, sc stream.Config, tx, alerts, dead string, cur *pipeline.Current, stdout io.Writer) error {
+func drain(ctx context.Context, c config, sc stream.Config, tx, alerts, dead string, cur *pipeline.Current, store pipeline.EntityStore, stdout io.Writer) error {
 	p, err := stream.NewProducer(sc, stream.ProducerOptions{BatchSize: 20000})
 	if err != nil {
 		return err
@@ -275,7 +362,7 @@ func drain(ctx context.Context, c config, sc stream.Config, tx, alerts, dead str
 		defer pprof.StopCPUProfile()
 	}
 	start = time.Now()
-	read, stop, err := scorers(ctx, c.scorers, sc, tx, alerts, dead, cur)
+	read, stop, err := scorers(ctx, c.scorers, sc, tx, alerts, dead, cur, store)
 	if err != nil {
 		return err
 	}
@@ -294,8 +381,8 @@ func drain(ctx context.Context, c config, sc stream.Config, tx, alerts, dead str
 	return nil
 }
 
-func latency(ctx context.Context, c config, sc stream.Config, tx, alerts, dead string, cur *pipeline.Current, stdout io.Writer) error {
-	_, stop, err := scorers(ctx, c.scorers, sc, tx, alerts, dead, cur)
+func latency(ctx context.Context, c config, sc stream.Config, tx, alerts, dead string, cur *pipeline.Current, store pipeline.EntityStore, stdout io.Writer) error {
+	_, stop, err := scorers(ctx, c.scorers, sc, tx, alerts, dead, cur, store)
 	if err != nil {
 		return err
 	}
