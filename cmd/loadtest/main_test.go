@@ -36,3 +36,20 @@ func TestHelpShowsEachModesFlags(t *testing.T) {
 		t.Fatalf("a latency flag given to drain: exit %d\n%s", code, errOut.String())
 	}
 }
+
+// drain --entities runs the scorers with the model's entity score on
+// both fields, their states in an in-process Redis, and drains every
+// message.
+func TestDrainWithEntities(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a model")
+	}
+	var out, errOut bytes.Buffer
+	if code := cli(context.Background(), []string{"drain", "--messages", "3000", "--entities", "card_id,merchant_id"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	s := out.String()
+	if !strings.Contains(s, "entity score on card_id, merchant_id, states in Redis") || !strings.Contains(s, "drained ") {
+		t.Fatalf("output:\n%s", s)
+	}
+}
