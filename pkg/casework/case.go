@@ -73,9 +73,10 @@ type Case struct {
 	Priority float64 `json:"priority"`
 	// Prob is the re-ranker's fraud probability, when there is one.
 	Prob *float64 `json:"prob,omitempty"`
-	// Raised says why the case was raised above the others: it shares an
-	// entity with, or lies near, a confirmed fraud.
+	// Raised says why the case was raised: it shares an entity with, or
+	// lies near, a confirmed fraud; Near, that it lies near one (see lift).
 	Raised string `json:"raised,omitempty"`
+	Near   bool   `json:"near,omitempty"`
 	// Label is the latest label, when the case has been reviewed.
 	Label *labels.Label `json:"label,omitempty"`
 }
@@ -94,6 +95,29 @@ func ScorePriority(score, threshold float32) float64 {
 	return 0.5 * (1 + math.Tanh(math.Log(float64(score)/float64(threshold))))
 }
 
-// raisedBoost lifts raised cases above every case that is not: priorities
-// are otherwise in [0, 1].
-const raisedBoost = 1
+// nearLift is the lift of a case among a confirmed fraud's nearest
+// neighbours (within the clusters' radius).
+const nearLift = 0.25
+
+// lift is what a raised case adds to its priority (otherwise in [0, 1]):
+// for each of its entity keys with confirmed fraud, the evidence
+// frauds / (frauds + legitimate + 1), the largest counting (one fraud and
+// no legitimate label: 0.5; one fraud among four labels: 0.2), so a busy
+// merchant with one fraud among many good labels lifts little; at least
+// nearLift for a near neighbour of a confirmed fraud.
+func lift(c *Case, t map[string]tally) float64 {
+	if c.Raised == "" {
+		return 0
+	}
+	var l float64
+	if c.Near {
+		l = nearLift
+	}
+	for _, k := range c.Keys {
+		tl := t[k]
+		if tl.fraud > 0 {
+			l = max(l, float64(tl.fraud)/float64(tl.fraud+max(tl.legit, 0)+1))
+		}
+	}
+	return l
+}

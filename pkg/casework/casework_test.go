@@ -246,6 +246,22 @@ func TestConfirmedFraudRaisesItsTerminal(t *testing.T) {
 	if q[0].ID() != "late" || !strings.Contains(c.Raised, "terminal_id=t100") {
 		t.Fatalf("first case %s; late raised %q", q[0].ID(), c.Raised)
 	}
+	// Two legitimate labels at t100 weigh against the one fraud: the lift
+	// falls from 0.5 to 0.25 and late gives way.
+	if _, _, err := s.Ingest(ctx, [][]byte{alert("good1", 1.01, tx("good1", "c998", "t100", 21, "m1")), alert("good2", 1.01, tx("good2", "c997", "t100", 21, "m1"))}); err != nil {
+		t.Fatal(err)
+	}
+	before := c.Priority
+	for _, id := range []string{"good1", "good2"} {
+		if _, err := s.Label(ctx, labels.Label{TransactionID: id, Label: labels.Legitimate, Analyst: "ana"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, _ = s.Get(ctx, "late")
+	q, _ = s.Queue(ctx, 100)
+	if !(c.Priority < before-0.2) || q[0].ID() == "late" {
+		t.Fatalf("late's priority %.3f (was %.3f), first case %s", c.Priority, before, q[0].ID())
+	}
 }
 
 func TestRerankerLearnsFromLabels(t *testing.T) {

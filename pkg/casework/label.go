@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -122,9 +123,9 @@ func (s *Service) index(ctx context.Context, c *Case, l labels.Label) error {
 	if err != nil {
 		return fmt.Errorf("the label is on the labels topic but not yet in the queue's index: %w", err)
 	}
-	if c != nil && l.Label == labels.Fraud {
-		if err := s.propagate(ctx, c); err != nil {
-			s.log.Warn("raising cases like a confirmed fraud failed", "transaction_id", c.ID(), "err", err)
+	if c != nil && (l.Label == labels.Fraud || prev != nil && prev.Label == labels.Fraud || l.Label == labels.Legitimate) {
+		if err := s.propagate(ctx, c, l.Label == labels.Fraud); err != nil {
+			s.log.Warn("re-weighing cases like a labelled one failed", "transaction_id", c.ID(), "err", err)
 		}
 	}
 	return nil
@@ -134,10 +135,15 @@ func (s *Service) index(ctx context.Context, c *Case, l labels.Label) error {
 // every label for good).
 const maxAudit = 100_000
 
-// propagate raises the pending cases that share an entity with confirmed
-// fraud c, or that are among its nearest recent transactions.
-func (s *Service) propagate(ctx context.Context, c *Case) error {
+// propagate re-weighs the pending cases that share an entity with
+// labelled case c: with fraud, they are raised (and the ones among its
+// nearest recent transactions, within the clusters' radius, too); with
+// any label, the raised ones get their lift again from the entities'
+// label counts, so a legitimate label at a terminal lowers what one fraud
+// there raised.
+func (s *Service) propagate(ctx context.Context, c *Case, fraud bool) error {
 	why := map[string]string{}
+	near := map[string]bool{}
 	rctx, cancel := s.bound(ctx)
 	defer cancel()
 	for _, k := range c.Keys {
@@ -151,8 +157,16 @@ func (s *Service) propagate(ctx context.Context, c *Case) error {
 			}
 		}
 	}
-	if r := s.recent.Load(); r != nil && len(c.Embedding) == r.Dim() {
+	if r := s.recent.Load(); fraud && r != nil && len(c.Embedding) == r.Dim() {
+		radius := math.Inf(1)
+		if doc, err := s.loadClusters(rctx, s.rdb); err == nil && doc.State.Radius > 0 && doc.Digest == c.Digest {
+			radius = doc.State.Radius
+		}
 		for _, h := range r.Nearest(c.Embedding, s.cfg.Neighbours, c.ID()) {
+			if h.Distance > radius {
+				break
+			}
+			near[h.ID] = true
 			if why[h.ID] == "" {
 				why[h.ID] = "looks like confirmed fraud " + c.ID()
 			}
@@ -171,9 +185,14 @@ func (s *Service) propagate(ctx context.Context, c *Case) error {
 	}
 	var raise []*Case
 	for _, x := range cases {
-		if x.Pending() && x.Raised == "" {
-			x.Raised = why[x.ID()]
+		switch {
+		case !x.Pending():
+		case x.Raised == "" && fraud:
+			x.Raised, x.Near = why[x.ID()], near[x.ID()]
 			raise = append(raise, x)
+		case x.Raised != "":
+			x.Near = x.Near || near[x.ID()]
+			raise = append(raise, x) // its lift is weighed again
 		}
 	}
 	if len(raise) == 0 {

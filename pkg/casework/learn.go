@@ -97,15 +97,17 @@ func inputs(c *Case, entities []string, t map[string]tally) []float64 {
 
 // prioritise sets the cases' priorities: the re-ranker's probability when
 // one is fitted for the current model, else ScorePriority; raised cases
-// keep their lift.
+// add their lift, from their entities' label counts now.
 func (s *Service) prioritise(ctx context.Context, cases []*Case, m *Model) error {
 	rr := s.currentReranker(m)
 	var t map[string]tally
-	if rr != nil {
-		var keys []string
-		for _, c := range cases {
+	var keys []string
+	for _, c := range cases {
+		if rr != nil || c.Raised != "" {
 			keys = append(keys, c.Keys...)
 		}
+	}
+	if len(keys) > 0 {
 		ctx, cancel := s.bound(ctx)
 		defer cancel()
 		var err error
@@ -120,9 +122,7 @@ func (s *Service) prioritise(ctx context.Context, cases []*Case, m *Model) error
 			p := rr.Model.Prob(inputs(c, rr.Entities, t))
 			c.Prob, c.Priority = &p, p
 		}
-		if c.Raised != "" {
-			c.Priority += raisedBoost
-		}
+		c.Priority += lift(c, t)
 	}
 	return nil
 }
