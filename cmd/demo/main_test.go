@@ -42,7 +42,7 @@ func TestLiveDemo(t *testing.T) {
 	}
 	var out syncBuffer
 	err := run(context.Background(), []string{"--kafka-port", "0", "--rate", "500", "--every", "4s", "--min-rows", "1500",
-		"--summary", "2s", "--duration", "40s", "--review-addr", "127.0.0.1:0", "--analyst-sim", "--reviews-per-minute", "300"}, &out, &out)
+		"--summary", "2s", "--duration", "40s", "--review-addr", "127.0.0.1:0", "--analyst-sim", "--reviews-per-minute", "60"}, &out, &out)
 	if err != nil {
 		t.Fatal(err, out.String())
 	}
@@ -71,7 +71,8 @@ func TestLiveDemo(t *testing.T) {
 	sim := sims[len(sims)-1]
 	reviewed, _ := strconv.Atoi(sim[1])
 	simPrec, _ := strconv.ParseFloat(sim[3], 64)
-	if reviewed < 10 || simPrec < 0.3 {
+	t.Logf("simulated analyst: %d reviewed at precision %.2f; alerts' running precision %.2f", reviewed, simPrec, prec)
+	if reviewed < 5 || simPrec < 0.3 {
 		t.Fatalf("simulated analyst: %d reviewed at precision %.2f:\n%s", reviewed, simPrec, text)
 	}
 	// The run ends with its totals, which agree with the last running
