@@ -541,6 +541,11 @@ func TestLabelledFraudIsKeptOut(t *testing.T) {
 	if r.Excluded != 50 {
 		t.Errorf("excluded %d rows, want the 50 labelled fraud", r.Excluded)
 	}
+	// The entity score's fit (card_id is inferred as an entity) steps the
+	// cards' states with them, as a scorer does, but fits nothing on them.
+	if !strings.Contains(r.Entity, "50 labelled fraud only stepped the states") {
+		t.Errorf("entity fit %q does not keep the labelled fraud out", r.Entity)
+	}
 	if m := maxAmount(r); m >= 1e6 {
 		t.Errorf("the model's amount range reaches %v: it trained on labelled fraud", m)
 	}
