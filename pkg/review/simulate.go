@@ -85,12 +85,11 @@ const entityMinRepeat = 3
 // transactions already confirmed as fraud), the day's transactions are
 // scored, the queue is ordered, and the analyst reviews the first
 // ReviewsPerDay cases, whose true labels become known LabelDelay later.
-// In the learning run the queue is ordered by a logistic re-ranker over
-// the DAE score, the per-field contributions, the embedding and, per
-// entity field, the number of confirmed frauds of the transaction's
-// entity (card, terminal) known so far, trained on the labels known so
-// far; then interleaved across embedding clusters. Without labels yet it
-// orders by score, as the score-only run always does.
+// The score-only run orders by the DAE score. The learning run orders by
+// the DAE score and the entities' (cards', terminals') habits until labels
+// are known, then re-ranks the top of that order by a logistic re-ranker
+// trained on the labels known so far, and interleaves across embedding
+// clusters (see learnedOrder).
 func Simulate(cfg SimConfig) (SimResult, error) {
 	if cfg.ReviewsPerDay <= 0 {
 		cfg.ReviewsPerDay = 100
@@ -314,12 +313,36 @@ type timed struct {
 	at time.Time
 }
 
-// behaviourFeats are the per-entity behaviour features the re-ranker sees.
+// behaviourFeats are the per-entity behaviour features the re-ranker sees;
+// each entity also gets its median ratio (see entityBehaviour).
 var behaviourFeats = []entity.Feature{{Stat: entity.Ratio, Window: 30 * 24 * time.Hour}, {Stat: entity.Ratio, Window: 7 * 24 * time.Hour}, {Stat: entity.Count, Window: 24 * time.Hour}}
+
+// perEntity: behaviour values per entity field, behaviourFeats then the
+// median ratio.
+var perEntity = len(behaviourFeats) + 1
+
+// The median ratio is log1p(amount) minus the median log1p(amount) of the
+// entity's transactions of the last medianWindow (at most medianMax of
+// them, the latest). A mean habit takes in the entity's own frauds: a
+// compromised customer whose every third amount is multiplied by 5 soon
+// has a mean that hides the next one; the median does not move until half
+// of them are fraud (handbook: a third of the month's
+// frauds are such customers').
+const (
+	medianWindow = 30 * 24 * time.Hour
+	medianMax    = 256
+)
+
+// loggedAmount is one earlier transaction's event time and log1p(amount).
+type loggedAmount struct {
+	at time.Time
+	la float64
+}
 
 // entityBehaviour computes, in time order, each row's behaviour features
 // for each entity field against the entity's earlier transactions
-// (behaviour[i] for row i; missing values as 0). The amount is the first
+// (behaviour[i] for row i, perEntity values per entity: behaviourFeats,
+// then the median ratio; missing values as 0). The amount is the first
 // numeric field named like an amount, else the first numeric field.
 func entityBehaviour(raw [][]string, order []timed, ents []int, rows [][]string, schema *features.Schema) [][]float64 {
 	amt := -1
@@ -340,16 +363,19 @@ func entityBehaviour(raw [][]string, order []timed, ents []int, rows [][]string,
 		return out
 	}
 	states := make([]map[string]*entity.State, len(ents))
+	recent := make([]map[string][]loggedAmount, len(ents))
 	for e := range states {
 		states[e] = map[string]*entity.State{}
+		recent[e] = map[string][]loggedAmount{}
 	}
+	var sorted []float64
 	buf := make([]float64, len(behaviourFeats))
 	for _, t := range order {
 		a, err := strconv.ParseFloat(strings.TrimSpace(rows[t.i][amt]), 64)
 		if err != nil {
 			a = math.NaN()
 		}
-		v := make([]float64, 0, len(ents)*len(behaviourFeats))
+		v := make([]float64, 0, len(ents)*perEntity)
 		for e, j := range ents {
 			key := rows[t.i][j]
 			st := states[e][key]
@@ -365,27 +391,48 @@ func entityBehaviour(raw [][]string, order []timed, ents []int, rows [][]string,
 				v = append(v, x)
 			}
 			st.Update(entity.DefaultWindows, t.at, a)
+			h := recent[e][key]
+			for len(h) > 0 && (t.at.Sub(h[0].at) > medianWindow || len(h) >= medianMax) {
+				h = h[1:]
+			}
+			m := 0.0
+			if len(h) >= 2 && a >= 0 {
+				sorted = sorted[:0]
+				for _, x := range h {
+					sorted = append(sorted, x.la)
+				}
+				slices.Sort(sorted)
+				m = math.Log1p(a) - sorted[len(sorted)/2]
+			}
+			v = append(v, m)
+			if a >= 0 {
+				h = append(h, loggedAmount{t.at, math.Log1p(a)})
+			}
+			recent[e][key] = h
 		}
 		out[t.i] = v
 	}
 	return out
 }
 
-// propagateShare is the share of a day's reviews given to cases whose
-// entity (card, terminal) has confirmed fraud: how labels reach the
-// frauds that look ordinary on their own, such as a compromised
-// terminal's.
-const propagateShare = 0.3
-
 // propagateWindow: confirmed frauds count towards their entity this long.
 const propagateWindow = 28 * 24 * time.Hour
 
-// learnedOrder orders the day's cases for the learning run: a logistic
-// re-ranker over the DAE's view (log score, contributions, embedding), the
-// entities' behaviour and their confirmed frauds and legitimate cases
+// poolFactor: the re-ranker orders the first poolFactor×ReviewsPerDay
+// cases of the label-free order, not the whole day. It learns from reviewed
+// cases, all from the top of earlier days' queues, so far below the top it
+// extrapolates; a case it ranks high there is seldom fraud.
+const poolFactor = 3
+
+// learnedOrder orders the day's cases for the learning run. Until the
+// re-ranker has labels: by the smallest tail probability, among the day's
+// cases, of the DAE score and each entity's median ratio. Then the first
+// poolFactor×ReviewsPerDay cases of that order are ordered by a logistic
+// re-ranker over the DAE's view (log score, contributions, embedding),
+// the entities' behaviour and their confirmed frauds and legitimate cases
 // known so far (others than the case itself), trained on the labels known
-// so far; a share of the reviews goes to cases of entities with recent
-// confirmed fraud; the rest is interleaved across embedding clusters.
+// so far; the rest follow. The top is interleaved across embedding
+// clusters.
 func learnedOrder(cfg SimConfig, d time.Time, kn []label, ents []int, rows [][]string, behaviour [][]float64,
 	b *model.Bundle, idx []int, feats [][]float32, cases []*Case, ds *DayStats) []*Case {
 	type tally struct{ fraud, legit int }
@@ -446,13 +493,16 @@ func learnedOrder(cfg SimConfig, d time.Time, kn []label, ents []int, rows [][]s
 			X, y = append(X, x(kn[k].i, kf[k], &kn[k])), append(y, kn[k].fraud)
 		}
 	}
-	// Before the re-ranker has labels to learn from: the DAE's score and
-	// each entity's amount ratio as tail probabilities among the day's
-	// cases, the smallest counting (the habit as a separate score: as DAE
-	// inputs it hides what is globally rare). Once it has, the re-ranker's
-	// probability orders alone: joining it to the others the same way
-	// spread the reviews over signals the labels had already weighed
-	// (generator traffic: 229 frauds against 331).
+	// The label-free order: the DAE's score and each entity's median ratio
+	// as tail probabilities among the day's cases, the smallest counting
+	// (the habit as a separate score: as DAE inputs it hides what is
+	// globally rare). Its score is 1/p, the day's cases over the rank, so
+	// the clusters' interleaving compares ranks: a cluster's second case
+	// goes before another's best when it ranks at least half as high.
+	// Once the re-ranker has labels, its probability orders the pool
+	// alone: joining it to the others the same way spread the reviews over
+	// signals the labels had already weighed (generator traffic: 229
+	// frauds against 331).
 	cols := [][]float64{make([]float64, len(cases))}
 	for k, c := range cases {
 		cols[0][k] = c.Score
@@ -462,7 +512,7 @@ func learnedOrder(cfg SimConfig, d time.Time, kn []label, ents []int, rows [][]s
 			col := make([]float64, len(cases))
 			for k, i := range idx {
 				if len(behaviour[i]) > 0 {
-					col[k] = behaviour[i][e*len(behaviourFeats)] // ratio_30d
+					col[k] = behaviour[i][e*perEntity+len(behaviourFeats)] // median ratio
 				}
 			}
 			cols = append(cols, col)
@@ -478,48 +528,35 @@ func learnedOrder(cfg SimConfig, d time.Time, kn []label, ents []int, rows [][]s
 		}
 	}
 	for k := range cases {
-		cases[k].Score = -math.Log(p[k])
-	}
-	if r, ok := FitLogistic(X, y); ok {
-		ds.Reranked = true
-		for k, i := range idx {
-			cases[k].Score = r.Prob(x(i, feats[k], nil))
-		}
+		cases[k].Score = 1 / p[k]
 	}
 	order := slices.Clone(cases)
 	slices.SortFunc(order, higher)
-	// Cases of entities with recent confirmed fraud, best first, the quota
-	// shared among the entity fields (cards and terminals alike).
-	taken := map[*Case]bool{}
-	var out []*Case
-	quota := int(propagateShare * float64(cfg.ReviewsPerDay))
-	for e, j := range ents {
-		n := 0
-		for _, c := range order {
-			if n >= quota/len(ents) {
-				break
-			}
-			if t := counts[e][rows[c.Ref][j]]; t != nil && t.fraud > 0 && !taken[c] {
-				out = append(out, c)
-				taken[c] = true
-				n++
-			}
+	top := order[:min(len(order), 10*cfg.ReviewsPerDay)]
+	if r, ok := FitLogistic(X, y); ok {
+		ds.Reranked = true
+		pool := order[:min(len(order), poolFactor*cfg.ReviewsPerDay)]
+		top = pool
+		pos := make(map[*Case]int, len(cases))
+		for k, c := range cases {
+			pos[c] = k
 		}
+		rerank(pool, func(c *Case) float64 { k := pos[c]; return r.Prob(x(idx[k], feats[k], nil)) })
 	}
-	rest := order[:0:0]
-	for _, c := range order {
-		if !taken[c] {
-			rest = append(rest, c)
-		}
-	}
-	top := rest[:min(len(rest), 10*cfg.ReviewsPerDay)]
 	var k Clusters
 	for _, c := range top {
 		k.Assign(c)
 	}
 	k.Flush()
-	out = append(out, Order(top, 0)...)
-	return append(out, rest[len(top):]...)
+	return append(Order(top, 0), order[len(top):]...)
+}
+
+// rerank scores pool's cases by prob and sorts them, highest first.
+func rerank(pool []*Case, prob func(*Case) float64) {
+	for _, c := range pool {
+		c.Score = prob(c)
+	}
+	slices.SortFunc(pool, higher)
 }
 
 // tailProbs returns, for each value, the share of values at least as high
