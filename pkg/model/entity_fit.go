@@ -65,20 +65,20 @@ func (b *Bundle) FitEntityTxs(txs []Tx, warm []bool) (string, error) {
 	isWarm := func(i int) bool { return i < len(warm) && warm[i] }
 	// fit[i]: the position among the fitted rows of tx i, -1 for warm-up.
 	fit := make([]int, len(txs))
-	var fitted []Tx
+	var amounts []float64 // the fitted rows'
 	for i := range txs {
 		fit[i] = -1
 		if !isWarm(i) {
-			fit[i] = len(fitted)
-			fitted = append(fitted, Tx{At: txs[i].At, HasAt: txs[i].HasAt, Amount: txs[i].Amount})
+			fit[i] = len(amounts)
+			amounts = append(amounts, txs[i].Amount)
 		}
 	}
-	p.Rows, p.HistoryRows = len(fitted), len(txs)-len(fitted)
+	p.Rows, p.HistoryRows = len(amounts), len(txs)-len(amounts)
 	scores := make([][]float64, len(p.Fields))
 	ratios := make([][]float64, len(p.Fields))
 	for e := range ratios {
-		scores[e] = make([]float64, len(fitted))
-		ratios[e] = make([]float64, len(fitted))
+		scores[e] = make([]float64, len(amounts))
+		ratios[e] = make([]float64, len(amounts))
 	}
 	r := v.NewReplay()
 	vals := make([]EntityValue, len(p.Fields))
@@ -94,7 +94,7 @@ func (b *Bundle) FitEntityTxs(txs []Tx, warm []bool) (string, error) {
 	var kept, judged []string
 	var tails []entity.Tail
 	for e, f := range p.Fields {
-		x := explained(ratios[e], fitted)
+		x := explained(ratios[e], amounts)
 		t, ok := entity.NewTail(scores[e])
 		if !ok || !(x >= minExplained) {
 			judged = append(judged, fmt.Sprintf("%s %.2f, left out", f, x))
@@ -123,13 +123,13 @@ const minExplained = 0.1
 // explained is 1 - var(ratio)/var(log1p(amount)) over the transactions
 // with a ratio: the share of the amounts' spread that the entity's typical
 // amount accounts for (NaN with fewer than two).
-func explained(ratio []float64, txs []Tx) float64 {
+func explained(ratio, amount []float64) float64 {
 	var n, sr, srr, sa, saa float64
 	for i, r := range ratio {
 		if math.IsNaN(r) {
 			continue
 		}
-		la := math.Log1p(txs[i].Amount)
+		la := math.Log1p(amount[i])
 		n++
 		sr, srr = sr+r, srr+r*r
 		sa, saa = sa+la, saa+la*la
