@@ -81,3 +81,34 @@ func (s *Service) EndSession(ctx context.Context, token string) error {
 	defer cancel()
 	return s.rdb.Del(ctx, s.kSession(token)).Err()
 }
+
+// kFails counts a name's failed sign-ins; it expires window after the
+// first, so every replica shares one lockout.
+func (s *Service) kFails(name string) string {
+	h := sha256.Sum256([]byte(name))
+	return s.p + "signin-fails:" + hex.EncodeToString(h[:8])
+}
+
+// SignInFailures returns a name's failed sign-ins in the current window.
+func (s *Service) SignInFailures(ctx context.Context, name string) (int64, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	n, err := s.rdb.Get(ctx, s.kFails(name)).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	return n, err
+}
+
+// SignInFailed counts a failed sign-in for name; the count lasts window
+// from the first failure.
+func (s *Service) SignInFailed(ctx context.Context, name string, window time.Duration) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Incr(ctx, s.kFails(name))
+		p.ExpireNX(ctx, s.kFails(name), window)
+		return nil
+	})
+	return err
+}

@@ -20,7 +20,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/fraudstream/fraudstream/pkg/casework"
@@ -59,8 +58,6 @@ type Server struct {
 	tmpl *template.Template
 	mux  *http.ServeMux
 
-	failMu sync.Mutex
-	fails  map[string][]time.Time // sign-in failures per name, for the lockout
 }
 
 // New returns the server.
@@ -84,7 +81,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, svc: cfg.Service, log: cfg.Logger, tmpl: t, mux: http.NewServeMux(), fails: map[string][]time.Time{}}
+	s := &Server{cfg: cfg, svc: cfg.Service, log: cfg.Logger, tmpl: t, mux: http.NewServeMux()}
 	static, _ := fs.Sub(assets, "assets")
 	s.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
@@ -226,47 +223,34 @@ func (s *Server) cookie(name, value string, maxAge int) *http.Cookie {
 }
 
 // Sign-in lockout: after maxFails wrong passwords for one name within
-// failWindow, that name is refused until the window passes.
+// failWindow of the first, that name is refused until the window passes;
+// the count is in Redis, so every replica shares it.
 const (
 	maxFails   = 5
 	failWindow = 5 * time.Minute
 )
 
-func (s *Server) lockedOut(name string) bool {
-	s.failMu.Lock()
-	defer s.failMu.Unlock()
-	now := s.cfg.Now()
-	var recent []time.Time
-	for _, t := range s.fails[name] {
-		if now.Sub(t) < failWindow {
-			recent = append(recent, t)
-		}
-	}
-	s.fails[name] = recent
-	if len(recent) == 0 {
-		delete(s.fails, name)
-	}
-	return len(recent) >= maxFails
-}
-
-func (s *Server) failed(name string) {
-	s.failMu.Lock()
-	defer s.failMu.Unlock()
-	if len(s.fails) > 10_000 {
-		clear(s.fails) // bound the map against a spray of names
-	}
-	s.fails[name] = append(s.fails[name], s.cfg.Now())
+func (s *Server) lockedOut(ctx context.Context, name string) (bool, error) {
+	n, err := s.svc.SignInFailures(ctx, name)
+	return n >= maxFails, err
 }
 
 // signIn checks a name and password and starts a session.
 func (s *Server) signIn(ctx context.Context, name, password string) (token string, sess casework.Session, code int, err error) {
-	if s.lockedOut(name) {
+	locked, err := s.lockedOut(ctx, name)
+	if err != nil {
+		s.log.Error("reading sign-in failures failed", "err", err)
+		return "", sess, http.StatusServiceUnavailable, errors.New("the session store is unavailable; try again")
+	}
+	if locked {
 		s.audit(ctx, name, "refused", "sign-in locked out after repeated failures")
 		return "", sess, http.StatusTooManyRequests, errors.New("too many failed sign-ins; wait a few minutes")
 	}
 	u, ok := s.cfg.Users.Check(name, password)
 	if !ok {
-		s.failed(name)
+		if err := s.svc.SignInFailed(ctx, name, failWindow); err != nil {
+			s.log.Warn("counting a failed sign-in failed", "err", err)
+		}
 		s.audit(ctx, name, "refused", "wrong name or password")
 		return "", sess, http.StatusUnauthorized, errors.New("wrong name or password")
 	}

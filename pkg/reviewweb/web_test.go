@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
@@ -275,21 +276,48 @@ func TestAPI(t *testing.T) {
 	}
 }
 
+// TestSignInLockout: five wrong passwords lock a name on every replica
+// (the count is in Redis) until the window passes.
 func TestSignInLockout(t *testing.T) {
-	ts, _ := testServer(t)
-	c := client(t, ts)
-	try := func(pw string) int {
-		res, _ := c.Post(ts.URL+"/api/login", "application/json", strings.NewReader(`{"user":"ana","password":"`+pw+`"}`))
+	mr := miniredis.RunT(t)
+	replica := func() *httptest.Server {
+		rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+		t.Cleanup(func() { rdb.Close() })
+		svc, err := casework.New(casework.Config{Redis: rdb, Labels: &sink{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := New(Config{Service: svc, Users: testUsers(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := httptest.NewTLSServer(srv)
+		t.Cleanup(ts.Close)
+		return ts
+	}
+	a, b := replica(), replica()
+	try := func(ts *httptest.Server, pw string) int {
+		res, err := client(t, ts).Post(ts.URL+"/api/login", "application/json", strings.NewReader(`{"user":"ana","password":"`+pw+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
 		body(t, res)
 		return res.StatusCode
 	}
 	for range maxFails {
-		if code := try("wrong"); code != http.StatusUnauthorized {
+		if code := try(a, "wrong"); code != http.StatusUnauthorized {
 			t.Fatalf("wrong password: %d", code)
 		}
 	}
-	if code := try("ana-password"); code != http.StatusTooManyRequests {
+	if code := try(b, "ana-password"); code != http.StatusTooManyRequests {
+		t.Fatalf("right password on another replica after %d failures: %d, want 429", maxFails, code)
+	}
+	if code := try(a, "ana-password"); code != http.StatusTooManyRequests {
 		t.Fatalf("right password after %d failures: %d, want 429", maxFails, code)
+	}
+	mr.FastForward(failWindow + time.Second)
+	if code := try(b, "ana-password"); code != http.StatusOK {
+		t.Fatalf("after the window: %d", code)
 	}
 }
 
