@@ -57,7 +57,6 @@ type Server struct {
 	log  *slog.Logger
 	tmpl *template.Template
 	mux  *http.ServeMux
-
 }
 
 // New returns the server.
