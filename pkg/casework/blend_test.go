@@ -24,7 +24,7 @@ func TestBlenderFeedsLabelsIntoScores(t *testing.T) {
 		}
 	}
 	dae := slices.Clone(sc.Score(2))
-	b := &Blender{Redis: rdb}
+	b := &Blender{Redis: rdb, Prefix: prefixOf(rdb)}
 	pm := &pipeline.Model{Bundle: m.Bundle, Version: m.Version, Digest: m.Digest}
 	scores := slices.Clone(dae)
 	if err := b.Adjust(ctx, pm, sc, 2, dae, scores); err != nil || !slices.Equal(scores, dae) {
@@ -38,7 +38,7 @@ func TestBlenderFeedsLabelsIntoScores(t *testing.T) {
 	if _, ok, err := s.Retrain(ctx); !ok || err != nil {
 		t.Fatalf("retrain: %v %v", ok, err)
 	}
-	b = &Blender{Redis: rdb}
+	b = &Blender{Redis: rdb, Prefix: prefixOf(rdb)}
 	scores = slices.Clone(dae)
 	if err := b.Adjust(ctx, pm, sc, 2, dae, scores); err != nil {
 		t.Fatal(err)
@@ -48,7 +48,7 @@ func TestBlenderFeedsLabelsIntoScores(t *testing.T) {
 	}
 	// A re-ranker fitted for another model is not used.
 	other := &pipeline.Model{Bundle: m.Bundle, Version: "2", Digest: "digest-2"}
-	b = &Blender{Redis: rdb}
+	b = &Blender{Redis: rdb, Prefix: prefixOf(rdb)}
 	scores = slices.Clone(dae)
 	if err := b.Adjust(ctx, other, sc, 2, dae, scores); err != nil || !slices.Equal(scores, dae) {
 		t.Fatalf("another model's re-ranker was used: %v -> %v", dae, scores)

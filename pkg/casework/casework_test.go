@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -88,18 +89,45 @@ func (s *sink) WriteLabels(_ context.Context, ls []labels.Label) error {
 
 func newService(t *testing.T, rdb redis.UniversalClient, out LabelSink, m *Model) *Service {
 	t.Helper()
-	s, err := New(Config{Redis: rdb, Labels: out, Model: func() *Model { return m }})
+	s, err := New(Config{Redis: rdb, Prefix: prefixOf(rdb), Labels: out, Model: func() *Model { return m }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
+// testRedis is a client with the key prefix a test's services share.
+type testRedis struct {
+	redis.UniversalClient
+	prefix string
+}
+
+func prefixOf(rdb redis.UniversalClient) string {
+	if r, ok := rdb.(*testRedis); ok {
+		return r.prefix
+	}
+	return ""
+}
+
+// miniRedis is redis-server at $REDIS_ADDR (.ci/run sets it), under a
+// prefix of the test's own that is deleted afterwards, else miniredis.
 func miniRedis(t *testing.T) redis.UniversalClient {
+	prefix := fmt.Sprintf("test:casework:%d:", time.Now().UnixNano())
+	if addr := os.Getenv("REDIS_ADDR"); addr != "" {
+		rdb := redis.NewClient(&redis.Options{Addr: addr})
+		t.Cleanup(func() {
+			ctx := context.Background()
+			if keys, err := rdb.Keys(ctx, prefix+"*").Result(); err == nil && len(keys) > 0 {
+				rdb.Del(ctx, keys...)
+			}
+			rdb.Close()
+		})
+		return &testRedis{rdb, prefix}
+	}
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { rdb.Close() })
-	return rdb
+	return &testRedis{rdb, prefix}
 }
 
 // kinds: 40 huge amounts at m0 (scores 10..), 40 unknown merchants with
