@@ -78,11 +78,15 @@ type agg struct {
 }
 
 // State is one entity's history: its latest event time, a flag and 12
-// bytes per window, 64 bytes in all.
+// bytes per window, 64 bytes in all encoded, and the counts of up to
+// MaxCategories categorical fields' values (StepCategories), 84 bytes
+// each encoded.
 type State struct {
 	last int64 // unix milliseconds of the latest event seen; 0: none
 	seen bool
 	agg  [MaxWindows]agg
+	ncat uint8 // categorical fields counted in cats
+	cats [MaxCategories]catTrack
 }
 
 // Seen reports whether the entity has any history.

@@ -16,35 +16,69 @@ func (s *State) Step(windows []time.Duration, feats []Feature, at time.Time, amo
 	s.Update(windows, at, amount)
 }
 
-// EncodedSize is the length of an encoded State.
+// EncodedSize is the length of an encoded State that counts no
+// categorical field; each one counted adds CategoryEncodedSize.
 const EncodedSize = 2 + 8 + 12*MaxWindows
 
-// stateVersion is the first byte of an encoded State.
-const stateVersion = 1
+// CategoryEncodedSize is what one counted categorical field adds to an
+// encoded State (with the count byte: 1 + 84 bytes for the first).
+const CategoryEncodedSize = catTrackSize
 
-// AppendBinary appends the state's EncodedSize-byte encoding to b (for a
-// shared store such as Redis): the exact bits, so a state read back steps
-// exactly as the one written.
+// stateVersion is the first byte of an encoded State; catVersion that of
+// one that counts categorical fields (a count byte and the tracks follow).
+const (
+	stateVersion = 1
+	catVersion   = 2
+)
+
+// AppendBinary appends the state's encoding to b (for a shared store such
+// as Redis): EncodedSize bytes, as before categorical counts existed, for
+// a state without them, else the count of categorical fields and their
+// tracks after them. The exact bits, so a state read back steps exactly as
+// the one written.
 func (s *State) AppendBinary(b []byte) []byte {
 	var flags byte
 	if s.seen {
 		flags = 1
 	}
-	b = append(b, stateVersion, flags)
+	version := byte(stateVersion)
+	if s.ncat > 0 {
+		version = catVersion
+	}
+	b = append(b, version, flags)
 	b = binary.LittleEndian.AppendUint64(b, uint64(s.last))
 	for _, a := range s.agg {
 		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(a.n))
 		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(a.s))
 		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(a.ss))
 	}
+	if s.ncat > 0 {
+		b = append(b, s.ncat)
+		for c := range s.ncat {
+			b = s.cats[c].appendBinary(b)
+		}
+	}
 	return b
 }
 
 // UnmarshalBinary decodes what AppendBinary wrote.
 func (s *State) UnmarshalBinary(b []byte) error {
-	if len(b) != EncodedSize || b[0] != stateVersion || b[1] > 1 {
-		return fmt.Errorf("entity: an encoded state is %d bytes starting with version %d, not %d bytes (%d bytes, version %d given)",
-			EncodedSize, stateVersion, EncodedSize, len(b), first(b))
+	ncat := 0
+	if len(b) > EncodedSize && b[0] == catVersion {
+		ncat = int(b[EncodedSize])
+	}
+	want := EncodedSize
+	if ncat > 0 {
+		want += 1 + ncat*catTrackSize
+	}
+	if len(b) < 2 || len(b) != want || (b[0] != stateVersion && b[0] != catVersion) || b[1] > 1 ||
+		(b[0] == catVersion) != (ncat > 0) || ncat > MaxCategories {
+		return fmt.Errorf("entity: an encoded state is %d bytes with version %d, or %d bytes and %d per categorical field (at most %d) with version %d; got %d bytes, version %d",
+			EncodedSize, stateVersion, EncodedSize+1, catTrackSize, MaxCategories, catVersion, len(b), first(b))
+	}
+	*s = State{ncat: uint8(ncat)}
+	for c := range ncat {
+		s.cats[c].unmarshal(b[EncodedSize+1+c*catTrackSize:])
 	}
 	s.seen = b[1] == 1
 	s.last = int64(binary.LittleEndian.Uint64(b[2:]))

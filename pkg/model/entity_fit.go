@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/fraudstream/fraudstream/pkg/entity"
+	"github.com/fraudstream/fraudstream/pkg/features"
 )
 
 // FitEntity gives b an entity part for its schema's entity_fields (none:
@@ -48,7 +49,14 @@ func (b *Bundle) EntityReader() (*EntityView, error) {
 	if err := p.checkShape(s); err != nil {
 		return nil, err
 	}
-	return newEntityView(p, s, b.Calibration)
+	// Candidates for categorical novelty: every categorical field.
+	var cands []string
+	for _, f := range s.Fields {
+		if f.Kind == features.Categorical && !slices.Contains(p.Fields, f.Name) {
+			cands = append(cands, f.Name)
+		}
+	}
+	return newEntityView(p, s, b.Calibration, cands)
 }
 
 // FitEntityTxs is FitEntity over transactions already read (by
@@ -80,14 +88,41 @@ func (b *Bundle) FitEntityTxs(txs []Tx, warm []bool) (string, error) {
 		scores[e] = make([]float64, len(amounts))
 		ratios[e] = make([]float64, len(amounts))
 	}
-	r := v.NewReplay()
+	// The categorical fields nearly constant per entity on the fitted rows
+	// join the replay: a view counting them, each transaction's values
+	// mapped to its fields.
+	cats, catWhat := constantCategories(v, txs, fit)
+	p.Categories = cats
+	rv, err := newEntityView(p, &b.Encoder.Schema, b.Calibration, nil)
+	if err != nil {
+		return "", err
+	}
+	catScores := make([][]float64, len(cats))
+	for c := range catScores {
+		catScores[c] = make([]float64, len(amounts))
+	}
+	r := rv.NewReplay()
 	vals := make([]EntityValue, len(p.Fields))
+	var tx Tx
 	for _, i := range ReplayOrder(txs) {
-		r.Step(&txs[i], vals)
+		tx = txs[i]
+		tx.Cats = tx.Cats[:0:0]
+		for _, f := range rv.catFields {
+			j := slices.Index(v.catFields, f)
+			var k entity.CategoryKey
+			if j < len(txs[i].Cats) {
+				k = txs[i].Cats[j]
+			}
+			tx.Cats = append(tx.Cats, k)
+		}
+		r.Step(&tx, vals)
 		if k := fit[i]; k >= 0 {
 			for e := range vals {
 				scores[e][k] = vals[e].Score
 				ratios[e][k] = vals[e].Ratio
+				for n, c := range rv.catOf[e] {
+					catScores[c][k] = vals[e].CatScore[n]
+				}
 			}
 		}
 	}
@@ -108,9 +143,97 @@ func (b *Bundle) FitEntityTxs(txs []Tx, warm []bool) (string, error) {
 		return fmt.Sprintf("no entity score (%s; %.2f needed)", what, minExplained), nil
 	}
 	p.Fields, p.Tails = kept, tails
+	p.Categories = nil
+	var catKept []string
+	for c, cat := range cats {
+		t, ok := entity.NewTail(catScores[c])
+		if !ok || !slices.Contains(kept, cat.Entity) {
+			continue
+		}
+		cat.Tail = t
+		p.Categories = append(p.Categories, cat)
+		catKept = append(catKept, cat.Field+" of "+cat.Entity)
+	}
 	b.Entity = p
-	return fmt.Sprintf("entity score: %s relative to the %s typical amount of %s, fitted on %d rows after %d history rows (%s)",
-		p.Amount, windowWords(p.Window), strings.Join(p.Fields, ", "), p.Rows, p.HistoryRows, what), nil
+	novelty := "no categorical novelty"
+	if len(catKept) > 0 {
+		novelty = "the novelty of " + strings.Join(catKept, ", ")
+	}
+	return fmt.Sprintf("entity score: %s relative to the %s typical amount of %s, and %s, fitted on %d rows after %d history rows (%s; entities whose top value covers %.0f%% of %d or more transactions: %s)",
+		p.Amount, windowWords(p.Window), strings.Join(p.Fields, ", "), novelty, p.Rows, p.HistoryRows, what, 100*minTopShare, minCatRows, catWhat), nil
+}
+
+// A categorical field is counted for an entity field when, among the
+// entities with minCatRows or more fitted rows, at least minConstant of
+// them have a top value covering minTopShare of their rows: it is then
+// nearly constant per entity, and a value new or rare for its entity is
+// strange (the generator's card testing moves merchants to a category
+// they never had). A card's categories vary and are left out.
+const (
+	minCatRows  = 10
+	minTopShare = 0.9
+	minConstant = 0.5
+)
+
+// constantCategories picks, per entity field, up to entity.MaxCategories
+// of v's categorical fields nearly constant per entity on the fitted rows
+// (fit[i] >= 0), the most constant first, and says what it measured.
+func constantCategories(v *EntityView, txs []Tx, fit []int) ([]EntityCategory, string) {
+	var out []EntityCategory
+	var what []string
+	for e, ef := range v.Part.Fields {
+		type cand struct {
+			field string
+			share float64
+		}
+		var cs []cand
+		for j, cf := range v.catFields {
+			counts := map[string]map[entity.CategoryKey]int{}
+			for i := range txs {
+				tx := &txs[i]
+				if fit[i] < 0 || !tx.Usable(e) || j >= len(tx.Cats) || tx.Cats[j].Missing() {
+					continue
+				}
+				m := counts[tx.Keys[e]]
+				if m == nil {
+					m = map[entity.CategoryKey]int{}
+					counts[tx.Keys[e]] = m
+				}
+				m[tx.Cats[j]]++
+			}
+			var judged, constant int
+			distinct := map[entity.CategoryKey]bool{}
+			for _, m := range counts {
+				n, top := 0, 0
+				for k, c := range m {
+					n, top = n+c, max(top, c)
+					distinct[k] = true
+				}
+				if n >= minCatRows {
+					judged++
+					if float64(top) >= minTopShare*float64(n) {
+						constant++
+					}
+				}
+			}
+			if judged == 0 || len(distinct) < 2 {
+				continue
+			}
+			share := float64(constant) / float64(judged)
+			what = append(what, fmt.Sprintf("%s of %s %.2f", cf, ef, share))
+			if share >= minConstant {
+				cs = append(cs, cand{cf, share})
+			}
+		}
+		slices.SortStableFunc(cs, func(a, b cand) int { return cmp.Compare(b.share, a.share) })
+		for _, c := range cs[:min(len(cs), entity.MaxCategories)] {
+			out = append(out, EntityCategory{Entity: ef, Field: c.field})
+		}
+	}
+	if len(what) == 0 {
+		return out, "none"
+	}
+	return out, strings.Join(what, "; ")
 }
 
 // minExplained is the share of the log-amount's variance an entity's
@@ -183,7 +306,7 @@ func (v *EntityView) NewReplay() *Replay {
 func (r *Replay) Step(tx *Tx, vals []EntityValue) {
 	for e := range vals {
 		if !tx.Usable(e) {
-			vals[e] = EntityValue{Ratio: math.NaN(), Mean: math.NaN(), Score: math.NaN()}
+			vals[e] = NoEntityValue()
 			continue
 		}
 		st := r.states[e][tx.Keys[e]]
@@ -191,7 +314,7 @@ func (r *Replay) Step(tx *Tx, vals []EntityValue) {
 			st = &entity.State{}
 			r.states[e][tx.Keys[e]] = st
 		}
-		vals[e] = r.v.Step(st, tx)
+		vals[e] = r.v.Step(e, st, tx)
 	}
 }
 

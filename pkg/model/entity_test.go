@@ -89,3 +89,69 @@ func TestNoEntityFieldsNoPart(t *testing.T) {
 		t.Fatal("a bundle without entity fields changed")
 	}
 }
+
+// A categorical field nearly constant per entity (each merchant's
+// country) is counted, travels in the bundle, and a transaction whose
+// value is new for its merchant gets the joined score and a reason that
+// names the usual value; the same field drawn at random is left out.
+func TestFitEntityCountsAConstantCategory(t *testing.T) {
+	constant := func(rows [][]string) [][]string {
+		for i, r := range rows {
+			r[4] = map[string]string{"m0": "FR", "m1": "DE", "m2": "BE", "m3": "IT"}[r[2]]
+			if i%50 == 0 {
+				r[4] = "ES" // a little noise: nearly constant
+			}
+		}
+		return rows
+	}
+	b := fitTest(t)
+	b.Encoder.Schema.EntityFields = []string{"merchant"}
+	b.Encoder.Schema.AmountField = "amount"
+	line, err := b.FitEntity(constant(testRows(3000, 1)), constant(testRows(500, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Entity == nil || len(b.Entity.Categories) != 1 || b.Entity.Categories[0].Entity != "merchant" || b.Entity.Categories[0].Field != "country" {
+		t.Fatalf("categories %+v: %s", b.Entity, line)
+	}
+	data, err := b.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Unmarshal(data)
+	if err != nil || !reflect.DeepEqual(back.Entity, b.Entity) {
+		t.Fatalf("entity part changed on the way (%v):\n%+v\n%+v", err, back.Entity, b.Entity)
+	}
+	v, err := back.NewEntityView()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := v.NewReplay()
+	vals := make([]EntityValue, 1)
+	var tx Tx
+	for _, row := range constant(testRows(300, 3)) {
+		row[3] = "2024-03-01 10:00:00"
+		v.Read(row, &tx)
+		r.Step(&tx, vals)
+	}
+	row := []string{"x", "2.72", "m1", "2024-03-01 11:00:00", "US"}
+	v.Read(row, &tx)
+	r.Step(&tx, vals)
+	joined, src := v.Join(0, vals)
+	e, cat := v.Source(src)
+	if e != 0 || cat != 0 || !(joined > 0) {
+		t.Fatalf("a country new for its merchant: joined %v by source %d (values %+v)", joined, src, vals[0])
+	}
+	note, observed, usual := v.CategoryReason(cat, "m1", &tx, vals[0])
+	if want := "country US is new for merchant m1, usually DE"; note != want || observed != "US" || usual != "DE" {
+		t.Fatalf("reason %q (%q, %q), want %q", note, observed, usual, want)
+	}
+
+	// The countries at random, as testRows draws them: nothing counted.
+	b = fitTest(t)
+	b.Encoder.Schema.EntityFields = []string{"merchant"}
+	b.Encoder.Schema.AmountField = "amount"
+	if _, err := b.FitEntity(testRows(3000, 1), nil); err != nil || b.Entity == nil || b.Entity.Categories != nil {
+		t.Fatalf("random countries: part %+v, err %v", b.Entity, err)
+	}
+}

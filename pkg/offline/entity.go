@@ -62,6 +62,7 @@ func replayEntities(ctx context.Context, v *model.EntityView, schema *features.S
 		for i, k := range tx.Keys {
 			tx.Keys[i] = strings.Clone(k)
 		}
+		// tx.Cats are fixed-size copies already.
 		txs = append(txs, tx)
 	}
 	if err := ctx.Err(); err != nil {
@@ -98,17 +99,23 @@ func describeEntities(v *model.EntityView, rep *model.Replay) string {
 	return strings.Join(parts, ", ")
 }
 
-// join returns record k's joined score and the entity that set it (-1:
-// the DAE score stands).
+// join returns record k's joined score and the source that set it (-1:
+// the DAE score stands; see model.EntityView.Join).
 func (es *entityScores) join(k int, dae float32) (float32, int) {
 	E := len(es.v.Part.Fields)
 	s, e := es.v.Join(float64(dae), es.vals[k*E:(k+1)*E])
 	return float32(s), e
 }
 
-// reason is the analyst's reason for entity e of record k.
-func (es *entityScores) reason(k, e int) string {
+// reason is the analyst's reason for score source src (join's) of
+// record k.
+func (es *entityScores) reason(k, src int) string {
 	E := len(es.v.Part.Fields)
 	tx := &es.txs[k]
+	e, cat := es.v.Source(src)
+	if cat >= 0 {
+		note, _, _ := es.v.CategoryReason(cat, tx.Keys[e], tx, es.vals[k*E+e])
+		return note
+	}
 	return es.v.Reason(e, tx.Keys[e], tx.Amount, es.vals[k*E+e])
 }

@@ -15,9 +15,10 @@ import (
 )
 
 // EntityStore keeps the entities' states (entity.State, EncodedSize bytes
-// each) where every scorer worker sees them: a card's transactions reach
-// one worker when the topic is keyed by card, but a terminal's come from
-// every partition, so no worker can keep them alone.
+// each, 1 + CategoryEncodedSize more per categorical field counted) where
+// every scorer worker sees them: a card's transactions reach one worker
+// when the topic is keyed by card, but a terminal's come from every
+// partition, so no worker can keep them alone.
 type EntityStore interface {
 	// Load returns the encoded states of keys (nil where none).
 	Load(ctx context.Context, keys []string) ([][]byte, error)
@@ -167,7 +168,7 @@ func StepEntities(ctx context.Context, store EntityStore, v *model.EntityView, t
 	for i := range txs {
 		for e := range E {
 			ref[i*E+e] = -1
-			vals[i*E+e] = model.EntityValue{Ratio: math.NaN(), Mean: math.NaN(), Score: math.NaN()}
+			vals[i*E+e] = model.NoEntityValue()
 			if !txs[i].Usable(e) {
 				continue
 			}
@@ -210,7 +211,7 @@ func StepEntities(ctx context.Context, store EntityStore, v *model.EntityView, t
 		for _, i := range order {
 			for e := range E {
 				if j := ref[i*E+e]; j >= 0 && pending[j] {
-					vals[i*E+e] = v.Step(&states[j], &txs[i])
+					vals[i*E+e] = v.Step(e, &states[j], &txs[i])
 				}
 			}
 		}
@@ -288,11 +289,17 @@ func (p *Pipeline) joinEntities(ctx context.Context, n int, scores []float32) er
 	return nil
 }
 
-// entityReason is an alert's reason for slot s whose entity e set the
-// score, its contribution what the entity added to the DAE's score.
+// entityReason is an alert's reason for slot s whose score source e
+// (EntityView.Join's) set the score, its contribution what the entity
+// added to the DAE's score.
 func (p *Pipeline) entityReason(s, e int, dae, score float32) AlertReason {
 	v, E := p.ev, len(p.ev.Part.Fields)
+	e, cat := v.Source(e)
 	tx, x := &p.txs[s], p.vals[s*E+e]
+	if cat >= 0 {
+		note, observed, usual := v.CategoryReason(cat, tx.Keys[e], tx, x)
+		return AlertReason{Field: v.Part.Categories[cat].Field, Contribution: score - dae, Observed: observed, Expected: usual, Note: note}
+	}
 	return AlertReason{Field: v.Part.Fields[e], Contribution: score - dae,
 		Observed: strconv.FormatFloat(tx.Amount, 'f', 2, 64), Expected: strconv.FormatFloat(math.Expm1(x.Mean), 'f', 2, 64),
 		Note: v.Reason(e, tx.Keys[e], tx.Amount, x)}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -83,6 +84,47 @@ func entityBundle(t *testing.T) *model.Bundle {
 	return b
 }
 
+// catSchema is entitySchema with a categorical field, mcc, that the
+// terminals' states count.
+var catSchema = func() *features.Schema {
+	s := *entitySchema
+	s.Fields = append(slices.Clone(s.Fields), features.Field{Name: "mcc", Kind: features.Categorical})
+	return &s
+}()
+
+// withCategories gives each of rows (entityTxs') an mcc: mostly its
+// terminal's own, sometimes another, rarely missing.
+func withCategories(rows [][]string, seed uint64) [][]string {
+	rng := rand.New(rand.NewPCG(seed, 10))
+	out := make([][]string, len(rows))
+	for i, r := range rows {
+		mcc := "cat" + r[3]
+		if k := rng.IntN(20); k == 0 {
+			mcc = fmt.Sprint("cat", rng.IntN(8))
+		} else if k == 1 {
+			mcc = ""
+		}
+		out[i] = append(slices.Clone(r), mcc)
+	}
+	return out
+}
+
+// catView is entityView's part with the novelty of the terminals' mcc.
+func catView(t *testing.T) *model.EntityView {
+	t.Helper()
+	b, err := model.Fit(catSchema, withCategories(entityTxs(600, 1), 1), model.FitOptions{AE: ae.Config{Seed: 1, Epochs: 2, Hidden: 8, Bottleneck: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Entity = entityBundle(t).Entity
+	b.Entity.Categories = []model.EntityCategory{{Entity: "terminal", Field: "mcc", Tail: b.Entity.Tails[0]}}
+	v, err := b.NewEntityView()
+	if err != nil || v == nil {
+		t.Fatal(v, err)
+	}
+	return v
+}
+
 // offlineValues is the offline path: one replay of rows in event time.
 func offlineValues(v *model.EntityView, rows [][]string) []model.EntityValue {
 	E := len(v.Part.Fields)
@@ -157,7 +199,13 @@ func streamValues(t *testing.T, v *model.EntityView, rows [][]string, worker fun
 func sameValues(t *testing.T, what string, a, b []model.EntityValue) {
 	t.Helper()
 	for i := range a {
-		for _, p := range [][2]float64{{a[i].Ratio, b[i].Ratio}, {a[i].Mean, b[i].Mean}, {a[i].Score, b[i].Score}} {
+		for k := range a[i].Cats {
+			x, y := a[i].Cats[k], b[i].Cats[k]
+			if x.History != y.History || x.Usual != y.Usual || math.Float64bits(x.Share) != math.Float64bits(y.Share) {
+				t.Fatalf("%s: value %d's categories differ: %+v offline, %+v streaming", what, i, a[i].Cats, b[i].Cats)
+			}
+		}
+		for _, p := range [][2]float64{{a[i].Ratio, b[i].Ratio}, {a[i].Mean, b[i].Mean}, {a[i].Score, b[i].Score}, {a[i].CatScore[0], b[i].CatScore[0]}} {
 			if math.Float64bits(p[0]) != math.Float64bits(p[1]) && !(math.IsNaN(p[0]) && math.IsNaN(p[1])) {
 				t.Fatalf("%s: value %d differs: %+v offline, %+v streaming", what, i, a[i], b[i])
 			}
@@ -185,6 +233,27 @@ func TestStreamingEntitiesMatchOfflineReplay(t *testing.T) {
 		for _, workers := range []int{1, 2} {
 			ns := fmt.Sprint(workers)
 			sameValues(t, fmt.Sprintf("%s, %d workers", name, workers), want, streamValues(t, v, rows, func() EntityStore { return worker(ns) }, workers))
+		}
+	}
+
+	// The same with the terminals counting their categories (larger
+	// states in the store).
+	v = catView(t)
+	rows = withCategories(rows, 4)
+	want = offlineValues(v, rows)
+	novel := 0
+	for _, x := range want {
+		if x.CatScore[0] > 0.5 {
+			novel++
+		}
+	}
+	if novel < 20 {
+		t.Fatalf("the test's premise: only %d transactions have a category rare for their terminal", novel)
+	}
+	for name, worker := range stores(t) {
+		for _, workers := range []int{1, 2} {
+			ns := fmt.Sprint("cat", workers)
+			sameValues(t, fmt.Sprintf("%s, %d workers, categories", name, workers), want, streamValues(t, v, rows, func() EntityStore { return worker(ns) }, workers))
 		}
 	}
 }
