@@ -226,7 +226,7 @@ func daemonFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.DurationVar(&c.Every, "every", time.Hour, "interval between training rounds")
 	fs.DurationVar(&c.Window, "window", 24*time.Hour, "how far back each round reads")
 	fs.DurationVar(&c.History, "history-window", 30*24*time.Hour, "with entity_fields in the schema: how far before --window each round also reads, to warm the entities' states (replayed in event time, not trained on) so the window's first days are not cold (negative: none)")
-	fs.IntVar(&c.EntityRows, "entity-max-rows", 2_000_000, "transactions (history and window) a round's entity replay holds at most (about 180 bytes each with two entity fields); beyond it the oldest history is left out")
+	fs.IntVar(&c.EntityRows, "entity-max-rows", 2_000_000, "transactions (history and window) a round's entity replay holds at most (about 180 bytes each with two entity fields, plus 16 per categorical field the entity score may count); beyond it the oldest history is left out")
 	fs.IntVar(&c.MaxRows, "max-rows", 200_000, "rows a round trains on at most (uniform sample of the window)")
 	fs.IntVar(&c.MinRows, "min-rows", 20_000, "fewest rows worth training on (a round with fewer is skipped and retried with backoff)")
 	fs.DurationVar(&c.RampStart, "ramp-start", time.Minute, "while rounds train on fewer rows than --max-rows, the next comes after this, doubling up to --every (negative: always --every)")
