@@ -103,10 +103,10 @@ type Config struct {
 	// negative: none.
 	HistoryWindow time.Duration
 	// EntityMaxRows bounds the transactions (history and window) a round's
-	// entity replay holds, about 180 bytes each with two entity fields plus
-	// 16 per candidate categorical field
-	// while it fits (measured: 132 for the transaction read), so about
-	// 360 MB at the default, plus the entities' states; beyond it the
+	// entity replay holds while it fits: about 180 bytes each with two
+	// entity fields (measured: 132 for the transaction read), plus 16 per
+	// candidate categorical field, so about 360 MB at the default and more
+	// with categorical fields, plus the entities' states; beyond it the
 	// oldest history is left out. Default 2,000,000.
 	EntityMaxRows int
 }
