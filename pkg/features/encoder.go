@@ -319,7 +319,10 @@ func (e *Encoder) Encode(row []string, num []float32, cat []int32, miss []bool) 
 		// Parse first: IsNull is only needed when a value does not parse.
 		switch f.Kind {
 		case Numeric:
-			x, ok := parseNumber(v)
+			x, ok := parseDecimal(v) // the usual case, without parseNumber's call
+			if !ok {
+				x, ok = parseNumber(v)
+			}
 			if !ok {
 				if !IsNull(v) {
 					invalid++
@@ -482,49 +485,4 @@ func (f *EncodedField) InRange(v float64) float64 {
 // scoring time must land far from the data, not be clamped into it.
 func signedLog1p(x float64) float64 {
 	return math.Copysign(math.Log1p(math.Abs(x)), x)
-}
-
-var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
-
-// parseDecimal is the fast path for plain decimals ("-123.45"): when the
-// digits fit in 2^53 and there are at most 22 decimals, one exact
-// division gives the correctly rounded result (Clinger's fast path), the
-// same value strconv.ParseFloat returns. Anything else reports !ok.
-func parseDecimal(s string) (float64, bool) {
-	i, neg := 0, false
-	if s[0] == '-' || s[0] == '+' {
-		neg = s[0] == '-'
-		i = 1
-	}
-	var mant uint64
-	digits, frac := 0, -1
-	for ; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= '0' && c <= '9':
-			mant = mant*10 + uint64(c-'0')
-			digits++
-			if frac >= 0 {
-				frac++
-			}
-			if digits > 15 {
-				return 0, false
-			}
-		case c == '.' && frac < 0:
-			frac = 0
-		default:
-			return 0, false
-		}
-	}
-	if digits == 0 {
-		return 0, false
-	}
-	x := float64(mant)
-	if frac > 0 {
-		x /= pow10[frac]
-	}
-	if neg {
-		x = -x
-	}
-	return x, true
 }
