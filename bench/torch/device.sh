@@ -20,6 +20,7 @@
 #   OUT=results BIN=$BIN bench/torch/device.sh
 #
 # OUT receives machine.txt, old.txt, new.txt, benchstat.txt and torch.txt.
+# TORCH=0 stops after the benchstat part (a short check of one change).
 # CPU (default 2) times the one-core work; a second CPU on another physical
 # core is chosen for the two-core work (CPUS overrides the pair).
 set -uo pipefail
@@ -98,6 +99,7 @@ for i in $(seq "$count"); do
 done
 "$bin/benchstat" "$out/old.txt" "$out/new.txt" >"$out/benchstat.txt" 2>&1
 cat "$out/benchstat.txt"
+[ "${TORCH:-1}" = 0 ] && exit 0
 
 export AE_TEST=$bin/new-ae.test MODEL_TEST=$bin/new-model.test GO_VERSION=${GO_VERSION:-prebuilt}
 {
