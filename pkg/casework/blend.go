@@ -118,8 +118,7 @@ func (b *Blender) Adjust(ctx context.Context, m *pipeline.Model, sc *model.Score
 		}
 		all = append(all, keys[i]...)
 	}
-	svc := &Service{rdb: b.Redis, p: b.Prefix}
-	t, err := svc.tallies(ctx, all)
+	t, err := readTallies(ctx, b.Redis, b.Prefix, all)
 	if err != nil {
 		return err
 	}

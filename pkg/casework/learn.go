@@ -35,14 +35,20 @@ type tally struct{ fraud, legit int64 }
 
 // tallies reads the label tallies of keys.
 func (s *Service) tallies(ctx context.Context, keys []string) (map[string]tally, error) {
+	return readTallies(ctx, s.rdb, s.p, keys)
+}
+
+// readTallies reads the label tallies of keys under a review prefix in one
+// pipelined round trip (the service and the scorers' Blender alike).
+func readTallies(ctx context.Context, rdb redis.UniversalClient, prefix string, keys []string) (map[string]tally, error) {
 	out := make(map[string]tally, len(keys))
 	if len(keys) == 0 {
 		return out, nil
 	}
 	cmds := make([]*redis.SliceCmd, len(keys))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range keys {
-			cmds[i] = p.HMGet(ctx, s.kTally(k), "fraud", "legitimate")
+			cmds[i] = p.HMGet(ctx, prefix+"tally:"+k, "fraud", "legitimate")
 		}
 		return nil
 	})
@@ -200,7 +206,7 @@ func (s *Service) Retrain(ctx context.Context) (rr *Reranker, ok bool, err error
 	if err := s.redescribe(m, cases); err != nil {
 		return nil, false, err
 	}
-	entities := s.EntityFields()
+	entities := s.entityFields(m)
 	var keys []string
 	for _, c := range cases {
 		keys = append(keys, c.Keys...)

@@ -130,7 +130,7 @@ func (s *Service) kHistory(id string) string { return s.p + "history:" + id }
 func (s *Service) kLatest() string           { return s.p + "latest" }
 func (s *Service) kLabelled() string         { return s.p + "labelled" }
 func (s *Service) kEntity(key string) string { return s.p + "entity:" + key }
-func (s *Service) kTally(key string) string  { return s.p + "tally:" + key }
+func (s *Service) kTally(key string) string  { return s.p + "tally:" + key } // as readTallies reads it
 func (s *Service) kReranker() string         { return s.p + "reranker" }
 func (s *Service) kLabelCount() string       { return s.p + "labels:count" }
 func (s *Service) kRebuild() string          { return s.p + "rebuild" }
@@ -140,28 +140,27 @@ func (s *Service) bound(ctx context.Context) (context.Context, context.CancelFun
 	return context.WithTimeout(ctx, s.cfg.Timeout)
 }
 
-// describer returns a Describer for m, made once per model.
+// describe runs raws through model m.
 func (s *Service) describe(m *Model, raws [][]byte) []review.Described {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.desc == nil || s.descFor != m.Digest {
-		s.desc, s.descFor = review.NewDescriber(m.Bundle), m.Digest
-	}
-	return s.desc.Describe(raws)
+	return s.describerFor(m).Describe(raws)
 }
 
-// EntityFields names the entity fields of the current model's schema.
-func (s *Service) EntityFields() []string {
-	m := s.cfg.Model()
-	if m == nil {
-		return nil
-	}
+// entityFields names the entity fields of model m's schema.
+func (s *Service) entityFields(m *Model) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.describerFor(m).EntityFields()
+}
+
+// describerFor returns the Describer of model m, made once per model;
+// s.mu must be held.
+func (s *Service) describerFor(m *Model) *review.Describer {
 	if s.desc == nil || s.descFor != m.Digest {
 		s.desc, s.descFor = review.NewDescriber(m.Bundle), m.Digest
 	}
-	return s.desc.EntityFields()
+	return s.desc
 }
 
 // clusterDoc is the stored clustering: the state, the model whose

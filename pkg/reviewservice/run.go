@@ -240,8 +240,8 @@ func Run(ctx context.Context, c Config) error {
 			if m == nil {
 				continue
 			}
-			if c.Transactions != "" && recent.swap(ctx, &wg, c, sc, svc, m, log) {
-				continue
+			if c.Transactions != "" {
+				recent.swap(ctx, &wg, c, sc, svc, m, log)
 			}
 			if err := svc.MarkRebuild(ctx); err != nil {
 				log.Warn("asking for a queue rebuild failed", "err", err)
@@ -393,17 +393,15 @@ type recentStore struct {
 	store     *review.Recent
 	desc      *review.Describer
 	descMu    sync.Mutex
-	started   bool
 }
 
-// swap makes the store follow model m: the first model starts tailing
-// the topic; later ones embed what is held again. It reports whether it
-// took care of the rebuild request itself.
-func (r *recentStore) swap(ctx context.Context, wg *sync.WaitGroup, c Config, sc stream.Config, svc *casework.Service, m *casework.Model, log *slog.Logger) bool {
+// swap makes the store follow model m: the first model creates it and
+// starts tailing the topic; later ones embed what is held again, in
+// place, so two models' distances are never compared.
+func (r *recentStore) swap(ctx context.Context, wg *sync.WaitGroup, c Config, sc stream.Config, svc *casework.Service, m *casework.Model, log *slog.Logger) {
 	desc := review.NewDescriber(m.Bundle)
 	r.mu.Lock()
-	first := !r.started
-	r.started = true
+	first := r.store == nil
 	if first {
 		r.store = review.NewRecent(desc.Dim(), r.capacity, r.retention)
 		svc.SetRecent(r.store)
@@ -411,7 +409,6 @@ func (r *recentStore) swap(ctx context.Context, wg *sync.WaitGroup, c Config, sc
 	store := r.store
 	r.mu.Unlock()
 	r.descMu.Lock()
-	old := r.desc
 	r.desc = desc
 	r.descMu.Unlock()
 	if first {
@@ -422,21 +419,20 @@ func (r *recentStore) swap(ctx context.Context, wg *sync.WaitGroup, c Config, sc
 				log.Warn("similar-transaction search is off: the transactions topic cannot be read", "topic", c.Transactions, "err", err)
 			}
 		})
-		return false
+		return
 	}
-	if old != nil {
-		start := time.Now()
-		emb := review.NewDescriber(m.Bundle)
-		store.Reembed(desc.Dim(), func(raws [][]byte, dst []float32) {
-			for k, d := range emb.Describe(raws) {
-				if d.Err == nil {
-					copy(dst[k*desc.Dim():(k+1)*desc.Dim()], d.Embedding)
-				}
+	// A describer of its own: add keeps using desc meanwhile.
+	start := time.Now()
+	emb := review.NewDescriber(m.Bundle)
+	dim := emb.Dim()
+	store.Reembed(dim, func(raws [][]byte, dst []float32) {
+		for k, d := range emb.Describe(raws) {
+			if d.Err == nil {
+				copy(dst[k*dim:(k+1)*dim], d.Embedding)
 			}
-		})
-		log.Info("recent transactions embedded with the new model", "held", store.Len(), "took", time.Since(start).Round(time.Millisecond))
-	}
-	return false
+		}
+	})
+	log.Info("recent transactions embedded with the new model", "held", store.Len(), "took", time.Since(start).Round(time.Millisecond))
 }
 
 // len is the number of transactions held.

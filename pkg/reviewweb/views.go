@@ -18,13 +18,13 @@ import (
 )
 
 var funcs = template.FuncMap{
-	"pct":   func(x float64) string { return strconv.FormatFloat(100*x, 'f', 0, 64) + "%" },
-	"f3":    func(x float32) string { return strconv.FormatFloat(float64(x), 'g', 4, 32) },
-	"f2":    func(x float64) string { return strconv.FormatFloat(x, 'f', 2, 64) },
-	"esc":   url.PathEscape,
-	"inc":   func(i int) int { return i + 1 },
-	"ago":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
-	"first": func(s []string) string { return strings.Join(s, ", ") },
+	"pct":  func(x float64) string { return strconv.FormatFloat(100*x, 'f', 0, 64) + "%" },
+	"f3":   func(x float32) string { return strconv.FormatFloat(float64(x), 'g', 4, 32) },
+	"f2":   func(x float64) string { return strconv.FormatFloat(x, 'f', 2, 64) },
+	"esc":  url.PathEscape,
+	"inc":  func(i int) int { return i + 1 },
+	"ago":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
+	"join": func(s []string) string { return strings.Join(s, ", ") },
 }
 
 // Field is one field of a transaction, in its order in the record.
