@@ -75,8 +75,17 @@ func (c Config) dialer() *kafka.Dialer {
 	return &kafka.Dialer{ClientID: c.clientID(), Timeout: 10 * time.Second, DualStack: true, TLS: c.TLS, SASLMechanism: c.SASL}
 }
 
+// metadataTTL is how often a writer's transport refreshes the cluster's
+// metadata: kafka-go refreshes on that timer only, not on an error
+// (segmentio/kafka-go#1221, #1373), so writes fail for a while after a
+// broker comes back. TestReviewFaults logs how long: the first label was
+// taken 0.7-1.7 s after the broker returned (3-8 refused) with kafka-go's
+// 6 s, 0-0.6 s (0-3 refused) with 1 s. A request a second per writer is
+// nothing to a broker.
+const metadataTTL = time.Second
+
 func (c Config) transport() *kafka.Transport {
-	return &kafka.Transport{ClientID: c.clientID(), TLS: c.TLS, SASL: c.SASL, DialTimeout: 10 * time.Second}
+	return &kafka.Transport{ClientID: c.clientID(), TLS: c.TLS, SASL: c.SASL, DialTimeout: 10 * time.Second, MetadataTTL: metadataTTL}
 }
 
 // ConsumerOptions tunes a Consumer. Zero values select the defaults.
@@ -126,6 +135,12 @@ type Consumer struct {
 	waitingSince atomic.Int64 // Unix ns since when FetchBatch waits for a first message; 0: not waiting
 	rejoins      atomic.Int64
 	closing      sync.WaitGroup // readers being closed after a rejoin
+
+	// mu orders Rejoin against Close: a rejoin Watch decides on while the
+	// worker closes would otherwise add to closing during its Wait and
+	// leave a new reader in the group that nobody closes.
+	mu     sync.Mutex
+	closed bool
 }
 
 // ErrRejoined is returned by a FetchBatch that was waiting on a reader
@@ -242,7 +257,13 @@ func (c *Consumer) Rejoins() int64 { return c.rejoins.Load() }
 // Rejoin replaces the reader with a new one, which joins the group afresh;
 // the old one leaves the group in the background (bounded by Close's
 // timeout). A FetchBatch waiting on the old reader returns ErrRejoined.
+// After Close it does nothing.
 func (c *Consumer) Rejoin() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
 	old := c.r.Swap(c.newReader())
 	c.rejoins.Add(1)
 	c.closing.Go(func() { closeReader(old) })
@@ -326,8 +347,15 @@ func closeReader(r *kafka.Reader) error {
 
 // Close leaves the group, giving up after 10s (the coordinator then drops
 // the member after SessionTimeout); kafka-go's close goroutine may outlive
-// the call by that much.
+// the call by that much. Calling it again returns nil.
 func (c *Consumer) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
 	err := closeReader(c.r.Load())
 	c.closing.Wait()
 	return err

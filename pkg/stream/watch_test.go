@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -51,11 +52,13 @@ func TestWatchRejoinsAStuckConsumer(t *testing.T) {
 	}
 	defer c0.Close()
 	wctx, stop := context.WithCancel(ctx)
-	go c0.Watch(wctx, a, 50*time.Millisecond, 200*time.Millisecond, slog.New(slog.DiscardHandler))
+	var watching sync.WaitGroup
+	watching.Go(func() { c0.Watch(wctx, a, 50*time.Millisecond, 200*time.Millisecond, slog.New(slog.DiscardHandler)) })
 	short, cancelShort := context.WithTimeout(ctx, 1500*time.Millisecond)
 	c0.FetchBatch(short, nil, 10, time.Millisecond)
 	cancelShort()
 	stop()
+	watching.Wait()
 	if n := c0.Rejoins(); n != 0 {
 		t.Fatalf("rejoined %d times with nothing waiting", n)
 	}
@@ -72,7 +75,10 @@ func TestWatchRejoinsAStuckConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	go c.Watch(ctx, a, 50*time.Millisecond, 300*time.Millisecond, slog.New(slog.DiscardHandler))
+	wctx, stop = context.WithCancel(ctx)
+	watching.Go(func() { c.Watch(wctx, a, 50*time.Millisecond, 300*time.Millisecond, slog.New(slog.DiscardHandler)) })
+	defer watching.Wait() // before Close: every goroutine stopped first
+	defer stop()
 	got := 0
 	var firstErr error
 	for got < 20 {
