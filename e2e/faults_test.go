@@ -35,19 +35,7 @@ import (
 // Transactions are produced and every topic is read with kcat.
 func TestFaults(t *testing.T) {
 	e := setup(t)
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server is not installed")
-	}
-	if _, err := exec.LookPath("java"); err != nil {
-		t.Skip("java is not installed")
-	}
-	kafkaDir := filepath.Join(e.dir, "kafka")
-	kport := freePorts(t, 2)
-	e.brokers = fmt.Sprintf("127.0.0.1:%d", kport)
-	startKafka(t, kafkaDir, kport)
-	t.Cleanup(func() { exec.Command("../scripts/kafka.sh", "stop", kafkaDir).Run() })
-	rport := freePorts(t, 1)
-	e.redis = fmt.Sprintf("127.0.0.1:%d", rport)
+	kafkaDir, kport, rport := e.ownServices(t)
 	redisProc := startRedis(t, e.dir, rport)
 
 	tx, alerts, scores, dead := e.topic("tx"), e.topic("alerts"), e.topic("scores"), e.topic("dead")
@@ -247,6 +235,28 @@ func freePorts(t *testing.T, n int) int {
 	return 0
 }
 
+// ownServices gives a fault test a broker and a Redis port of its own,
+// skipping the test without Java or redis-server: it starts Apache Kafka
+// (stopped at cleanup) and points e at it and at the Redis port, which the
+// test starts redis-server on as it needs (startRedis, startRedisDurable).
+// It returns what killKafka and startKafka need.
+func (e *env) ownServices(t *testing.T) (kafkaDir string, kport, rport int) {
+	t.Helper()
+	for _, p := range []string{"redis-server", "java"} {
+		if _, err := exec.LookPath(p); err != nil {
+			t.Skip(p + " is not installed")
+		}
+	}
+	kafkaDir = filepath.Join(e.dir, "kafka")
+	kport = freePorts(t, 2)
+	e.brokers = fmt.Sprintf("127.0.0.1:%d", kport)
+	startKafka(t, kafkaDir, kport)
+	t.Cleanup(func() { exec.Command("../scripts/kafka.sh", "stop", kafkaDir).Run() })
+	rport = freePorts(t, 1)
+	e.redis = fmt.Sprintf("127.0.0.1:%d", rport)
+	return kafkaDir, kport, rport
+}
+
 func startKafka(t *testing.T, dir string, port int) {
 	t.Helper()
 	out, err := exec.Command("../scripts/kafka.sh", "start", dir, strconv.Itoa(port)).CombinedOutput()
@@ -275,7 +285,14 @@ func killKafka(t *testing.T, dir string) {
 // startRedis starts an empty redis-server with no persistence.
 func startRedis(t *testing.T, dir string, port int) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
+	return startRedisWith(t, dir, port, "--appendonly", "no")
+}
+
+// startRedisWith starts a redis-server in dir on port with extra
+// arguments, and waits until it accepts connections.
+func startRedisWith(t *testing.T, dir string, port int, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("redis-server", append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--dir", dir}, args...)...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

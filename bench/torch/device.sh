@@ -33,22 +33,8 @@ benchtime=${BENCHTIME:-1s}
 rounds=${ROUNDS:-3}
 export PYTHON=${PYTHON:-$(command -v python3)}
 mkdir -p "$out"
-if ! command -v taskset >/dev/null; then
-	# No util-linux: a stand-in for "taskset -c LIST command..." (all this uses).
-	mkdir -p /tmp/taskset-shim
-	cat >/tmp/taskset-shim/taskset <<'EOF'
-#!/usr/bin/env python3
-import os, sys
-cpus = set()
-for part in sys.argv[2].split(","):
-    lo, _, hi = part.partition("-")
-    cpus |= set(range(int(lo), int(hi or lo) + 1))
-os.sched_setaffinity(0, cpus)
-os.execvp(sys.argv[3], sys.argv[3:])
-EOF
-	chmod +x /tmp/taskset-shim/taskset
-	export PATH=/tmp/taskset-shim:$PATH
-fi
+# No util-linux: bench/shim/taskset stands in for "taskset -c LIST command...".
+command -v taskset >/dev/null || export PATH="$PWD/bench/shim:$PATH" # the cd above: the repository root
 
 cpu=${CPU:-2}
 pair=${CPUS:-}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -61,6 +62,11 @@ type truth struct {
 	// after their decisions (bounded: forgotten all at once past maxFrauds).
 	frauds  map[string]bool
 	analyst analyst
+	// byModel counts each model version's decisions for the closing
+	// line: the first model, fitted on the first few thousand
+	// transactions, scores the backlog that waited for it and alerts far
+	// more than its successors (one entry per version the run promotes).
+	byModel map[string]*stats
 }
 
 const maxFrauds = 100_000
@@ -106,18 +112,25 @@ func (t *truth) decided(d pipeline.Decision) {
 		return
 	}
 	delete(t.sent, d.TransactionID)
-	t.st.decisions++
 	t.st.version = d.ModelVersion
 	t.st.lat = append(t.st.lat, now.Sub(s.at))
-	switch {
-	case d.Alert && s.fraud:
-		t.st.alerts++
-		t.st.tp++
-	case d.Alert:
-		t.st.alerts++
-		t.st.fp++
-	case s.fraud:
-		t.st.fn++
+	m := t.byModel[d.ModelVersion]
+	if m == nil {
+		m = &stats{version: d.ModelVersion}
+		t.byModel[d.ModelVersion] = m
+	}
+	for _, st := range []*stats{&t.st, m} {
+		st.decisions++
+		switch {
+		case d.Alert && s.fraud:
+			st.alerts++
+			st.tp++
+		case d.Alert:
+			st.alerts++
+			st.fp++
+		case s.fraud:
+			st.fn++
+		}
 	}
 }
 
@@ -154,7 +167,7 @@ func runLive(ctx context.Context, c liveConfig, stdout, stderr io.Writer) error 
 	fmt.Fprintf(stdout, "embedded Kafka on %s, embedded Redis on %s\n", strings.Join(broker.Addrs(), ","), mr.Addr())
 	fmt.Fprintf(stdout, "watch the alerts with any Kafka client, e.g.: kcat -b %s -C -t %s -o end\n", broker.Addrs()[0], topicAlerts)
 
-	tr := &truth{sent: map[string]sent{}, frauds: map[string]bool{}}
+	tr := &truth{sent: map[string]sent{}, frauds: map[string]bool{}, byModel: map[string]*stats{}}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -478,10 +491,27 @@ func summarise(ctx context.Context, c liveConfig, tr *truth, stdout io.Writer) e
 	for {
 		select {
 		case <-ctx.Done():
+			// The totals take in the decisions since the last summary, read
+			// under the same lock as the per-model counts, so both lines
+			// count the same decisions.
+			tr.mu.Lock()
+			total.decisions += tr.st.decisions
+			total.alerts += tr.st.alerts
+			total.tp += tr.st.tp
+			total.fp += tr.st.fp
+			total.fn += tr.st.fn
+			var parts []string
+			for _, m := range tr.byModel {
+				parts = append(parts, fmt.Sprintf("v%s %d decisions, %d alerts, precision %.3f recall %.3f",
+					m.version, m.decisions, m.alerts, ratio(m.tp, m.tp+m.fp), ratio(m.tp, m.tp+m.fn)))
+			}
+			tr.mu.Unlock()
 			if total.decisions > 0 {
 				fmt.Fprintf(stdout, "total: %d decisions in %.0fs | alerts %d (%.2f%%) | precision %.3f recall %.3f\n",
 					total.decisions, time.Since(start).Seconds(), total.alerts, 100*float64(total.alerts)/float64(total.decisions),
 					ratio(total.tp, total.tp+total.fp), ratio(total.tp, total.tp+total.fn))
+				slices.SortFunc(parts, func(a, b string) int { return cmp.Compare(versionOf(a), versionOf(b)) })
+				fmt.Fprintf(stdout, "by model: %s\n", strings.Join(parts, "; "))
 			}
 			return nil
 		case <-tick.C:
@@ -523,6 +553,12 @@ func summarise(ctx context.Context, c liveConfig, tr *truth, stdout io.Writer) e
 			fmt.Fprintf(stdout, "        %s\n", tr.analyst.String())
 		}
 	}
+}
+
+// versionOf reads the version number a "vN ..." part starts with.
+func versionOf(part string) int {
+	n, _ := strconv.Atoi(strings.TrimPrefix(strings.Fields(part)[0], "v"))
+	return n
 }
 
 func ratio(a, b int) float64 {

@@ -55,9 +55,28 @@ func TestLiveDemo(t *testing.T) {
 	last := ms[len(ms)-1]
 	prec, _ := strconv.ParseFloat(last[6], 64)
 	rec, _ := strconv.ParseFloat(last[7], 64)
-	if prec < 0.2 || rec < 0.2 {
+	// The whole run's alerts are far more often fraud than transactions
+	// are (0.5%), and catch a good share of them.
+	if prec < 0.05 || rec < 0.2 {
 		t.Fatalf("running precision %.2f recall %.2f:\n%s", prec, rec, text)
 	}
+	// The models that replace the first (fitted on the first 1,500 or so
+	// transactions, it scores the backlog that waited for it, more of it
+	// the busier the machine) alert with precision: their alerts together.
+	per := regexp.MustCompile(`v(\d+) (\d+) decisions, (\d+) alerts, precision ([\d.]+)`).FindAllStringSubmatch(text[strings.LastIndex(text, "by model:"):], -1)
+	if !strings.Contains(text, "by model:") || len(per) == 0 {
+		t.Fatalf("no per-model totals:\n%s", text)
+	}
+	alerts, hits := 0, 0.0
+	for _, m := range per[1:] {
+		a, _ := strconv.Atoi(m[3])
+		p, _ := strconv.ParseFloat(m[4], 64)
+		alerts, hits = alerts+a, hits+p*float64(a)
+	}
+	if alerts < 5 || hits/float64(alerts) < 0.2 {
+		t.Fatalf("the models after the first: %d alerts at precision %.2f:\n%s", alerts, hits/float64(max(alerts, 1)), text)
+	}
+	t.Logf("models after the first: %d alerts at precision %.2f", alerts, hits/float64(alerts))
 	// The review page was served, and the simulated analyst worked its
 	// queue with the precision a queue of alerts should give (far above
 	// the 0.5% fraud rate).
@@ -80,6 +99,15 @@ func TestLiveDemo(t *testing.T) {
 	tot := regexp.MustCompile(`total: (\d+) decisions in \d+s \| alerts (\d+) \(([\d.]+)%\) \| precision ([\d.]+) recall ([\d.]+)`).FindStringSubmatch(text)
 	if tot == nil {
 		t.Fatalf("no totals:\n%s", text)
+	}
+	// Both closing lines count the same decisions.
+	sum := 0
+	for _, m := range per {
+		d, _ := strconv.Atoi(m[2])
+		sum += d
+	}
+	if n, _ := strconv.Atoi(tot[1]); n != sum {
+		t.Fatalf("the totals count %d decisions, the models %d:\n%s", n, sum, text)
 	}
 	tp, _ := strconv.ParseFloat(tot[4], 64)
 	tr, _ := strconv.ParseFloat(tot[5], 64)

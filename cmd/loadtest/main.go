@@ -80,6 +80,7 @@ func modeFlags(mode string, c *config, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&maxWait, "max-wait", 50*time.Millisecond, "the scorers' fetch MaxWait")
 	fs.Float64Var(&c.quantile, "threshold-quantile", 0.99, "alert above this quantile of validation scores (0.99: about 1% alerts)")
 	fs.StringVar(&c.entities, "entities", "", "comma-separated entity fields of the generator's records (card_id, merchant_id) given an entity score, their states kept in Redis (empty: no entity score)")
+	fs.IntVar(&batchSize, "batch", 8192, "the scorers' batch size (scorer run's default)")
 	fs.StringVar(&c.redis, "redis", "", "with --entities: the Redis address holding the entity states (empty: an in-process miniredis)")
 	switch mode {
 	case "drain":
@@ -243,7 +244,37 @@ func addEntities(b *model.Bundle, fields []string) error {
 		}
 		p.Tails = append(p.Tails, t)
 	}
+	// The merchants' categorical novelty, as trainer fit counts it on the
+	// generator's traffic (mcc and country, nearly constant per merchant):
+	// each counted field adds 88 bytes to a merchant's state.
+	if e := slices.Index(fields, "merchant_id"); e >= 0 {
+		for _, f := range []string{"mcc", "country"} {
+			if s.Index(f) >= 0 {
+				p.Categories = append(p.Categories, model.EntityCategory{Entity: "merchant_id", Field: f, Tail: p.Tails[e]})
+			}
+		}
+	}
 	b.Entity = p
+	if len(p.Categories) > 0 {
+		// Their tails: the category scores of the fitted rows.
+		cat := make([][]float64, len(p.Categories))
+		if _, err := b.ReplayTxs(v, txs, func(i int, _ *model.Tx, vals []model.EntityValue) {
+			if i >= warm {
+				for c := range p.Categories {
+					cat[c] = append(cat[c], vals[slices.Index(fields, "merchant_id")].CatScore[c])
+				}
+			}
+		}); err != nil {
+			return err
+		}
+		for c := range p.Categories {
+			t, ok := entity.NewTail(cat[c])
+			if !ok {
+				return fmt.Errorf("--entities: too few merchants with a history of %s for a score", p.Categories[c].Field)
+			}
+			p.Categories[c].Tail = t
+		}
+	}
 	_, err = b.NewEntityView()
 	return err
 }
@@ -284,6 +315,8 @@ func generate(seed uint64, n int, span time.Duration) ([]string, [][]string) {
 // scorers runs n pipelines in one group until ctx ends.
 var maxWait = 50 * time.Millisecond
 
+var batchSize = 8192
+
 func scorers(ctx context.Context, n int, sc stream.Config, tx, alerts, dead string, cur *pipeline.Current, store pipeline.EntityStore) (func() int64, func(), error) {
 	var wg sync.WaitGroup
 	var srcs []*stream.Consumer
@@ -299,7 +332,7 @@ func scorers(ctx context.Context, n int, sc stream.Config, tx, alerts, dead stri
 			cancel()
 			return nil, nil, err
 		}
-		p, err := pipeline.New(pipeline.Config{Source: src, Sink: prod, Models: cur, Alerts: alerts, Dead: dead, BatchSize: 4096, Entities: store})
+		p, err := pipeline.New(pipeline.Config{Source: src, Sink: prod, Models: cur, Alerts: alerts, Dead: dead, BatchSize: batchSize, Entities: store})
 		if err != nil {
 			cancel()
 			return nil, nil, err

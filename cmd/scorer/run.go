@@ -86,7 +86,7 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	c.Redis.Register(fs, "127.0.0.1:6379", "the model registry")
 	fs.StringVar(&c.Prefix, "registry-prefix", "fraudstream:model:", "key prefix of the model registry")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":9101", "listen address for /metrics, /healthz and /readyz (empty: off)")
-	fs.IntVar(&c.Batch, "batch", 1024, "largest batch of transactions")
+	fs.IntVar(&c.Batch, "batch", 8192, "largest batch of transactions (the scorer's scratch grows to it only under a backlog)")
 	fs.DurationVar(&c.Linger, "linger", 5*time.Millisecond, "how long a batch waits to fill after its first transaction")
 	fs.StringVar(&c.Policy, "policy", "budget", "alert policy: budget (the top --budget of the fleet's recent traffic, warm-started from each model's calibration), risk (exceedance probability below --risk-q, Peaks-Over-Threshold), fixed (above --fixed-threshold) or calibrated (above --threshold-quantile of validation scores)")
 	fs.Float64Var(&c.RiskQ, "risk-q", 1e-4, "risk policy: false-alarm probability per transaction")
@@ -217,7 +217,10 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	prod, err := stream.NewProducer(sc, stream.ProducerOptions{BatchSize: c.Batch})
+	// The writer's batch stays at its default (1,024 messages a partition):
+	// kafka-go allocates that much room for every write, and a batch of
+	// decisions larger than it goes out in several.
+	prod, err := stream.NewProducer(sc, stream.ProducerOptions{})
 	if err != nil {
 		return err
 	}

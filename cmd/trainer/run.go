@@ -23,6 +23,7 @@ import (
 	"github.com/fraudstream/fraudstream/pkg/model"
 	"github.com/fraudstream/fraudstream/pkg/offline"
 	"github.com/fraudstream/fraudstream/pkg/ops"
+	"github.com/fraudstream/fraudstream/pkg/pipeline"
 	"github.com/fraudstream/fraudstream/pkg/registry"
 	"github.com/fraudstream/fraudstream/pkg/trainer"
 )
@@ -50,48 +51,50 @@ func (r *registryFlags) register(fs *flag.FlagSet, keep bool) {
 // password, an untrusted certificate) is returned, and so is any other when
 // strict. Every call has a deadline: the registry bounds each one (5s) and
 // the client passes that deadline to the socket.
-func (r *registryFlags) open(ctx context.Context, strict bool) (*registry.Registry, func(), error) {
+func (r *registryFlags) open(ctx context.Context, strict bool) (*registry.Registry, *redis.Client, func(), error) {
 	o, err := r.Redis.Options(redis.Options{DialTimeout: 3 * time.Second, ReadTimeout: 5 * time.Second,
 		WriteTimeout: 5 * time.Second, ContextTimeoutEnabled: true})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	c := redis.NewClient(o)
 	if err := r.Redis.Check(ctx, c); err != nil && (strict || connect.Fatal(err)) {
 		c.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	reg, err := registry.New(registry.Config{Client: c, Prefix: r.Prefix, Keep: r.Keep, KeepCandidates: r.KeepCandidates})
 	if err != nil {
 		c.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return reg, func() { c.Close() }, nil
+	return reg, c, func() { c.Close() }, nil
 }
 
 type runConfig struct {
-	reg         registryFlags
-	Brokers     string
-	Kafka       connect.Kafka // TLS and SASL
-	Topic       string
-	Labels      string
-	Every       time.Duration
-	Window      time.Duration
-	History     time.Duration
-	EntityRows  int
-	MaxRows     int
-	MinRows     int
-	RampStart   time.Duration
-	Schema      string
-	AllowSchema bool
-	Ignore      string
-	Gate        trainer.Gate
-	HoldBack    float64
-	MinHeldBack int
-	Once        bool
-	MetricsAddr string
-	AE          ae.Config
-	SigningKey  string
+	reg          registryFlags
+	Brokers      string
+	Kafka        connect.Kafka // TLS and SASL
+	Topic        string
+	Labels       string
+	Every        time.Duration
+	Window       time.Duration
+	History      time.Duration
+	EntityRows   int
+	MaxRows      int
+	MinRows      int
+	RampStart    time.Duration
+	Schema       string
+	AllowSchema  bool
+	Ignore       string
+	Gate         trainer.Gate
+	HoldBack     float64
+	MinHeldBack  int
+	Once         bool
+	MetricsAddr  string
+	AE           ae.Config
+	SigningKey   string
+	SeedEntities bool
+	EntityTTL    time.Duration
 }
 
 // daemon is `trainer run`.
@@ -121,7 +124,7 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	// A refused login or an untrusted certificate ends the trainer now, with
 	// that error; an unreachable service is retried by the rounds.
-	reg, closeReg, err := c.reg.open(ctx, false)
+	reg, rc, closeReg, err := c.reg.open(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -173,6 +176,11 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 				dur.Set(r.Duration.Seconds())
 			}
 		}}
+	if c.SeedEntities {
+		// The scorers' entity store: the same Redis and key prefix as
+		// scorer run's (--registry-prefix + "entity:").
+		cfg.Entities = &pipeline.RedisEntityStore{Client: rc, Prefix: c.reg.Prefix + "entity:", TTL: c.EntityTTL}
+	}
 	tr, err := trainer.New(cfg)
 	if err != nil {
 		return err
@@ -191,6 +199,9 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		if r.Entity != "" {
 			fmt.Fprintln(stderr, r.Entity)
+		}
+		if r.EntitySeed != "" {
+			fmt.Fprintln(stderr, r.EntitySeed)
 		}
 		fmt.Fprintf(stderr, "round %s: version %d (%s), trained on %d rows; on %s: alert share %.2f%% (current model %.2f%%), KS %.3f (current %.3f) %s\n",
 			r.Outcome, r.Version, registry.Short(r.Digest), r.Rows, r.HeldBack, 100*r.Gate.AlertRate, 100*r.Gate.CurrentAlertRate, r.Gate.ScoreShift, r.Gate.CurrentScoreShift, r.Reason)
@@ -226,7 +237,9 @@ func daemonFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.DurationVar(&c.Every, "every", time.Hour, "interval between training rounds")
 	fs.DurationVar(&c.Window, "window", 24*time.Hour, "how far back each round reads")
 	fs.DurationVar(&c.History, "history-window", 30*24*time.Hour, "with entity_fields in the schema: how far before --window each round also reads, to warm the entities' states (replayed in event time, not trained on) so the window's first days are not cold (negative: none)")
-	fs.IntVar(&c.EntityRows, "entity-max-rows", 2_000_000, "transactions (history and window) a round's entity replay holds at most (about 180 bytes each with two entity fields, plus 16 per categorical field the entity score may count); beyond it the oldest history is left out")
+	fs.BoolVar(&c.SeedEntities, "seed-entities", true, "once a model with an entity score is promoted, store in Redis the states its replay built for the entities the scorers hold none of yet (scorer run then starts them from that history, without counting those transactions again)")
+	fs.DurationVar(&c.EntityTTL, "entity-ttl", pipeline.DefaultEntityTTL, "--seed-entities: how long a seeded entity without transactions keeps its state (as scorer run's --entity-ttl)")
+	fs.IntVar(&c.EntityRows, "entity-max-rows", 2_000_000, "transactions (history and window) a round's entity replay holds at most (about 190 bytes each with two entity fields, plus 16 per categorical field the entity score may count); beyond it the oldest history is left out")
 	fs.IntVar(&c.MaxRows, "max-rows", 200_000, "rows a round trains on at most (uniform sample of the window)")
 	fs.IntVar(&c.MinRows, "min-rows", 20_000, "fewest rows worth training on (a round with fewer is skipped and retried with backoff)")
 	fs.DurationVar(&c.RampStart, "ramp-start", time.Minute, "while rounds train on fewer rows than --max-rows, the next comes after this, doubling up to --every (negative: always --every)")
@@ -415,7 +428,7 @@ func models(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	reg, closeReg, err := rf.open(ctx, true)
+	reg, _, closeReg, err := rf.open(ctx, true)
 	if err != nil {
 		return err
 	}

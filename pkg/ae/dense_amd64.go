@@ -18,6 +18,20 @@ var (
 // denseAsm runs denseAVX2, or denseAVX512 when avx512; dense has checked
 // the slices' extents.
 func denseAsm(out, in []float32, p *packed, bias []float32, n, lda, ldc int, relu, avx512 bool) {
+	if avx512 && n == 1 {
+		// One row (a message scored alone): gemvAVX512 runs up to 16
+		// panels' accumulators side by side instead of one at a time.
+		ps := panelWidth * p.k
+		for q := 0; q < p.panels; q += 16 {
+			g := min(16, p.panels-q)
+			mask := uint16(0xffff)
+			if q+g == p.panels && p.lastBits != 0 {
+				mask = p.lastBits
+			}
+			gemvAVX512(unsafe.SliceData(in), &p.w[q*ps], &bias[q*panelWidth], &out[q*panelWidth], p.k, g, mask, relu)
+		}
+		return
+	}
 	if avx512 {
 		denseAVX512(unsafe.SliceData(in), unsafe.SliceData(p.w), unsafe.SliceData(bias), unsafe.SliceData(out), lda, ldc, n, p.k, p.panels, p.lastBits, relu)
 		return
@@ -61,4 +75,16 @@ func reluGradAsm(g, act []float32) {
 // lseAsm runs lseAVX2 on z (len(z) ≥ 1).
 func lseAsm(z []float32) (mx, sum float32) {
 	return lseAVX2(unsafe.SliceData(z), len(z))
+}
+
+// logAsm runs logAVX2 on x.
+func logAsm(x []float32) {
+	if len(x) > 0 {
+		logAVX2(unsafe.SliceData(x), len(x))
+	}
+}
+
+// addRowsAsm runs addRowsAVX2; addRows has checked the extents.
+func addRowsAsm(h, w []float32, offs []int) {
+	addRowsAVX2(unsafe.SliceData(h), unsafe.SliceData(w), unsafe.SliceData(offs), len(offs), len(h))
 }

@@ -2614,7 +2614,7 @@ TEXT ·lseAVX2(SB), NOSPLIT, $0-24
 	MOVQ    CX, DX
 	ANDQ    $0x07, DX
 	NEGQ    DX
-	LEAQ    lseMasks<>+0(SB), BX
+	LEAQ    laneMasks<>+0(SB), BX
 	VMOVDQU 32(BX)(DX*4), Y1
 	MOVQ    CX, DX
 	SHRQ    $0x03, DX
@@ -2710,24 +2710,6 @@ lsedone:
 	VZEROUPPER
 	RET
 
-DATA lseMasks<>+0(SB)/4, $0xffffffff
-DATA lseMasks<>+4(SB)/4, $0xffffffff
-DATA lseMasks<>+8(SB)/4, $0xffffffff
-DATA lseMasks<>+12(SB)/4, $0xffffffff
-DATA lseMasks<>+16(SB)/4, $0xffffffff
-DATA lseMasks<>+20(SB)/4, $0xffffffff
-DATA lseMasks<>+24(SB)/4, $0xffffffff
-DATA lseMasks<>+28(SB)/4, $0xffffffff
-DATA lseMasks<>+32(SB)/4, $0x00000000
-DATA lseMasks<>+36(SB)/4, $0x00000000
-DATA lseMasks<>+40(SB)/4, $0x00000000
-DATA lseMasks<>+44(SB)/4, $0x00000000
-DATA lseMasks<>+48(SB)/4, $0x00000000
-DATA lseMasks<>+52(SB)/4, $0x00000000
-DATA lseMasks<>+56(SB)/4, $0x00000000
-DATA lseMasks<>+60(SB)/4, $0x00000000
-GLOBL lseMasks<>(SB), RODATA|NOPTR, $64
-
 DATA lseNegInf<>+0(SB)/4, $0xff800000
 DATA lseNegInf<>+4(SB)/4, $0xff800000
 DATA lseNegInf<>+8(SB)/4, $0xff800000
@@ -2737,6 +2719,24 @@ DATA lseNegInf<>+20(SB)/4, $0xff800000
 DATA lseNegInf<>+24(SB)/4, $0xff800000
 DATA lseNegInf<>+28(SB)/4, $0xff800000
 GLOBL lseNegInf<>(SB), RODATA|NOPTR, $32
+
+DATA laneMasks<>+0(SB)/4, $0xffffffff
+DATA laneMasks<>+4(SB)/4, $0xffffffff
+DATA laneMasks<>+8(SB)/4, $0xffffffff
+DATA laneMasks<>+12(SB)/4, $0xffffffff
+DATA laneMasks<>+16(SB)/4, $0xffffffff
+DATA laneMasks<>+20(SB)/4, $0xffffffff
+DATA laneMasks<>+24(SB)/4, $0xffffffff
+DATA laneMasks<>+28(SB)/4, $0xffffffff
+DATA laneMasks<>+32(SB)/4, $0x00000000
+DATA laneMasks<>+36(SB)/4, $0x00000000
+DATA laneMasks<>+40(SB)/4, $0x00000000
+DATA laneMasks<>+44(SB)/4, $0x00000000
+DATA laneMasks<>+48(SB)/4, $0x00000000
+DATA laneMasks<>+52(SB)/4, $0x00000000
+DATA laneMasks<>+56(SB)/4, $0x00000000
+DATA laneMasks<>+60(SB)/4, $0x00000000
+GLOBL laneMasks<>(SB), RODATA|NOPTR, $64
 
 DATA lseLog2e<>+0(SB)/4, $0x3fb8aa3b
 DATA lseLog2e<>+4(SB)/4, $0x3fb8aa3b
@@ -2857,3 +2857,1397 @@ DATA lseBias<>+20(SB)/4, $0x0000007f
 DATA lseBias<>+24(SB)/4, $0x0000007f
 DATA lseBias<>+28(SB)/4, $0x0000007f
 GLOBL lseBias<>(SB), RODATA|NOPTR, $32
+
+// func logAVX2(x *float32, n int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·logAVX2(SB), NOSPLIT, $0-16
+	MOVQ    x+0(FP), AX
+	MOVQ    n+8(FP), CX
+	MOVQ    CX, DX
+	ANDQ    $0x07, DX
+	NEGQ    DX
+	LEAQ    laneMasks<>+0(SB), BX
+	VMOVDQU 32(BX)(DX*4), Y0
+	MOVQ    CX, DX
+	SHRQ    $0x03, DX
+	MOVQ    DX, DX
+
+logloop:
+	TESTQ       DX, DX
+	JZ          logtail
+	VMOVUPS     (AX), Y1
+	VPSRLD      $0x17, Y1, Y2
+	VPSUBD      log126<>+0(SB), Y2, Y2
+	VCVTDQ2PS   Y2, Y2
+	VANDPS      logMant<>+0(SB), Y1, Y1
+	VORPS       logHalf<>+0(SB), Y1, Y1
+	VCMPPS      $0x01, logSqrtHf<>+0(SB), Y1, Y3
+	VANDPS      logOne<>+0(SB), Y3, Y4
+	VSUBPS      Y4, Y2, Y2
+	VANDPS      Y1, Y3, Y4
+	VADDPS      Y4, Y1, Y1
+	VSUBPS      logOne<>+0(SB), Y1, Y1
+	VMULPS      Y1, Y1, Y3
+	VMOVUPS     logP0<>+0(SB), Y4
+	VFMADD213PS logP1<>+0(SB), Y1, Y4
+	VFMADD213PS logP2<>+0(SB), Y1, Y4
+	VFMADD213PS logP3<>+0(SB), Y1, Y4
+	VFMADD213PS logP4<>+0(SB), Y1, Y4
+	VFMADD213PS logP5<>+0(SB), Y1, Y4
+	VFMADD213PS logP6<>+0(SB), Y1, Y4
+	VFMADD213PS logP7<>+0(SB), Y1, Y4
+	VFMADD213PS logP8<>+0(SB), Y1, Y4
+	VMULPS      Y1, Y4, Y4
+	VMULPS      Y3, Y4, Y4
+	VFMADD231PS logC2<>+0(SB), Y2, Y4
+	VFMADD231PS logMinusHalf<>+0(SB), Y3, Y4
+	VADDPS      Y1, Y4, Y4
+	VFMADD231PS logC1<>+0(SB), Y2, Y4
+	VMOVAPS     Y4, Y1
+	VMOVUPS     Y1, (AX)
+	ADDQ        $0x20, AX
+	DECQ        DX
+	JMP         logloop
+
+logtail:
+	TESTQ       $0x00000007, CX
+	JZ          logdone
+	VMASKMOVPS  (AX), Y0, Y1
+	VMOVUPS     logOne<>+0(SB), Y2
+	VBLENDVPS   Y0, Y1, Y2, Y1
+	VPSRLD      $0x17, Y1, Y2
+	VPSUBD      log126<>+0(SB), Y2, Y2
+	VCVTDQ2PS   Y2, Y2
+	VANDPS      logMant<>+0(SB), Y1, Y1
+	VORPS       logHalf<>+0(SB), Y1, Y1
+	VCMPPS      $0x01, logSqrtHf<>+0(SB), Y1, Y3
+	VANDPS      logOne<>+0(SB), Y3, Y4
+	VSUBPS      Y4, Y2, Y2
+	VANDPS      Y1, Y3, Y4
+	VADDPS      Y4, Y1, Y1
+	VSUBPS      logOne<>+0(SB), Y1, Y1
+	VMULPS      Y1, Y1, Y3
+	VMOVUPS     logP0<>+0(SB), Y4
+	VFMADD213PS logP1<>+0(SB), Y1, Y4
+	VFMADD213PS logP2<>+0(SB), Y1, Y4
+	VFMADD213PS logP3<>+0(SB), Y1, Y4
+	VFMADD213PS logP4<>+0(SB), Y1, Y4
+	VFMADD213PS logP5<>+0(SB), Y1, Y4
+	VFMADD213PS logP6<>+0(SB), Y1, Y4
+	VFMADD213PS logP7<>+0(SB), Y1, Y4
+	VFMADD213PS logP8<>+0(SB), Y1, Y4
+	VMULPS      Y1, Y4, Y4
+	VMULPS      Y3, Y4, Y4
+	VFMADD231PS logC2<>+0(SB), Y2, Y4
+	VFMADD231PS logMinusHalf<>+0(SB), Y3, Y4
+	VADDPS      Y1, Y4, Y4
+	VFMADD231PS logC1<>+0(SB), Y2, Y4
+	VMOVAPS     Y4, Y1
+	VMASKMOVPS  Y1, Y0, (AX)
+
+logdone:
+	VZEROUPPER
+	RET
+
+DATA logMant<>+0(SB)/4, $0x807fffff
+DATA logMant<>+4(SB)/4, $0x807fffff
+DATA logMant<>+8(SB)/4, $0x807fffff
+DATA logMant<>+12(SB)/4, $0x807fffff
+DATA logMant<>+16(SB)/4, $0x807fffff
+DATA logMant<>+20(SB)/4, $0x807fffff
+DATA logMant<>+24(SB)/4, $0x807fffff
+DATA logMant<>+28(SB)/4, $0x807fffff
+GLOBL logMant<>(SB), RODATA|NOPTR, $32
+
+DATA logHalf<>+0(SB)/4, $0x3f000000
+DATA logHalf<>+4(SB)/4, $0x3f000000
+DATA logHalf<>+8(SB)/4, $0x3f000000
+DATA logHalf<>+12(SB)/4, $0x3f000000
+DATA logHalf<>+16(SB)/4, $0x3f000000
+DATA logHalf<>+20(SB)/4, $0x3f000000
+DATA logHalf<>+24(SB)/4, $0x3f000000
+DATA logHalf<>+28(SB)/4, $0x3f000000
+GLOBL logHalf<>(SB), RODATA|NOPTR, $32
+
+DATA log126<>+0(SB)/4, $0x0000007e
+DATA log126<>+4(SB)/4, $0x0000007e
+DATA log126<>+8(SB)/4, $0x0000007e
+DATA log126<>+12(SB)/4, $0x0000007e
+DATA log126<>+16(SB)/4, $0x0000007e
+DATA log126<>+20(SB)/4, $0x0000007e
+DATA log126<>+24(SB)/4, $0x0000007e
+DATA log126<>+28(SB)/4, $0x0000007e
+GLOBL log126<>(SB), RODATA|NOPTR, $32
+
+DATA logSqrtHf<>+0(SB)/4, $0x3f3504f3
+DATA logSqrtHf<>+4(SB)/4, $0x3f3504f3
+DATA logSqrtHf<>+8(SB)/4, $0x3f3504f3
+DATA logSqrtHf<>+12(SB)/4, $0x3f3504f3
+DATA logSqrtHf<>+16(SB)/4, $0x3f3504f3
+DATA logSqrtHf<>+20(SB)/4, $0x3f3504f3
+DATA logSqrtHf<>+24(SB)/4, $0x3f3504f3
+DATA logSqrtHf<>+28(SB)/4, $0x3f3504f3
+GLOBL logSqrtHf<>(SB), RODATA|NOPTR, $32
+
+DATA logOne<>+0(SB)/4, $0x3f800000
+DATA logOne<>+4(SB)/4, $0x3f800000
+DATA logOne<>+8(SB)/4, $0x3f800000
+DATA logOne<>+12(SB)/4, $0x3f800000
+DATA logOne<>+16(SB)/4, $0x3f800000
+DATA logOne<>+20(SB)/4, $0x3f800000
+DATA logOne<>+24(SB)/4, $0x3f800000
+DATA logOne<>+28(SB)/4, $0x3f800000
+GLOBL logOne<>(SB), RODATA|NOPTR, $32
+
+DATA logC2<>+0(SB)/4, $0xb95e8083
+DATA logC2<>+4(SB)/4, $0xb95e8083
+DATA logC2<>+8(SB)/4, $0xb95e8083
+DATA logC2<>+12(SB)/4, $0xb95e8083
+DATA logC2<>+16(SB)/4, $0xb95e8083
+DATA logC2<>+20(SB)/4, $0xb95e8083
+DATA logC2<>+24(SB)/4, $0xb95e8083
+DATA logC2<>+28(SB)/4, $0xb95e8083
+GLOBL logC2<>(SB), RODATA|NOPTR, $32
+
+DATA logC1<>+0(SB)/4, $0x3f318000
+DATA logC1<>+4(SB)/4, $0x3f318000
+DATA logC1<>+8(SB)/4, $0x3f318000
+DATA logC1<>+12(SB)/4, $0x3f318000
+DATA logC1<>+16(SB)/4, $0x3f318000
+DATA logC1<>+20(SB)/4, $0x3f318000
+DATA logC1<>+24(SB)/4, $0x3f318000
+DATA logC1<>+28(SB)/4, $0x3f318000
+GLOBL logC1<>(SB), RODATA|NOPTR, $32
+
+DATA logMinusHalf<>+0(SB)/4, $0xbf000000
+DATA logMinusHalf<>+4(SB)/4, $0xbf000000
+DATA logMinusHalf<>+8(SB)/4, $0xbf000000
+DATA logMinusHalf<>+12(SB)/4, $0xbf000000
+DATA logMinusHalf<>+16(SB)/4, $0xbf000000
+DATA logMinusHalf<>+20(SB)/4, $0xbf000000
+DATA logMinusHalf<>+24(SB)/4, $0xbf000000
+DATA logMinusHalf<>+28(SB)/4, $0xbf000000
+GLOBL logMinusHalf<>(SB), RODATA|NOPTR, $32
+
+DATA logP0<>+0(SB)/4, $0x3d9021bb
+DATA logP0<>+4(SB)/4, $0x3d9021bb
+DATA logP0<>+8(SB)/4, $0x3d9021bb
+DATA logP0<>+12(SB)/4, $0x3d9021bb
+DATA logP0<>+16(SB)/4, $0x3d9021bb
+DATA logP0<>+20(SB)/4, $0x3d9021bb
+DATA logP0<>+24(SB)/4, $0x3d9021bb
+DATA logP0<>+28(SB)/4, $0x3d9021bb
+GLOBL logP0<>(SB), RODATA|NOPTR, $32
+
+DATA logP1<>+0(SB)/4, $0xbdebd1b8
+DATA logP1<>+4(SB)/4, $0xbdebd1b8
+DATA logP1<>+8(SB)/4, $0xbdebd1b8
+DATA logP1<>+12(SB)/4, $0xbdebd1b8
+DATA logP1<>+16(SB)/4, $0xbdebd1b8
+DATA logP1<>+20(SB)/4, $0xbdebd1b8
+DATA logP1<>+24(SB)/4, $0xbdebd1b8
+DATA logP1<>+28(SB)/4, $0xbdebd1b8
+GLOBL logP1<>(SB), RODATA|NOPTR, $32
+
+DATA logP2<>+0(SB)/4, $0x3def251a
+DATA logP2<>+4(SB)/4, $0x3def251a
+DATA logP2<>+8(SB)/4, $0x3def251a
+DATA logP2<>+12(SB)/4, $0x3def251a
+DATA logP2<>+16(SB)/4, $0x3def251a
+DATA logP2<>+20(SB)/4, $0x3def251a
+DATA logP2<>+24(SB)/4, $0x3def251a
+DATA logP2<>+28(SB)/4, $0x3def251a
+GLOBL logP2<>(SB), RODATA|NOPTR, $32
+
+DATA logP3<>+0(SB)/4, $0xbdfe5d4f
+DATA logP3<>+4(SB)/4, $0xbdfe5d4f
+DATA logP3<>+8(SB)/4, $0xbdfe5d4f
+DATA logP3<>+12(SB)/4, $0xbdfe5d4f
+DATA logP3<>+16(SB)/4, $0xbdfe5d4f
+DATA logP3<>+20(SB)/4, $0xbdfe5d4f
+DATA logP3<>+24(SB)/4, $0xbdfe5d4f
+DATA logP3<>+28(SB)/4, $0xbdfe5d4f
+GLOBL logP3<>(SB), RODATA|NOPTR, $32
+
+DATA logP4<>+0(SB)/4, $0x3e11e9bf
+DATA logP4<>+4(SB)/4, $0x3e11e9bf
+DATA logP4<>+8(SB)/4, $0x3e11e9bf
+DATA logP4<>+12(SB)/4, $0x3e11e9bf
+DATA logP4<>+16(SB)/4, $0x3e11e9bf
+DATA logP4<>+20(SB)/4, $0x3e11e9bf
+DATA logP4<>+24(SB)/4, $0x3e11e9bf
+DATA logP4<>+28(SB)/4, $0x3e11e9bf
+GLOBL logP4<>(SB), RODATA|NOPTR, $32
+
+DATA logP5<>+0(SB)/4, $0xbe2aae50
+DATA logP5<>+4(SB)/4, $0xbe2aae50
+DATA logP5<>+8(SB)/4, $0xbe2aae50
+DATA logP5<>+12(SB)/4, $0xbe2aae50
+DATA logP5<>+16(SB)/4, $0xbe2aae50
+DATA logP5<>+20(SB)/4, $0xbe2aae50
+DATA logP5<>+24(SB)/4, $0xbe2aae50
+DATA logP5<>+28(SB)/4, $0xbe2aae50
+GLOBL logP5<>(SB), RODATA|NOPTR, $32
+
+DATA logP6<>+0(SB)/4, $0x3e4cceac
+DATA logP6<>+4(SB)/4, $0x3e4cceac
+DATA logP6<>+8(SB)/4, $0x3e4cceac
+DATA logP6<>+12(SB)/4, $0x3e4cceac
+DATA logP6<>+16(SB)/4, $0x3e4cceac
+DATA logP6<>+20(SB)/4, $0x3e4cceac
+DATA logP6<>+24(SB)/4, $0x3e4cceac
+DATA logP6<>+28(SB)/4, $0x3e4cceac
+GLOBL logP6<>(SB), RODATA|NOPTR, $32
+
+DATA logP7<>+0(SB)/4, $0xbe7ffffc
+DATA logP7<>+4(SB)/4, $0xbe7ffffc
+DATA logP7<>+8(SB)/4, $0xbe7ffffc
+DATA logP7<>+12(SB)/4, $0xbe7ffffc
+DATA logP7<>+16(SB)/4, $0xbe7ffffc
+DATA logP7<>+20(SB)/4, $0xbe7ffffc
+DATA logP7<>+24(SB)/4, $0xbe7ffffc
+DATA logP7<>+28(SB)/4, $0xbe7ffffc
+GLOBL logP7<>(SB), RODATA|NOPTR, $32
+
+DATA logP8<>+0(SB)/4, $0x3eaaaaaa
+DATA logP8<>+4(SB)/4, $0x3eaaaaaa
+DATA logP8<>+8(SB)/4, $0x3eaaaaaa
+DATA logP8<>+12(SB)/4, $0x3eaaaaaa
+DATA logP8<>+16(SB)/4, $0x3eaaaaaa
+DATA logP8<>+20(SB)/4, $0x3eaaaaaa
+DATA logP8<>+24(SB)/4, $0x3eaaaaaa
+DATA logP8<>+28(SB)/4, $0x3eaaaaaa
+GLOBL logP8<>(SB), RODATA|NOPTR, $32
+
+// func addRowsAVX2(h *float32, w *float32, offs *int, k int, width int)
+// Requires: AVX
+TEXT ·addRowsAVX2(SB), NOSPLIT, $0-40
+	MOVQ h+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ offs+16(FP), DX
+	MOVQ k+24(FP), BX
+	MOVQ width+32(FP), SI
+	SHLQ $0x02, SI
+	XORQ DI, DI
+
+addblk32:
+	MOVQ    SI, R8
+	SUBQ    DI, R8
+	CMPQ    R8, $0x00000080
+	JL      addblk8
+	VMOVUPS (AX)(DI*1), Y0
+	VMOVUPS 32(AX)(DI*1), Y1
+	VMOVUPS 64(AX)(DI*1), Y2
+	VMOVUPS 96(AX)(DI*1), Y3
+	XORQ    R8, R8
+
+addrow32:
+	MOVQ    (DX)(R8*8), R9
+	LEAQ    (CX)(R9*4), R9
+	ADDQ    DI, R9
+	VADDPS  (R9), Y0, Y0
+	VADDPS  32(R9), Y1, Y1
+	VADDPS  64(R9), Y2, Y2
+	VADDPS  96(R9), Y3, Y3
+	INCQ    R8
+	CMPQ    R8, BX
+	JL      addrow32
+	VMOVUPS Y0, (AX)(DI*1)
+	VMOVUPS Y1, 32(AX)(DI*1)
+	VMOVUPS Y2, 64(AX)(DI*1)
+	VMOVUPS Y3, 96(AX)(DI*1)
+	ADDQ    $0x00000080, DI
+	JMP     addblk32
+
+addblk8:
+	CMPQ    DI, SI
+	JGE     adddone
+	VMOVUPS (AX)(DI*1), Y0
+	XORQ    R8, R8
+
+addrow8:
+	MOVQ    (DX)(R8*8), R9
+	LEAQ    (CX)(R9*4), R9
+	VADDPS  (R9)(DI*1), Y0, Y0
+	INCQ    R8
+	CMPQ    R8, BX
+	JL      addrow8
+	VMOVUPS Y0, (AX)(DI*1)
+	ADDQ    $0x00000020, DI
+	JMP     addblk8
+
+adddone:
+	VZEROUPPER
+	RET
+
+// func gemvAVX512(a *float32, w *float32, bias *float32, c *float32, k int, panels int, lastMask uint16, relu bool)
+// Requires: AVX, AVX512F
+TEXT ·gemvAVX512(SB), NOSPLIT, $0-51
+	MOVQ a+0(FP), AX
+	MOVQ panels+40(FP), CX
+	CMPQ CX, $0x00000001
+	JE   gemv1
+	CMPQ CX, $0x00000002
+	JE   gemv2
+	CMPQ CX, $0x00000003
+	JE   gemv3
+	CMPQ CX, $0x00000004
+	JE   gemv4
+	CMPQ CX, $0x00000005
+	JE   gemv5
+	CMPQ CX, $0x00000006
+	JE   gemv6
+	CMPQ CX, $0x00000007
+	JE   gemv7
+	CMPQ CX, $0x00000008
+	JE   gemv8
+	CMPQ CX, $0x00000009
+	JE   gemv9
+	CMPQ CX, $0x0000000a
+	JE   gemv10
+	CMPQ CX, $0x0000000b
+	JE   gemv11
+	CMPQ CX, $0x0000000c
+	JE   gemv12
+	CMPQ CX, $0x0000000d
+	JE   gemv13
+	CMPQ CX, $0x0000000e
+	JE   gemv14
+	CMPQ CX, $0x0000000f
+	JE   gemv15
+	CMPQ CX, $0x00000010
+	JE   gemv16
+	RET
+
+gemv1:
+	MOVQ      w+8(FP), CX
+	MOVQ      bias+16(FP), DX
+	MOVQ      k+32(FP), BX
+	MOVQ      BX, SI
+	SHLQ      $0x06, SI
+	KMOVW     lastMask+48(FP), K1
+	VMOVUPS.Z (DX), K1, Z0
+
+gemv1_k:
+	VBROADCASTSS (AX), Z1
+	VFMADD231PS  (CX), Z1, Z0
+	ADDQ         $0x04, AX
+	ADDQ         $0x40, CX
+	DECQ         BX
+	JNZ          gemv1_k
+	MOVB         relu+50(FP), AL
+	TESTB        AL, AL
+	JZ           gemv1_store
+	VPXORD       Z2, Z2, Z2
+	VMAXPS       Z2, Z0, Z0
+
+gemv1_store:
+	MOVQ    c+24(FP), AX
+	VMOVUPS Z0, K1, (AX)
+	VZEROUPPER
+	RET
+
+gemv2:
+	MOVQ      w+8(FP), CX
+	MOVQ      bias+16(FP), DX
+	MOVQ      k+32(FP), BX
+	MOVQ      BX, SI
+	SHLQ      $0x06, SI
+	KMOVW     lastMask+48(FP), K1
+	VMOVUPS   (DX), Z0
+	VMOVUPS.Z 64(DX), K1, Z1
+
+gemv2_k:
+	VBROADCASTSS (AX), Z2
+	VFMADD231PS  (CX), Z2, Z0
+	VFMADD231PS  (CX)(SI*1), Z2, Z1
+	ADDQ         $0x04, AX
+	ADDQ         $0x40, CX
+	DECQ         BX
+	JNZ          gemv2_k
+	MOVB         relu+50(FP), AL
+	TESTB        AL, AL
+	JZ           gemv2_store
+	VPXORD       Z3, Z3, Z3
+	VMAXPS       Z3, Z0, Z0
+	VMAXPS       Z3, Z1, Z1
+
+gemv2_store:
+	MOVQ    c+24(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, K1, 64(AX)
+	VZEROUPPER
+	RET
+
+gemv3:
+	MOVQ      w+8(FP), CX
+	MOVQ      bias+16(FP), DX
+	MOVQ      k+32(FP), BX
+	MOVQ      BX, SI
+	SHLQ      $0x06, SI
+	KMOVW     lastMask+48(FP), K1
+	VMOVUPS   (DX), Z0
+	VMOVUPS   64(DX), Z1
+	VMOVUPS.Z 128(DX), K1, Z2
+
+gemv3_k:
+	VBROADCASTSS (AX), Z3
+	VFMADD231PS  (CX), Z3, Z0
+	VFMADD231PS  (CX)(SI*1), Z3, Z1
+	VFMADD231PS  (CX)(SI*2), Z3, Z2
+	ADDQ         $0x04, AX
+	ADDQ         $0x40, CX
+	DECQ         BX
+	JNZ          gemv3_k
+	MOVB         relu+50(FP), AL
+	TESTB        AL, AL
+	JZ           gemv3_store
+	VPXORD       Z4, Z4, Z4
+	VMAXPS       Z4, Z0, Z0
+	VMAXPS       Z4, Z1, Z1
+	VMAXPS       Z4, Z2, Z2
+
+gemv3_store:
+	MOVQ    c+24(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, K1, 128(AX)
+	VZEROUPPER
+	RET
+
+gemv4:
+	MOVQ      w+8(FP), CX
+	MOVQ      bias+16(FP), DX
+	MOVQ      k+32(FP), BX
+	MOVQ      BX, SI
+	SHLQ      $0x06, SI
+	KMOVW     lastMask+48(FP), K1
+	VMOVUPS   (DX), Z0
+	VMOVUPS   64(DX), Z1
+	VMOVUPS   128(DX), Z2
+	VMOVUPS.Z 192(DX), K1, Z3
+	LEAQ      (CX)(SI*2), DX
+	ADDQ      SI, DX
+
+gemv4_k:
+	VBROADCASTSS (AX), Z4
+	VFMADD231PS  (CX), Z4, Z0
+	VFMADD231PS  (CX)(SI*1), Z4, Z1
+	VFMADD231PS  (CX)(SI*2), Z4, Z2
+	VFMADD231PS  (DX), Z4, Z3
+	ADDQ         $0x04, AX
+	ADDQ         $0x40, CX
+	ADDQ         $0x40, DX
+	DECQ         BX
+	JNZ          gemv4_k
+	MOVB         relu+50(FP), AL
+	TESTB        AL, AL
+	JZ           gemv4_store
+	VPXORD       Z5, Z5, Z5
+	VMAXPS       Z5, Z0, Z0
+	VMAXPS       Z5, Z1, Z1
+	VMAXPS       Z5, Z2, Z2
+	VMAXPS       Z5, Z3, Z3
+
+gemv4_store:
+	MOVQ    c+24(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, K1, 192(AX)
+	VZEROUPPER
+	RET
+
+gemv5:
+	MOVQ      w+8(FP), CX
+	MOVQ      bias+16(FP), DX
+	MOVQ      k+32(FP), BX
+	MOVQ      BX, SI
+	SHLQ      $0x06, SI
+	KMOVW     lastMask+48(FP), K1
+	VMOVUPS   (DX), Z0
+	VMOVUPS   64(DX), Z1
+	VMOVUPS   128(DX), Z2
+	VMOVUPS   192(DX), Z3
+	VMOVUPS.Z 256(DX), K1, Z4
+	LEAQ      (CX)(SI*2), DX
+	ADDQ      SI, DX
+
+gemv5_k:
+	VBROADCASTSS (AX), Z5
+	VFMADD231PS  (CX), Z5, Z0
+	VFMADD231PS  (CX)(SI*1), Z5, Z1
+	VFMADD231PS  (CX)(SI*2), Z5, Z2
+	VFMADD231PS  (DX), Z5, Z3
+	VFMADD231PS  (DX)(SI*1), Z5, Z4
+	ADDQ         $0x04, AX
+	ADDQ         $0x40, CX
+	ADDQ         $0x40, DX
+	DECQ         BX
+	JNZ          gemv5_k
+	MOVB         relu+50(FP), AL
+	TESTB        AL, AL
+	JZ           gemv5_store
+	VPXORD       Z6, Z6, Z6
+	VMAXPS       Z6, Z0, Z0
+	VMAXPS       Z6, Z1, Z1
+	VMAXPS       Z6, Z2, Z2
+	VMAXPS       Z6, Z3, Z3
+	VMAXPS       Z6, Z4, Z4
+
+gemv5_store:
+	MOVQ    c+24(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, K1, 256(AX)
+	VZEROUPPER
+	RET
+
+gemv6:
+	MOVQ      w+8(FP), CX
+	MOVQ      bias+16(FP), DX
+	MOVQ      k+32(FP), BX
+	MOVQ      BX, SI
+	SHLQ      $0x06, SI
+	KMOVW     lastMask+48(FP), K1
+	VMOVUPS   (DX), Z0
+	VMOVUPS   64(DX), Z1
+	VMOVUPS   128(DX), Z2
+	VMOVUPS   192(DX), Z3
+	VMOVUPS   256(DX), Z4
+	VMOVUPS.Z 320(DX), K1, Z5
+	LEAQ      (CX)(SI*2), DX
+	ADDQ      SI, DX
+
+gemv6_k:
+	VBROADCASTSS (AX), Z6
+	VFMADD231PS  (CX), Z6, Z0
+	VFMADD231PS  (CX)(SI*1), Z6, Z1
+	VFMADD231PS  (CX)(SI*2), Z6, Z2
+	VFMADD231PS  (DX), Z6, Z3
+	VFMADD231PS  (DX)(SI*1), Z6, Z4
+	VFMADD231PS  (DX)(SI*2), Z6, Z5
+	ADDQ         $0x04, AX
+	ADDQ         $0x40, CX
+	ADDQ         $0x40, DX
+	DECQ         BX
+	JNZ          gemv6_k
+	MOVB         relu+50(FP), AL
+	TESTB        AL, AL
+	JZ           gemv6_store
+	VPXORD       Z7, Z7, Z7
+	VMAXPS       Z7, Z0, Z0
+	VMAXPS       Z7, Z1, Z1
+	VMAXPS       Z7, Z2, Z2
+	VMAXPS       Z7, Z3, Z3
+	VMAXPS       Z7, Z4, Z4
+	VMAXPS       Z7, Z5, Z5
+
+gemv6_store:
+	MOVQ    c+24(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, K1, 320(AX)
+	VZEROUPPER
+	RET
+
+gemv7:
+	MOVQ      w+8(FP), CX
+	MOVQ      bias+16(FP), DX
+	MOVQ      k+32(FP), BX
+	MOVQ      BX, SI
+	SHLQ      $0x06, SI
+	KMOVW     lastMask+48(FP), K1
+	VMOVUPS   (DX), Z0
+	VMOVUPS   64(DX), Z1
+	VMOVUPS   128(DX), Z2
+	VMOVUPS   192(DX), Z3
+	VMOVUPS   256(DX), Z4
+	VMOVUPS   320(DX), Z5
+	VMOVUPS.Z 384(DX), K1, Z6
+	LEAQ      (CX)(SI*2), DX
+	ADDQ      SI, DX
+	LEAQ      (DX)(SI*2), DI
+	ADDQ      SI, DI
+
+gemv7_k:
+	VBROADCASTSS (AX), Z7
+	VFMADD231PS  (CX), Z7, Z0
+	VFMADD231PS  (CX)(SI*1), Z7, Z1
+	VFMADD231PS  (CX)(SI*2), Z7, Z2
+	VFMADD231PS  (DX), Z7, Z3
+	VFMADD231PS  (DX)(SI*1), Z7, Z4
+	VFMADD231PS  (DX)(SI*2), Z7, Z5
+	VFMADD231PS  (DI), Z7, Z6
+	ADDQ         $0x04, AX
+	ADDQ         $0x40, CX
+	ADDQ         $0x40, DX
+	ADDQ         $0x40, DI
+	DECQ         BX
+	JNZ          gemv7_k
+	MOVB         relu+50(FP), AL
+	TESTB        AL, AL
+	JZ           gemv7_store
+	VPXORD       Z8, Z8, Z8
+	VMAXPS       Z8, Z0, Z0
+	VMAXPS       Z8, Z1, Z1
+	VMAXPS       Z8, Z2, Z2
+	VMAXPS       Z8, Z3, Z3
+	VMAXPS       Z8, Z4, Z4
+	VMAXPS       Z8, Z5, Z5
+	VMAXPS       Z8, Z6, Z6
+
+gemv7_store:
+	MOVQ    c+24(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, K1, 384(AX)
+	VZEROUPPER
+	RET
+
+gemv8:
+	MOVQ      w+8(FP), CX
+	MOVQ      bias+16(FP), DX
+	MOVQ      k+32(FP), BX
+	MOVQ      BX, SI
+	SHLQ      $0x06, SI
+	KMOVW     lastMask+48(FP), K1
+	VMOVUPS   (DX), Z0
+	VMOVUPS   64(DX), Z1
+	VMOVUPS   128(DX), Z2
+	VMOVUPS   192(DX), Z3
+	VMOVUPS   256(DX), Z4
+	VMOVUPS   320(DX), Z5
+	VMOVUPS   384(DX), Z6
+	VMOVUPS.Z 448(DX), K1, Z7
+	LEAQ      (CX)(SI*2), DX
+	ADDQ      SI, DX
+	LEAQ      (DX)(SI*2), DI
+	ADDQ      SI, DI
+
+gemv8_k:
+	VBROADCASTSS (AX), Z8
+	VFMADD231PS  (CX), Z8, Z0
+	VFMADD231PS  (CX)(SI*1), Z8, Z1
+	VFMADD231PS  (CX)(SI*2), Z8, Z2
+	VFMADD231PS  (DX), Z8, Z3
+	VFMADD231PS  (DX)(SI*1), Z8, Z4
+	VFMADD231PS  (DX)(SI*2), Z8, Z5
+	VFMADD231PS  (DI), Z8, Z6
+	VFMADD231PS  (DI)(SI*1), Z8, Z7
+	ADDQ         $0x04, AX
+	ADDQ         $0x40, CX
+	ADDQ         $0x40, DX
+	ADDQ         $0x40, DI
+	DECQ         BX
+	JNZ          gemv8_k
+	MOVB         relu+50(FP), AL
+	TESTB        AL, AL
+	JZ           gemv8_store
+	VPXORD       Z9, Z9, Z9
+	VMAXPS       Z9, Z0, Z0
+	VMAXPS       Z9, Z1, Z1
+	VMAXPS       Z9, Z2, Z2
+	VMAXPS       Z9, Z3, Z3
+	VMAXPS       Z9, Z4, Z4
+	VMAXPS       Z9, Z5, Z5
+	VMAXPS       Z9, Z6, Z6
+	VMAXPS       Z9, Z7, Z7
+
+gemv8_store:
+	MOVQ    c+24(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, K1, 448(AX)
+	VZEROUPPER
+	RET
+
+gemv9:
+	MOVQ      w+8(FP), CX
+	MOVQ      bias+16(FP), DX
+	MOVQ      k+32(FP), BX
+	MOVQ      BX, SI
+	SHLQ      $0x06, SI
+	KMOVW     lastMask+48(FP), K1
+	VMOVUPS   (DX), Z0
+	VMOVUPS   64(DX), Z1
+	VMOVUPS   128(DX), Z2
+	VMOVUPS   192(DX), Z3
+	VMOVUPS   256(DX), Z4
+	VMOVUPS   320(DX), Z5
+	VMOVUPS   384(DX), Z6
+	VMOVUPS   448(DX), Z7
+	VMOVUPS.Z 512(DX), K1, Z8
+	LEAQ      (CX)(SI*2), DX
+	ADDQ      SI, DX
+	LEAQ      (DX)(SI*2), DI
+	ADDQ      SI, DI
+
+gemv9_k:
+	VBROADCASTSS (AX), Z9
+	VFMADD231PS  (CX), Z9, Z0
+	VFMADD231PS  (CX)(SI*1), Z9, Z1
+	VFMADD231PS  (CX)(SI*2), Z9, Z2
+	VFMADD231PS  (DX), Z9, Z3
+	VFMADD231PS  (DX)(SI*1), Z9, Z4
+	VFMADD231PS  (DX)(SI*2), Z9, Z5
+	VFMADD231PS  (DI), Z9, Z6
+	VFMADD231PS  (DI)(SI*1), Z9, Z7
+	VFMADD231PS  (DI)(SI*2), Z9, Z8
+	ADDQ         $0x04, AX
+	ADDQ         $0x40, CX
+	ADDQ         $0x40, DX
+	ADDQ         $0x40, DI
+	DECQ         BX
+	JNZ          gemv9_k
+	MOVB         relu+50(FP), AL
+	TESTB        AL, AL
+	JZ           gemv9_store
+	VPXORD       Z10, Z10, Z10
+	VMAXPS       Z10, Z0, Z0
+	VMAXPS       Z10, Z1, Z1
+	VMAXPS       Z10, Z2, Z2
+	VMAXPS       Z10, Z3, Z3
+	VMAXPS       Z10, Z4, Z4
+	VMAXPS       Z10, Z5, Z5
+	VMAXPS       Z10, Z6, Z6
+	VMAXPS       Z10, Z7, Z7
+	VMAXPS       Z10, Z8, Z8
+
+gemv9_store:
+	MOVQ    c+24(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	VMOVUPS Z8, K1, 512(AX)
+	VZEROUPPER
+	RET
+
+gemv10:
+	MOVQ      w+8(FP), CX
+	MOVQ      bias+16(FP), DX
+	MOVQ      k+32(FP), BX
+	MOVQ      BX, SI
+	SHLQ      $0x06, SI
+	KMOVW     lastMask+48(FP), K1
+	VMOVUPS   (DX), Z0
+	VMOVUPS   64(DX), Z1
+	VMOVUPS   128(DX), Z2
+	VMOVUPS   192(DX), Z3
+	VMOVUPS   256(DX), Z4
+	VMOVUPS   320(DX), Z5
+	VMOVUPS   384(DX), Z6
+	VMOVUPS   448(DX), Z7
+	VMOVUPS   512(DX), Z8
+	VMOVUPS.Z 576(DX), K1, Z9
+	LEAQ      (CX)(SI*2), DX
+	ADDQ      SI, DX
+	LEAQ      (DX)(SI*2), DI
+	ADDQ      SI, DI
+	LEAQ      (DI)(SI*2), R8
+	ADDQ      SI, R8
+
+gemv10_k:
+	VBROADCASTSS (AX), Z10
+	VFMADD231PS  (CX), Z10, Z0
+	VFMADD231PS  (CX)(SI*1), Z10, Z1
+	VFMADD231PS  (CX)(SI*2), Z10, Z2
+	VFMADD231PS  (DX), Z10, Z3
+	VFMADD231PS  (DX)(SI*1), Z10, Z4
+	VFMADD231PS  (DX)(SI*2), Z10, Z5
+	VFMADD231PS  (DI), Z10, Z6
+	VFMADD231PS  (DI)(SI*1), Z10, Z7
+	VFMADD231PS  (DI)(SI*2), Z10, Z8
+	VFMADD231PS  (R8), Z10, Z9
+	ADDQ         $0x04, AX
+	ADDQ         $0x40, CX
+	ADDQ         $0x40, DX
+	ADDQ         $0x40, DI
+	ADDQ         $0x40, R8
+	DECQ         BX
+	JNZ          gemv10_k
+	MOVB         relu+50(FP), AL
+	TESTB        AL, AL
+	JZ           gemv10_store
+	VPXORD       Z11, Z11, Z11
+	VMAXPS       Z11, Z0, Z0
+	VMAXPS       Z11, Z1, Z1
+	VMAXPS       Z11, Z2, Z2
+	VMAXPS       Z11, Z3, Z3
+	VMAXPS       Z11, Z4, Z4
+	VMAXPS       Z11, Z5, Z5
+	VMAXPS       Z11, Z6, Z6
+	VMAXPS       Z11, Z7, Z7
+	VMAXPS       Z11, Z8, Z8
+	VMAXPS       Z11, Z9, Z9
+
+gemv10_store:
+	MOVQ    c+24(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	VMOVUPS Z8, 512(AX)
+	VMOVUPS Z9, K1, 576(AX)
+	VZEROUPPER
+	RET
+
+gemv11:
+	MOVQ      w+8(FP), CX
+	MOVQ      bias+16(FP), DX
+	MOVQ      k+32(FP), BX
+	MOVQ      BX, SI
+	SHLQ      $0x06, SI
+	KMOVW     lastMask+48(FP), K1
+	VMOVUPS   (DX), Z0
+	VMOVUPS   64(DX), Z1
+	VMOVUPS   128(DX), Z2
+	VMOVUPS   192(DX), Z3
+	VMOVUPS   256(DX), Z4
+	VMOVUPS   320(DX), Z5
+	VMOVUPS   384(DX), Z6
+	VMOVUPS   448(DX), Z7
+	VMOVUPS   512(DX), Z8
+	VMOVUPS   576(DX), Z9
+	VMOVUPS.Z 640(DX), K1, Z10
+	LEAQ      (CX)(SI*2), DX
+	ADDQ      SI, DX
+	LEAQ      (DX)(SI*2), DI
+	ADDQ      SI, DI
+	LEAQ      (DI)(SI*2), R8
+	ADDQ      SI, R8
+
+gemv11_k:
+	VBROADCASTSS (AX), Z11
+	VFMADD231PS  (CX), Z11, Z0
+	VFMADD231PS  (CX)(SI*1), Z11, Z1
+	VFMADD231PS  (CX)(SI*2), Z11, Z2
+	VFMADD231PS  (DX), Z11, Z3
+	VFMADD231PS  (DX)(SI*1), Z11, Z4
+	VFMADD231PS  (DX)(SI*2), Z11, Z5
+	VFMADD231PS  (DI), Z11, Z6
+	VFMADD231PS  (DI)(SI*1), Z11, Z7
+	VFMADD231PS  (DI)(SI*2), Z11, Z8
+	VFMADD231PS  (R8), Z11, Z9
+	VFMADD231PS  (R8)(SI*1), Z11, Z10
+	ADDQ         $0x04, AX
+	ADDQ         $0x40, CX
+	ADDQ         $0x40, DX
+	ADDQ         $0x40, DI
+	ADDQ         $0x40, R8
+	DECQ         BX
+	JNZ          gemv11_k
+	MOVB         relu+50(FP), AL
+	TESTB        AL, AL
+	JZ           gemv11_store
+	VPXORD       Z12, Z12, Z12
+	VMAXPS       Z12, Z0, Z0
+	VMAXPS       Z12, Z1, Z1
+	VMAXPS       Z12, Z2, Z2
+	VMAXPS       Z12, Z3, Z3
+	VMAXPS       Z12, Z4, Z4
+	VMAXPS       Z12, Z5, Z5
+	VMAXPS       Z12, Z6, Z6
+	VMAXPS       Z12, Z7, Z7
+	VMAXPS       Z12, Z8, Z8
+	VMAXPS       Z12, Z9, Z9
+	VMAXPS       Z12, Z10, Z10
+
+gemv11_store:
+	MOVQ    c+24(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	VMOVUPS Z8, 512(AX)
+	VMOVUPS Z9, 576(AX)
+	VMOVUPS Z10, K1, 640(AX)
+	VZEROUPPER
+	RET
+
+gemv12:
+	MOVQ      w+8(FP), CX
+	MOVQ      bias+16(FP), DX
+	MOVQ      k+32(FP), BX
+	MOVQ      BX, SI
+	SHLQ      $0x06, SI
+	KMOVW     lastMask+48(FP), K1
+	VMOVUPS   (DX), Z0
+	VMOVUPS   64(DX), Z1
+	VMOVUPS   128(DX), Z2
+	VMOVUPS   192(DX), Z3
+	VMOVUPS   256(DX), Z4
+	VMOVUPS   320(DX), Z5
+	VMOVUPS   384(DX), Z6
+	VMOVUPS   448(DX), Z7
+	VMOVUPS   512(DX), Z8
+	VMOVUPS   576(DX), Z9
+	VMOVUPS   640(DX), Z10
+	VMOVUPS.Z 704(DX), K1, Z11
+	LEAQ      (CX)(SI*2), DX
+	ADDQ      SI, DX
+	LEAQ      (DX)(SI*2), DI
+	ADDQ      SI, DI
+	LEAQ      (DI)(SI*2), R8
+	ADDQ      SI, R8
+
+gemv12_k:
+	VBROADCASTSS (AX), Z12
+	VFMADD231PS  (CX), Z12, Z0
+	VFMADD231PS  (CX)(SI*1), Z12, Z1
+	VFMADD231PS  (CX)(SI*2), Z12, Z2
+	VFMADD231PS  (DX), Z12, Z3
+	VFMADD231PS  (DX)(SI*1), Z12, Z4
+	VFMADD231PS  (DX)(SI*2), Z12, Z5
+	VFMADD231PS  (DI), Z12, Z6
+	VFMADD231PS  (DI)(SI*1), Z12, Z7
+	VFMADD231PS  (DI)(SI*2), Z12, Z8
+	VFMADD231PS  (R8), Z12, Z9
+	VFMADD231PS  (R8)(SI*1), Z12, Z10
+	VFMADD231PS  (R8)(SI*2), Z12, Z11
+	ADDQ         $0x04, AX
+	ADDQ         $0x40, CX
+	ADDQ         $0x40, DX
+	ADDQ         $0x40, DI
+	ADDQ         $0x40, R8
+	DECQ         BX
+	JNZ          gemv12_k
+	MOVB         relu+50(FP), AL
+	TESTB        AL, AL
+	JZ           gemv12_store
+	VPXORD       Z13, Z13, Z13
+	VMAXPS       Z13, Z0, Z0
+	VMAXPS       Z13, Z1, Z1
+	VMAXPS       Z13, Z2, Z2
+	VMAXPS       Z13, Z3, Z3
+	VMAXPS       Z13, Z4, Z4
+	VMAXPS       Z13, Z5, Z5
+	VMAXPS       Z13, Z6, Z6
+	VMAXPS       Z13, Z7, Z7
+	VMAXPS       Z13, Z8, Z8
+	VMAXPS       Z13, Z9, Z9
+	VMAXPS       Z13, Z10, Z10
+	VMAXPS       Z13, Z11, Z11
+
+gemv12_store:
+	MOVQ    c+24(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	VMOVUPS Z8, 512(AX)
+	VMOVUPS Z9, 576(AX)
+	VMOVUPS Z10, 640(AX)
+	VMOVUPS Z11, K1, 704(AX)
+	VZEROUPPER
+	RET
+
+gemv13:
+	MOVQ      w+8(FP), CX
+	MOVQ      bias+16(FP), DX
+	MOVQ      k+32(FP), BX
+	MOVQ      BX, SI
+	SHLQ      $0x06, SI
+	KMOVW     lastMask+48(FP), K1
+	VMOVUPS   (DX), Z0
+	VMOVUPS   64(DX), Z1
+	VMOVUPS   128(DX), Z2
+	VMOVUPS   192(DX), Z3
+	VMOVUPS   256(DX), Z4
+	VMOVUPS   320(DX), Z5
+	VMOVUPS   384(DX), Z6
+	VMOVUPS   448(DX), Z7
+	VMOVUPS   512(DX), Z8
+	VMOVUPS   576(DX), Z9
+	VMOVUPS   640(DX), Z10
+	VMOVUPS   704(DX), Z11
+	VMOVUPS.Z 768(DX), K1, Z12
+	LEAQ      (CX)(SI*2), DX
+	ADDQ      SI, DX
+	LEAQ      (DX)(SI*2), DI
+	ADDQ      SI, DI
+	LEAQ      (DI)(SI*2), R8
+	ADDQ      SI, R8
+	LEAQ      (R8)(SI*2), R9
+	ADDQ      SI, R9
+
+gemv13_k:
+	VBROADCASTSS (AX), Z13
+	VFMADD231PS  (CX), Z13, Z0
+	VFMADD231PS  (CX)(SI*1), Z13, Z1
+	VFMADD231PS  (CX)(SI*2), Z13, Z2
+	VFMADD231PS  (DX), Z13, Z3
+	VFMADD231PS  (DX)(SI*1), Z13, Z4
+	VFMADD231PS  (DX)(SI*2), Z13, Z5
+	VFMADD231PS  (DI), Z13, Z6
+	VFMADD231PS  (DI)(SI*1), Z13, Z7
+	VFMADD231PS  (DI)(SI*2), Z13, Z8
+	VFMADD231PS  (R8), Z13, Z9
+	VFMADD231PS  (R8)(SI*1), Z13, Z10
+	VFMADD231PS  (R8)(SI*2), Z13, Z11
+	VFMADD231PS  (R9), Z13, Z12
+	ADDQ         $0x04, AX
+	ADDQ         $0x40, CX
+	ADDQ         $0x40, DX
+	ADDQ         $0x40, DI
+	ADDQ         $0x40, R8
+	ADDQ         $0x40, R9
+	DECQ         BX
+	JNZ          gemv13_k
+	MOVB         relu+50(FP), AL
+	TESTB        AL, AL
+	JZ           gemv13_store
+	VPXORD       Z14, Z14, Z14
+	VMAXPS       Z14, Z0, Z0
+	VMAXPS       Z14, Z1, Z1
+	VMAXPS       Z14, Z2, Z2
+	VMAXPS       Z14, Z3, Z3
+	VMAXPS       Z14, Z4, Z4
+	VMAXPS       Z14, Z5, Z5
+	VMAXPS       Z14, Z6, Z6
+	VMAXPS       Z14, Z7, Z7
+	VMAXPS       Z14, Z8, Z8
+	VMAXPS       Z14, Z9, Z9
+	VMAXPS       Z14, Z10, Z10
+	VMAXPS       Z14, Z11, Z11
+	VMAXPS       Z14, Z12, Z12
+
+gemv13_store:
+	MOVQ    c+24(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	VMOVUPS Z8, 512(AX)
+	VMOVUPS Z9, 576(AX)
+	VMOVUPS Z10, 640(AX)
+	VMOVUPS Z11, 704(AX)
+	VMOVUPS Z12, K1, 768(AX)
+	VZEROUPPER
+	RET
+
+gemv14:
+	MOVQ      w+8(FP), CX
+	MOVQ      bias+16(FP), DX
+	MOVQ      k+32(FP), BX
+	MOVQ      BX, SI
+	SHLQ      $0x06, SI
+	KMOVW     lastMask+48(FP), K1
+	VMOVUPS   (DX), Z0
+	VMOVUPS   64(DX), Z1
+	VMOVUPS   128(DX), Z2
+	VMOVUPS   192(DX), Z3
+	VMOVUPS   256(DX), Z4
+	VMOVUPS   320(DX), Z5
+	VMOVUPS   384(DX), Z6
+	VMOVUPS   448(DX), Z7
+	VMOVUPS   512(DX), Z8
+	VMOVUPS   576(DX), Z9
+	VMOVUPS   640(DX), Z10
+	VMOVUPS   704(DX), Z11
+	VMOVUPS   768(DX), Z12
+	VMOVUPS.Z 832(DX), K1, Z13
+	LEAQ      (CX)(SI*2), DX
+	ADDQ      SI, DX
+	LEAQ      (DX)(SI*2), DI
+	ADDQ      SI, DI
+	LEAQ      (DI)(SI*2), R8
+	ADDQ      SI, R8
+	LEAQ      (R8)(SI*2), R9
+	ADDQ      SI, R9
+
+gemv14_k:
+	VBROADCASTSS (AX), Z14
+	VFMADD231PS  (CX), Z14, Z0
+	VFMADD231PS  (CX)(SI*1), Z14, Z1
+	VFMADD231PS  (CX)(SI*2), Z14, Z2
+	VFMADD231PS  (DX), Z14, Z3
+	VFMADD231PS  (DX)(SI*1), Z14, Z4
+	VFMADD231PS  (DX)(SI*2), Z14, Z5
+	VFMADD231PS  (DI), Z14, Z6
+	VFMADD231PS  (DI)(SI*1), Z14, Z7
+	VFMADD231PS  (DI)(SI*2), Z14, Z8
+	VFMADD231PS  (R8), Z14, Z9
+	VFMADD231PS  (R8)(SI*1), Z14, Z10
+	VFMADD231PS  (R8)(SI*2), Z14, Z11
+	VFMADD231PS  (R9), Z14, Z12
+	VFMADD231PS  (R9)(SI*1), Z14, Z13
+	ADDQ         $0x04, AX
+	ADDQ         $0x40, CX
+	ADDQ         $0x40, DX
+	ADDQ         $0x40, DI
+	ADDQ         $0x40, R8
+	ADDQ         $0x40, R9
+	DECQ         BX
+	JNZ          gemv14_k
+	MOVB         relu+50(FP), AL
+	TESTB        AL, AL
+	JZ           gemv14_store
+	VPXORD       Z15, Z15, Z15
+	VMAXPS       Z15, Z0, Z0
+	VMAXPS       Z15, Z1, Z1
+	VMAXPS       Z15, Z2, Z2
+	VMAXPS       Z15, Z3, Z3
+	VMAXPS       Z15, Z4, Z4
+	VMAXPS       Z15, Z5, Z5
+	VMAXPS       Z15, Z6, Z6
+	VMAXPS       Z15, Z7, Z7
+	VMAXPS       Z15, Z8, Z8
+	VMAXPS       Z15, Z9, Z9
+	VMAXPS       Z15, Z10, Z10
+	VMAXPS       Z15, Z11, Z11
+	VMAXPS       Z15, Z12, Z12
+	VMAXPS       Z15, Z13, Z13
+
+gemv14_store:
+	MOVQ    c+24(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	VMOVUPS Z8, 512(AX)
+	VMOVUPS Z9, 576(AX)
+	VMOVUPS Z10, 640(AX)
+	VMOVUPS Z11, 704(AX)
+	VMOVUPS Z12, 768(AX)
+	VMOVUPS Z13, K1, 832(AX)
+	VZEROUPPER
+	RET
+
+gemv15:
+	MOVQ      w+8(FP), CX
+	MOVQ      bias+16(FP), DX
+	MOVQ      k+32(FP), BX
+	MOVQ      BX, SI
+	SHLQ      $0x06, SI
+	KMOVW     lastMask+48(FP), K1
+	VMOVUPS   (DX), Z0
+	VMOVUPS   64(DX), Z1
+	VMOVUPS   128(DX), Z2
+	VMOVUPS   192(DX), Z3
+	VMOVUPS   256(DX), Z4
+	VMOVUPS   320(DX), Z5
+	VMOVUPS   384(DX), Z6
+	VMOVUPS   448(DX), Z7
+	VMOVUPS   512(DX), Z8
+	VMOVUPS   576(DX), Z9
+	VMOVUPS   640(DX), Z10
+	VMOVUPS   704(DX), Z11
+	VMOVUPS   768(DX), Z12
+	VMOVUPS   832(DX), Z13
+	VMOVUPS.Z 896(DX), K1, Z14
+	LEAQ      (CX)(SI*2), DX
+	ADDQ      SI, DX
+	LEAQ      (DX)(SI*2), DI
+	ADDQ      SI, DI
+	LEAQ      (DI)(SI*2), R8
+	ADDQ      SI, R8
+	LEAQ      (R8)(SI*2), R9
+	ADDQ      SI, R9
+
+gemv15_k:
+	VBROADCASTSS (AX), Z15
+	VFMADD231PS  (CX), Z15, Z0
+	VFMADD231PS  (CX)(SI*1), Z15, Z1
+	VFMADD231PS  (CX)(SI*2), Z15, Z2
+	VFMADD231PS  (DX), Z15, Z3
+	VFMADD231PS  (DX)(SI*1), Z15, Z4
+	VFMADD231PS  (DX)(SI*2), Z15, Z5
+	VFMADD231PS  (DI), Z15, Z6
+	VFMADD231PS  (DI)(SI*1), Z15, Z7
+	VFMADD231PS  (DI)(SI*2), Z15, Z8
+	VFMADD231PS  (R8), Z15, Z9
+	VFMADD231PS  (R8)(SI*1), Z15, Z10
+	VFMADD231PS  (R8)(SI*2), Z15, Z11
+	VFMADD231PS  (R9), Z15, Z12
+	VFMADD231PS  (R9)(SI*1), Z15, Z13
+	VFMADD231PS  (R9)(SI*2), Z15, Z14
+	ADDQ         $0x04, AX
+	ADDQ         $0x40, CX
+	ADDQ         $0x40, DX
+	ADDQ         $0x40, DI
+	ADDQ         $0x40, R8
+	ADDQ         $0x40, R9
+	DECQ         BX
+	JNZ          gemv15_k
+	MOVB         relu+50(FP), AL
+	TESTB        AL, AL
+	JZ           gemv15_store
+	VPXORD       Z16, Z16, Z16
+	VMAXPS       Z16, Z0, Z0
+	VMAXPS       Z16, Z1, Z1
+	VMAXPS       Z16, Z2, Z2
+	VMAXPS       Z16, Z3, Z3
+	VMAXPS       Z16, Z4, Z4
+	VMAXPS       Z16, Z5, Z5
+	VMAXPS       Z16, Z6, Z6
+	VMAXPS       Z16, Z7, Z7
+	VMAXPS       Z16, Z8, Z8
+	VMAXPS       Z16, Z9, Z9
+	VMAXPS       Z16, Z10, Z10
+	VMAXPS       Z16, Z11, Z11
+	VMAXPS       Z16, Z12, Z12
+	VMAXPS       Z16, Z13, Z13
+	VMAXPS       Z16, Z14, Z14
+
+gemv15_store:
+	MOVQ    c+24(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	VMOVUPS Z8, 512(AX)
+	VMOVUPS Z9, 576(AX)
+	VMOVUPS Z10, 640(AX)
+	VMOVUPS Z11, 704(AX)
+	VMOVUPS Z12, 768(AX)
+	VMOVUPS Z13, 832(AX)
+	VMOVUPS Z14, K1, 896(AX)
+	VZEROUPPER
+	RET
+
+gemv16:
+	MOVQ      w+8(FP), CX
+	MOVQ      bias+16(FP), DX
+	MOVQ      k+32(FP), BX
+	MOVQ      BX, SI
+	SHLQ      $0x06, SI
+	KMOVW     lastMask+48(FP), K1
+	VMOVUPS   (DX), Z0
+	VMOVUPS   64(DX), Z1
+	VMOVUPS   128(DX), Z2
+	VMOVUPS   192(DX), Z3
+	VMOVUPS   256(DX), Z4
+	VMOVUPS   320(DX), Z5
+	VMOVUPS   384(DX), Z6
+	VMOVUPS   448(DX), Z7
+	VMOVUPS   512(DX), Z8
+	VMOVUPS   576(DX), Z9
+	VMOVUPS   640(DX), Z10
+	VMOVUPS   704(DX), Z11
+	VMOVUPS   768(DX), Z12
+	VMOVUPS   832(DX), Z13
+	VMOVUPS   896(DX), Z14
+	VMOVUPS.Z 960(DX), K1, Z15
+	LEAQ      (CX)(SI*2), DX
+	ADDQ      SI, DX
+	LEAQ      (DX)(SI*2), DI
+	ADDQ      SI, DI
+	LEAQ      (DI)(SI*2), R8
+	ADDQ      SI, R8
+	LEAQ      (R8)(SI*2), R9
+	ADDQ      SI, R9
+	LEAQ      (R9)(SI*2), R10
+	ADDQ      SI, R10
+
+gemv16_k:
+	VBROADCASTSS (AX), Z16
+	VFMADD231PS  (CX), Z16, Z0
+	VFMADD231PS  (CX)(SI*1), Z16, Z1
+	VFMADD231PS  (CX)(SI*2), Z16, Z2
+	VFMADD231PS  (DX), Z16, Z3
+	VFMADD231PS  (DX)(SI*1), Z16, Z4
+	VFMADD231PS  (DX)(SI*2), Z16, Z5
+	VFMADD231PS  (DI), Z16, Z6
+	VFMADD231PS  (DI)(SI*1), Z16, Z7
+	VFMADD231PS  (DI)(SI*2), Z16, Z8
+	VFMADD231PS  (R8), Z16, Z9
+	VFMADD231PS  (R8)(SI*1), Z16, Z10
+	VFMADD231PS  (R8)(SI*2), Z16, Z11
+	VFMADD231PS  (R9), Z16, Z12
+	VFMADD231PS  (R9)(SI*1), Z16, Z13
+	VFMADD231PS  (R9)(SI*2), Z16, Z14
+	VFMADD231PS  (R10), Z16, Z15
+	ADDQ         $0x04, AX
+	ADDQ         $0x40, CX
+	ADDQ         $0x40, DX
+	ADDQ         $0x40, DI
+	ADDQ         $0x40, R8
+	ADDQ         $0x40, R9
+	ADDQ         $0x40, R10
+	DECQ         BX
+	JNZ          gemv16_k
+	MOVB         relu+50(FP), AL
+	TESTB        AL, AL
+	JZ           gemv16_store
+	VPXORD       Z17, Z17, Z17
+	VMAXPS       Z17, Z0, Z0
+	VMAXPS       Z17, Z1, Z1
+	VMAXPS       Z17, Z2, Z2
+	VMAXPS       Z17, Z3, Z3
+	VMAXPS       Z17, Z4, Z4
+	VMAXPS       Z17, Z5, Z5
+	VMAXPS       Z17, Z6, Z6
+	VMAXPS       Z17, Z7, Z7
+	VMAXPS       Z17, Z8, Z8
+	VMAXPS       Z17, Z9, Z9
+	VMAXPS       Z17, Z10, Z10
+	VMAXPS       Z17, Z11, Z11
+	VMAXPS       Z17, Z12, Z12
+	VMAXPS       Z17, Z13, Z13
+	VMAXPS       Z17, Z14, Z14
+	VMAXPS       Z17, Z15, Z15
+
+gemv16_store:
+	MOVQ    c+24(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	VMOVUPS Z8, 512(AX)
+	VMOVUPS Z9, 576(AX)
+	VMOVUPS Z10, 640(AX)
+	VMOVUPS Z11, 704(AX)
+	VMOVUPS Z12, 768(AX)
+	VMOVUPS Z13, 832(AX)
+	VMOVUPS Z14, 896(AX)
+	VMOVUPS Z15, K1, 960(AX)
+	VZEROUPPER
+	RET

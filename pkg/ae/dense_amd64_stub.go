@@ -54,3 +54,23 @@ func reluGradAVX2(grad *float32, act *float32, n int)
 //
 //go:noescape
 func lseAVX2(z *float32, n int) (mx float32, sum float32)
+
+// logAVX2 replaces x[0:n] by their natural logarithms, for finite
+// x[i] ≥ 1 (Cephes' logf, about 1 ulp). Requires AVX2 and FMA, n ≥ 0.
+//
+//go:noescape
+func logAVX2(x *float32, n int)
+
+// addRowsAVX2 adds the k rows of w starting at offs[j] (in elements)
+// to h[0:width], in order. Requires AVX2, k ≥ 1 and width a multiple of 8.
+//
+//go:noescape
+func addRowsAVX2(h *float32, w *float32, offs *int, k int, width int)
+
+// gemvAVX512 writes act(a · W + bias) for one row a into c, for panels
+// packed panels of w (k×16 each, 1 ≤ panels ≤ 16); the last panel's
+// biases and outputs go through lastMask (0xffff: all 16 columns).
+// Requires AVX512F and k ≥ 1.
+//
+//go:noescape
+func gemvAVX512(a *float32, w *float32, bias *float32, c *float32, k int, panels int, lastMask uint16, relu bool)

@@ -29,3 +29,11 @@ func reluGradAsm(g, act []float32) {
 func lseAsm(z []float32) (mx, sum float32) {
 	panic("ae: no assembly kernel in this build")
 }
+
+func logAsm(x []float32) {
+	panic("ae: no assembly kernel in this build")
+}
+
+func addRowsAsm(h, w []float32, offs []int) {
+	panic("ae: no assembly kernel in this build")
+}

@@ -38,7 +38,7 @@ func TestDenseKernel(t *testing.T) {
 		var p packed
 		for _, n := range []int{1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 100} {
 			for _, k := range []int{0, 1, 2, 7, 16, 30, 64, 131, 200} {
-				for _, c := range []int{1, 5, 8, 15, 16, 17, 24, 30, 33, 64, 80, 130, 200} {
+				for _, c := range []int{1, 5, 8, 15, 16, 17, 24, 30, 33, 64, 80, 130, 200, 256, 300} {
 					if n > 13 && k%2 == 1 {
 						continue // keep the run short
 					}
@@ -388,18 +388,18 @@ func TestSqdiff(t *testing.T) {
 	})
 }
 
-// TestOneRowMatchesBatch: a row scored alone (the one-message path, the
-// kernels' one-row tail) gets the same bits as in a batch (their full
-// tiles), for widths with 1-13 panels, full and ragged, with and without
-// ReLU, with every kernel: a message's score does not depend on how it was
-// batched.
+// TestOneRowMatchesBatch: a row scored alone (the one-message path: the
+// kernels' one-row tail, or gemvAVX512) gets the same bits as in a batch
+// (their full tiles), for widths with 1-19 panels (two gemv calls above
+// 16), full and ragged, with and without ReLU, with every kernel: a
+// message's score does not depend on how it was batched.
 func TestOneRowMatchesBatch(t *testing.T) {
 	kernels(t, func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(5, 5))
 		var p packed
 		const n = 13
 		for _, k := range []int{1, 16, 30, 64} {
-			for _, c := range []int{16, 33, 64, 80, 130, 200} {
+			for _, c := range []int{16, 33, 64, 80, 130, 200, 256, 272, 300} {
 				for _, relu := range []bool{false, true} {
 					in := randSlice(rng, n*k)
 					w, b := randSlice(rng, k*c), randSlice(rng, c)
@@ -415,6 +415,79 @@ func TestOneRowMatchesBatch(t *testing.T) {
 							}
 						}
 					}
+				}
+			}
+		}
+	})
+}
+
+// TestLogsAtLeast1 checks the batch logarithm against math.Log for every
+// length up to 70 (full vectors and ragged tails), that an element's
+// result does not depend on where it sits (the masked tail computes as the
+// full vectors do), and that nothing past the slice is written.
+func TestLogsAtLeast1(t *testing.T) {
+	kernels(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(12, 12))
+		xs := []float32{1, 1.0000001, 1.4142135, 1.4142137, 2, 3, 7.999999, 8, 130, 1e6, 3e38}
+		for range 200 {
+			xs = append(xs, float32(math.Exp(rng.Float64()*12)))
+		}
+		alone := make([]float32, len(xs))
+		for i, x := range xs {
+			one := []float32{x}
+			logsAtLeast1(one)
+			alone[i] = one[0]
+			if want := math.Log(float64(x)); math.Abs(float64(one[0])-want) > 2e-7*math.Max(want, 1) {
+				t.Fatalf("log(%v) = %v, want %v", x, one[0], want)
+			}
+		}
+		for n := range 70 {
+			off := rng.IntN(len(xs) - n)
+			buf := make([]float32, n+1)
+			copy(buf, xs[off:off+n])
+			buf[n] = 42
+			logsAtLeast1(buf[:n])
+			for i := range n {
+				if buf[i] != alone[off+i] {
+					t.Fatalf("n=%d: log(%v) = %v at position %d, %v alone", n, xs[off+i], buf[i], i, alone[off+i])
+				}
+			}
+			if buf[n] != 42 {
+				t.Fatalf("n=%d: wrote past the slice", n)
+			}
+		}
+	})
+}
+
+// TestAddRows checks the sparse-row sum against adding the rows one after
+// another (bit for bit: the same order of additions) for widths of 8 to
+// 136 (blocks of 32 columns and their 8-column tails) and 1 to 7 rows, and
+// that nothing past h is written.
+func TestAddRows(t *testing.T) {
+	kernels(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(13, 13))
+		for width := 8; width <= 136; width += 8 {
+			w := randSlice(rng, 40*width)
+			for k := 1; k <= 7; k++ {
+				offs := make([]int, k)
+				for j := range offs {
+					offs[j] = rng.IntN(40) * width
+				}
+				h := append(randSlice(rng, width), 42)
+				want := append([]float32(nil), h[:width]...)
+				for _, o := range offs {
+					for i := range want {
+						want[i] += w[o+i]
+					}
+				}
+				addRows(h[:width], w, offs)
+				for i := range width {
+					if h[i] != want[i] {
+						t.Fatalf("width %d, %d rows: column %d = %v, want %v", width, k, i, h[i], want[i])
+					}
+				}
+				if h[width] != 42 {
+					t.Fatalf("width %d, %d rows: wrote past h", width, k)
 				}
 			}
 		}

@@ -283,6 +283,7 @@ type buffers struct {
 	// lseSum holds each categorical field's Σ exp(z - max) while scoring,
 	// cap × categorical fields.
 	lseSum []float32
+	offs   []int // one row's active sparse inputs, F
 }
 
 // newBuffers sizes scratch for cap rows; only training needs gradients.
@@ -296,6 +297,7 @@ func newBuffers(m *Model, cap int, train bool) *buffers {
 	b.ex = make([]float32, max(maxL, len(m.Fields)))
 	b.diff = make([]float32, m.numCols)
 	b.lseSum = make([]float32, cap*m.catFields)
+	b.offs = make([]int, 0, len(m.Fields))
 	maxd := m.numCols
 	for l := range 4 {
 		b.act[l] = make([]float32, cap*d[l+1])
@@ -436,12 +438,13 @@ func (m *Model) forward(b *buffers, n int) {
 	if sparse {
 		ws := m.W[0][m.numCols*H:]
 		for r := range n {
-			h := h1[r*H : (r+1)*H]
+			offs := b.offs[:0]
 			for _, s := range b.sp[r*F : (r+1)*F] {
 				if s >= 0 {
-					vek32.Add_Inplace(h, ws[int(s)*H:int(s+1)*H])
+					offs = append(offs, int(s)*H)
 				}
 			}
+			addRows(h1[r*H:(r+1)*H], ws, offs)
 		}
 		clamp(h1, h1, 0, float32(math.Inf(1))) // ReLU
 	}
@@ -595,11 +598,12 @@ func (m *Model) fieldErrors(b *buffers, d *Data, from, n int, grad []float32, gs
 	}
 	if grad == nil && m.catFields > 0 {
 		sums := b.lseSum[:n*m.catFields]
+		logsAtLeast1(sums)
 		for r := range n {
 			fe := b.ferr[r*F : (r+1)*F]
 			s := sums[r*m.catFields : (r+1)*m.catFields]
 			for c, f := range m.catFieldIdx {
-				e := fe[f] + logAtLeast1(s[c])
+				e := fe[f] + s[c]
 				fe[f] = e
 				total += float64(e)
 			}

@@ -68,58 +68,83 @@ func (s *Service) Label(ctx context.Context, l labels.Label) (labels.Label, erro
 	if err := s.cfg.Labels.WriteLabels(ctx, []labels.Label{l}); err != nil {
 		return l, fmt.Errorf("the label was not recorded (labels topic): %w", err)
 	}
-	return l, s.index(ctx, c, l)
+	return l, s.index(ctx, l)
 }
 
 func jsonLabel(l labels.Label) ([]byte, error) { return json.Marshal(l) }
 
-// index applies a published label in Redis.
-func (s *Service) index(ctx context.Context, c *Case, l labels.Label) error {
+// index applies a published label in Redis. The case is read again
+// under WATCH, so a rebuild or a raise that moved or rewrote it since the
+// caller read it (during the labels topic's write, say) is not undone and
+// the case leaves the list it is in now, not the one it was in; on a
+// conflict it is tried again.
+func (s *Service) index(ctx context.Context, l labels.Label) error {
 	js, err := jsonLabel(l)
 	if err != nil {
 		return err
 	}
+	var c *Case
 	var prev *labels.Label
-	if c != nil {
-		prev = c.Label
-		c.Label = &l
-	}
-	rctx, cancel := s.bound(ctx)
-	defer cancel()
-	_, err = s.rdb.TxPipelined(rctx, func(p redis.Pipeliner) error {
-		p.RPush(rctx, s.kHistory(l.TransactionID), js)
-		p.HSet(rctx, s.kLatest(), l.TransactionID, l.Label)
-		p.ZAdd(rctx, s.kLabelled(), redis.Z{Score: float64(l.At.UnixMilli()), Member: l.TransactionID})
-		p.Incr(rctx, s.kLabelCount())
-		p.LPush(rctx, s.kAudit(), fmt.Sprintf(`{"at":%q,"analyst":%q,"action":"label","transaction_id":%q,"label":%q,"source":%q}`,
-			l.At.Format(time.RFC3339Nano), l.Analyst, l.TransactionID, l.Label, l.Source))
-		p.LTrim(rctx, s.kAudit(), 0, maxAudit-1)
-		if c == nil {
-			return nil
-		}
-		cj, err := json.Marshal(c)
-		if err != nil {
+	for attempt := 0; ; attempt++ {
+		rctx, cancel := s.bound(ctx)
+		err = s.rdb.Watch(rctx, func(tx *redis.Tx) error {
+			c, prev = nil, nil
+			cur, err := s.getFrom(rctx, tx, l.TransactionID)
+			switch {
+			case errors.Is(err, ErrNoCase):
+			case err != nil:
+				return err
+			default:
+				c, prev = cur, cur.Label
+				c.Label = &l
+			}
+			_, err = tx.TxPipelined(rctx, func(p redis.Pipeliner) error {
+				p.RPush(rctx, s.kHistory(l.TransactionID), js)
+				p.HSet(rctx, s.kLatest(), l.TransactionID, l.Label)
+				p.ZAdd(rctx, s.kLabelled(), redis.Z{Score: float64(l.At.UnixMilli()), Member: l.TransactionID})
+				p.Incr(rctx, s.kLabelCount())
+				p.LPush(rctx, s.kAudit(), fmt.Sprintf(`{"at":%q,"analyst":%q,"action":"label","transaction_id":%q,"label":%q,"source":%q}`,
+					l.At.Format(time.RFC3339Nano), l.Analyst, l.TransactionID, l.Label, l.Source))
+				p.LTrim(rctx, s.kAudit(), 0, maxAudit-1)
+				if c == nil {
+					return nil
+				}
+				cj, err := json.Marshal(c)
+				if err != nil {
+					return err
+				}
+				p.Set(rctx, s.kCase(c.ID()), cj, 0)
+				p.ZRem(rctx, s.kQueue(c.Cluster), c.ID())
+				st := s.kClusterStat(c.Cluster)
+				if prev != nil {
+					p.HIncrBy(rctx, st, prev.Label, -1)
+				}
+				p.HIncrBy(rctx, st, l.Label, 1)
+				for _, k := range c.Keys {
+					p.SRem(rctx, s.kEntity(k), c.ID())
+					if prev != nil && prev.Label != labels.Unsure {
+						p.HIncrBy(rctx, s.kTally(k), prev.Label, -1)
+					}
+					if l.Label != labels.Unsure {
+						p.HIncrBy(rctx, s.kTally(k), l.Label, 1)
+						p.Expire(rctx, s.kTally(k), s.cfg.PropagateWindow)
+					}
+				}
+				return nil
+			})
 			return err
+		}, s.kCase(l.TransactionID))
+		cancel()
+		if !errors.Is(err, redis.TxFailedErr) || attempt == 8 {
+			break
 		}
-		p.Set(rctx, s.kCase(c.ID()), cj, 0)
-		p.ZRem(rctx, s.kQueue(c.Cluster), c.ID())
-		st := s.kClusterStat(c.Cluster)
-		if prev != nil {
-			p.HIncrBy(rctx, st, prev.Label, -1)
+		// The case changed meanwhile (a rebuild moved it): read it again.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(5<<attempt) * time.Millisecond):
 		}
-		p.HIncrBy(rctx, st, l.Label, 1)
-		for _, k := range c.Keys {
-			p.SRem(rctx, s.kEntity(k), c.ID())
-			if prev != nil && prev.Label != labels.Unsure {
-				p.HIncrBy(rctx, s.kTally(k), prev.Label, -1)
-			}
-			if l.Label != labels.Unsure {
-				p.HIncrBy(rctx, s.kTally(k), l.Label, 1)
-				p.Expire(rctx, s.kTally(k), s.cfg.PropagateWindow)
-			}
-		}
-		return nil
-	})
+	}
 	if err != nil {
 		return fmt.Errorf("the label is on the labels topic but not yet in the queue's index: %w", err)
 	}
@@ -287,8 +312,8 @@ func (s *Service) LabelCluster(ctx context.Context, cluster int, label, analyst,
 	if err := s.cfg.Labels.WriteLabels(ctx, ls); err != nil {
 		return 0, fmt.Errorf("the labels were not recorded (labels topic): %w", err)
 	}
-	for i, c := range cases {
-		if err := s.index(ctx, c, ls[i]); err != nil {
+	for i := range cases {
+		if err := s.index(ctx, ls[i]); err != nil {
 			return i, err
 		}
 	}

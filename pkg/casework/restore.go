@@ -82,7 +82,7 @@ func (s *Service) Restore(ctx context.Context, alerts, labelRecords [][]byte) (q
 		if err != nil {
 			return queued, labelled, skipped, err
 		}
-		if err := s.index(ctx, c, ls[len(ls)-1]); err != nil {
+		if err := s.index(ctx, ls[len(ls)-1]); err != nil {
 			return queued, labelled, skipped, err
 		}
 		labelled++

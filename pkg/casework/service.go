@@ -329,7 +329,12 @@ func (s *Service) loadClusters(ctx context.Context, c redis.Cmdable) (clusterDoc
 func (s *Service) Get(ctx context.Context, id string) (*Case, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	b, err := s.rdb.Get(ctx, s.kCase(id)).Bytes()
+	return s.getFrom(ctx, s.rdb, id)
+}
+
+// getFrom reads a case through rc (a client, or a transaction's WATCH).
+func (s *Service) getFrom(ctx context.Context, rc redis.Cmdable, id string) (*Case, error) {
+	b, err := rc.Get(ctx, s.kCase(id)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, ErrNoCase
 	}

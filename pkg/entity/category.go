@@ -52,14 +52,67 @@ func (k CategoryKey) String() string {
 
 // catTrack counts an entity's values of one categorical field: decayed
 // counts of its CategorySlots most frequent ones, and of all its values.
+// tag names the field (TagOf; 0 in states encoded before tags existed).
 type catTrack struct {
+	tag   uint32
 	total float32
 	keys  [CategorySlots]CategoryKey
 	n     [CategorySlots]float32
 }
 
-// catTrackSize is an encoded catTrack's length.
-const catTrackSize = 4 + CategorySlots*(16+4)
+// catTrackSize is an encoded catTrack's length, its tag included.
+const catTrackSize = 4 + 4 + CategorySlots*(16+4)
+
+// TagOf names a categorical field in a state (FNV-1a of its name, never 0).
+func TagOf(field string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(field))
+	return max(h.Sum32(), 1)
+}
+
+// Align makes the state count the categorical fields tagged tags (TagOf of
+// their names), in that order: a track already counting a field moves to
+// its place, a field not counted yet starts empty, and a track of a field
+// no longer wanted is dropped. The fields a model's entity score counts can
+// change from one training round to the next (another order, one more or
+// fewer), and a state stored under the last model must not be read as
+// counting another field. A state encoded before tags existed is taken to
+// count tags in order, as it was read before, when it counts as many
+// fields; counting another number, its tracks cannot be matched and start
+// empty. Call it before StepCategories.
+func (s *State) Align(tags []uint32) {
+	tags = tags[:min(len(tags), MaxCategories)]
+	if int(s.ncat) == len(tags) {
+		same := true
+		for k, t := range tags {
+			same = same && s.cats[k].tag == t
+		}
+		if same {
+			return
+		}
+	}
+	legacy := s.ncat > 0
+	for _, tr := range s.cats[:s.ncat] {
+		legacy = legacy && tr.tag == 0
+	}
+	var out [MaxCategories]catTrack
+	for k, t := range tags {
+		switch {
+		case legacy:
+			if int(s.ncat) == len(tags) {
+				out[k] = s.cats[k]
+			}
+		default:
+			for _, tr := range s.cats[:s.ncat] {
+				if tr.tag == t {
+					out[k] = tr
+				}
+			}
+		}
+		out[k].tag = t
+	}
+	s.cats, s.ncat = out, uint8(len(tags))
+}
 
 // CategoryValue is what an entity's history says of a transaction's value
 // of one categorical field.
@@ -146,6 +199,7 @@ func (s *State) StepCategories(tau time.Duration, at time.Time, keys []CategoryK
 }
 
 func (tr *catTrack) appendBinary(b []byte) []byte {
+	b = binary.LittleEndian.AppendUint32(b, tr.tag)
 	b = binary.LittleEndian.AppendUint32(b, math.Float32bits(tr.total))
 	for i := range tr.keys {
 		b = append(b, tr.keys[i][:]...)
@@ -154,7 +208,13 @@ func (tr *catTrack) appendBinary(b []byte) []byte {
 	return b
 }
 
-func (tr *catTrack) unmarshal(p []byte) {
+// unmarshal reads an encoded track, tagged or (before tags) not.
+func (tr *catTrack) unmarshal(p []byte, tagged bool) {
+	tr.tag = 0
+	if tagged {
+		tr.tag = binary.LittleEndian.Uint32(p)
+		p = p[4:]
+	}
 	tr.total = math.Float32frombits(binary.LittleEndian.Uint32(p))
 	p = p[4:]
 	for i := range tr.keys {

@@ -1,8 +1,11 @@
 package entity
 
 import (
+	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -84,5 +87,121 @@ func TestCategoryShare(t *testing.T) {
 	long1, long2 := strings.Repeat("x", 20)+"1", strings.Repeat("x", 20)+"2"
 	if KeyOf(long1) == KeyOf(long2) || KeyOf(long1) != KeyOf(long1) || KeyOf(long1).String() != "xxxxxxx…" {
 		t.Fatalf("long values: %q %q", KeyOf(long1).String(), KeyOf(long2).String())
+	}
+}
+
+// TestAlignFollowsTheFields: the fields a model counts can change order,
+// grow or shrink from one training round to the next. A state stored under
+// the last model, read back and aligned to the next one's fields, says of a
+// transaction exactly what a state that counted only those fields, in that
+// order, says: no field is read as another's. A state encoded before tags
+// existed is read as counting the wanted fields in order, as before.
+func TestAlignFollowsTheFields(t *testing.T) {
+	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	mcc, country, channel := TagOf("mcc"), TagOf("country"), TagOf("channel")
+	step := func(s *State, tags []uint32, vals map[uint32]string, at time.Time) []CategoryValue {
+		s.Align(tags)
+		keys := make([]CategoryKey, len(tags))
+		for k, tg := range tags {
+			keys[k] = KeyOf(vals[tg])
+		}
+		out := make([]CategoryValue, len(tags))
+		s.StepCategories(720*time.Hour, at, keys, out)
+		return out
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	history := make([]map[uint32]string, 40)
+	for i := range history {
+		history[i] = map[uint32]string{
+			mcc:     []string{"fuel", "fuel", "fuel", "grocery"}[rng.IntN(4)],
+			country: []string{"FR", "FR", "DE"}[rng.IntN(3)],
+			channel: []string{"web", "pos"}[rng.IntN(2)],
+		}
+	}
+	next := map[uint32]string{mcc: "grocery", country: "DE", channel: "web"}
+	for _, tc := range []struct {
+		name      string
+		then, now []uint32
+	}{
+		{"reordered", []uint32{mcc, country}, []uint32{country, mcc}},
+		{"the first dropped", []uint32{mcc, country}, []uint32{country}},
+		{"one added", []uint32{country}, []uint32{country, mcc}},
+		{"replaced", []uint32{mcc, country}, []uint32{channel, country}},
+		{"none now", []uint32{mcc, country}, nil},
+	} {
+		var then, want State
+		for i, v := range history {
+			ti := at.Add(time.Duration(i) * time.Hour)
+			step(&then, tc.then, v, ti)
+			// A state that always counted what is counted now, from
+			// the transactions the last model counted it on.
+			var wantTags []uint32
+			for _, tg := range tc.now {
+				if slices.Contains(tc.then, tg) {
+					wantTags = append(wantTags, tg)
+				}
+			}
+			step(&want, wantTags, v, ti)
+		}
+		var read State
+		if err := read.UnmarshalBinary(then.AppendBinary(nil)); err != nil {
+			t.Fatal(err)
+		}
+		ti := at.Add(41 * time.Hour)
+		got := step(&read, tc.now, next, ti)
+		exp := step(&want, tc.now, next, ti)
+		if fmt.Sprint(got) != fmt.Sprint(exp) {
+			t.Errorf("%s: %v, want %v", tc.name, got, exp)
+		}
+		if n := len(read.AppendBinary(nil)); n != EncodedSize+min(len(tc.now), 1)+len(tc.now)*CategoryEncodedSize {
+			t.Errorf("%s: the aligned state encodes in %d bytes", tc.name, n)
+		}
+	}
+
+	// Before tags: version 2, tracks without them, read in order.
+	var old State
+	for i, v := range history {
+		step(&old, []uint32{mcc, country}, v, at.Add(time.Duration(i)*time.Hour))
+	}
+	b := old.AppendBinary(nil)
+	legacy := append([]byte{catVersion}, b[1:EncodedSize+1]...)
+	for c := range 2 {
+		tr := b[EncodedSize+1+c*catTrackSize:]
+		legacy = append(legacy, tr[4:catTrackSize]...)
+	}
+	var fromOld, fromNew State
+	if err := fromOld.UnmarshalBinary(legacy); err != nil {
+		t.Fatal(err)
+	}
+	if err := fromNew.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	if last, ok := EncodedLast(b); !ok || last != old.last {
+		t.Errorf("EncodedLast of a tagged state: %d %v, want %d", last, ok, old.last)
+	}
+	ti := at.Add(41 * time.Hour)
+	got := step(&fromOld, []uint32{mcc, country}, next, ti)
+	exp := step(&fromNew, []uint32{mcc, country}, next, ti)
+	if fmt.Sprint(got) != fmt.Sprint(exp) {
+		t.Errorf("a state from before tags: %v, want %v", got, exp)
+	}
+	// Counting another number of fields, an old state's tracks cannot be
+	// matched: they start empty rather than be read as another field's.
+	var fewer State
+	if err := fewer.UnmarshalBinary(legacy); err != nil {
+		t.Fatal(err)
+	}
+	if got := step(&fewer, []uint32{country}, next, ti); got[0].History != 0 || !math.IsNaN(got[0].Share) {
+		t.Errorf("an old state aligned to fewer fields: %v, want an empty track", got)
+	}
+
+	// A state from a newer version is refused as such, so that a scorer
+	// leaves it alone instead of replacing it.
+	newer := append([]byte{tagVersion + 1}, b[1:]...)
+	if err := fewer.UnmarshalBinary(newer); !errors.Is(err, ErrNewerState) {
+		t.Errorf("a newer state: %v, want ErrNewerState", err)
+	}
+	if err := fewer.UnmarshalBinary(b[:len(b)-1]); err == nil || errors.Is(err, ErrNewerState) {
+		t.Errorf("a damaged state: %v, want an error that is not ErrNewerState", err)
 	}
 }

@@ -79,7 +79,7 @@ type agg struct {
 
 // State is one entity's history: its latest event time, a flag and 12
 // bytes per window, 64 bytes in all encoded, and the counts of up to
-// MaxCategories categorical fields' values (StepCategories), 84 bytes
+// MaxCategories categorical fields' values (StepCategories), 88 bytes
 // each encoded.
 type State struct {
 	last int64 // unix milliseconds of the latest event seen; 0: none

@@ -2,6 +2,7 @@ package entity
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -21,14 +22,17 @@ func (s *State) Step(windows []time.Duration, feats []Feature, at time.Time, amo
 const EncodedSize = 2 + 8 + 12*MaxWindows
 
 // CategoryEncodedSize is what one counted categorical field adds to an
-// encoded State (with the count byte: 1 + 84 bytes for the first).
+// encoded State (with the count byte: 1 + 88 bytes for the first).
 const CategoryEncodedSize = catTrackSize
 
-// stateVersion is the first byte of an encoded State; catVersion that of
-// one that counts categorical fields (a count byte and the tracks follow).
+// stateVersion is the first byte of an encoded State; tagVersion that of
+// one that counts categorical fields (a count byte and the tracks follow,
+// each with its field's tag). catVersion's tracks, written before tags
+// existed, lack the tag; they are still read.
 const (
 	stateVersion = 1
 	catVersion   = 2
+	tagVersion   = 3
 )
 
 // AppendBinary appends the state's encoding to b (for a shared store such
@@ -43,7 +47,7 @@ func (s *State) AppendBinary(b []byte) []byte {
 	}
 	version := byte(stateVersion)
 	if s.ncat > 0 {
-		version = catVersion
+		version = tagVersion
 	}
 	b = append(b, version, flags)
 	b = binary.LittleEndian.AppendUint64(b, uint64(s.last))
@@ -61,24 +65,36 @@ func (s *State) AppendBinary(b []byte) []byte {
 	return b
 }
 
-// UnmarshalBinary decodes what AppendBinary wrote.
+// ErrNewerState is returned (wrapped) by UnmarshalBinary for a state
+// whose version is newer than this build knows: one written by a later
+// version, which must be left as it is rather than replaced.
+var ErrNewerState = errors.New("entity: the state was written by a newer version")
+
+// UnmarshalBinary decodes what AppendBinary wrote, and the untagged
+// tracks of states written before tags existed.
 func (s *State) UnmarshalBinary(b []byte) error {
-	ncat := 0
-	if len(b) > EncodedSize && b[0] == catVersion {
+	if len(b) > 0 && b[0] > tagVersion {
+		return fmt.Errorf("%w (version %d; this build reads up to %d)", ErrNewerState, b[0], tagVersion)
+	}
+	ncat, size := 0, catTrackSize
+	if len(b) > EncodedSize && (b[0] == catVersion || b[0] == tagVersion) {
 		ncat = int(b[EncodedSize])
+	}
+	if len(b) > 0 && b[0] == catVersion {
+		size = catTrackSize - 4
 	}
 	want := EncodedSize
 	if ncat > 0 {
-		want += 1 + ncat*catTrackSize
+		want += 1 + ncat*size
 	}
-	if len(b) < 2 || len(b) != want || (b[0] != stateVersion && b[0] != catVersion) || b[1] > 1 ||
-		(b[0] == catVersion) != (ncat > 0) || ncat > MaxCategories {
+	if len(b) < 2 || len(b) != want || b[0] < stateVersion || b[0] > tagVersion || b[1] > 1 ||
+		(b[0] != stateVersion) != (ncat > 0) || ncat > MaxCategories {
 		return fmt.Errorf("entity: an encoded state is %d bytes with version %d, or %d bytes and %d per categorical field (at most %d) with version %d; got %d bytes, version %d",
-			EncodedSize, stateVersion, EncodedSize+1, catTrackSize, MaxCategories, catVersion, len(b), first(b))
+			EncodedSize, stateVersion, EncodedSize+1, catTrackSize, MaxCategories, tagVersion, len(b), first(b))
 	}
 	*s = State{ncat: uint8(ncat)}
 	for c := range ncat {
-		s.cats[c].unmarshal(b[EncodedSize+1+c*catTrackSize:])
+		s.cats[c].unmarshal(b[EncodedSize+1+c*size:], b[0] == tagVersion)
 	}
 	s.seen = b[1] == 1
 	s.last = int64(binary.LittleEndian.Uint64(b[2:]))
@@ -90,6 +106,15 @@ func (s *State) UnmarshalBinary(b []byte) error {
 		p = p[12:]
 	}
 	return nil
+}
+
+// EncodedLast reads the latest event time (Unix ms) of an encoded State
+// without decoding the rest.
+func EncodedLast(b []byte) (int64, bool) {
+	if len(b) < EncodedSize || b[0] < stateVersion || b[0] > tagVersion {
+		return 0, false
+	}
+	return int64(binary.LittleEndian.Uint64(b[2:])), true
 }
 
 func first(b []byte) int {

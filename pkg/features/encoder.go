@@ -68,7 +68,26 @@ type Encoder struct {
 	Fields    []EncodedField `json:"fields"`
 	NumCols   int            `json:"num_cols"`
 	CatFields int            `json:"cat_fields"`
+
+	plan []encStep // Fields as Encode reads them, built with the lookups
 }
+
+// encStep is what Encode needs of a field, a quarter of EncodedField's
+// size, kinds as bytes rather than strings, and 1/Scale to multiply by.
+type encStep struct {
+	kind                   uint8
+	log, noHour, noWeekday bool
+	src, off               int32 // source column; NumOff, or CatIdx for a categorical
+	center, inv            float64
+	layout                 string
+	index                  *levelTable
+}
+
+const (
+	stepNumeric uint8 = iota
+	stepTimestamp
+	stepCategorical
+)
 
 // FitEncoder fits scalers and vocabularies on rows (schema order).
 func FitEncoder(s *Schema, rows [][]string, opt EncoderOptions) (*Encoder, error) {
@@ -248,12 +267,20 @@ func fitCategorical(ef *EncodedField, rows [][]string, col int, opt EncoderOptio
 }
 
 func (e *Encoder) buildIndex() {
+	e.plan = make([]encStep, len(e.Fields))
 	for i := range e.Fields {
 		f := &e.Fields[i]
-		if f.Kind != Categorical {
-			continue
+		p := &e.plan[i]
+		p.src, p.off, p.log, p.layout = int32(f.Source), int32(f.NumOff), f.Log, f.Layout
+		switch f.Kind {
+		case Numeric:
+			p.kind, p.center, p.inv = stepNumeric, f.Center, 1/f.Scale
+		case Timestamp:
+			p.kind, p.noHour, p.noWeekday = stepTimestamp, f.NoHour, f.NoWeekday
+		case Categorical:
+			f.index = newLevelTable(f.Levels)
+			p.kind, p.off, p.index = stepCategorical, int32(f.CatIdx), &f.index
 		}
-		f.index = newLevelTable(f.Levels)
 	}
 }
 
@@ -276,7 +303,7 @@ func (e *Encoder) Check() error {
 			if f.NumOff != num || f.NumWidth != want {
 				return fmt.Errorf("features: encoder field %q has a bad column layout", f.Name)
 			}
-			if (f.Kind == Numeric && !(f.Scale > 0)) || math.IsNaN(f.Center) || math.IsInf(f.Center, 0) || math.IsInf(f.Scale, 0) {
+			if (f.Kind == Numeric && (!(f.Scale > 0) || math.IsInf(1/f.Scale, 0))) || math.IsNaN(f.Center) || math.IsInf(f.Center, 0) || math.IsInf(f.Scale, 0) {
 				return fmt.Errorf("features: encoder field %q has a bad scaler", f.Name)
 			}
 			if f.HasRange && !(f.Min <= f.Max && !math.IsInf(f.Min, 0) && !math.IsInf(f.Max, 0)) {
@@ -309,16 +336,21 @@ func (e *Encoder) Width() (numCols, catFields, fields int) {
 // missing trailing fields) into num (NumCols), cat (CatFields) and miss
 // (one per learned field). It allocates nothing. It returns the number of
 // non-empty values that could not be parsed; those are encoded as missing.
+// The encoder must come from FitEncoder or have passed Check (which
+// builds its lookups); Encode panics otherwise rather than encode nothing.
 func (e *Encoder) Encode(row []string, num []float32, cat []int32, miss []bool) (invalid int) {
-	for i := range e.Fields {
-		f := &e.Fields[i]
+	if len(e.plan) != len(e.Fields) {
+		panic("features: Encode on an encoder that was neither fitted nor checked (call Check after decoding one)")
+	}
+	for i := range e.plan {
+		f := &e.plan[i]
 		var v string
-		if f.Source < len(row) {
-			v = row[f.Source]
+		if int(f.src) < len(row) {
+			v = row[f.src]
 		}
 		// Parse first: IsNull is only needed when a value does not parse.
-		switch f.Kind {
-		case Numeric:
+		switch f.kind {
+		case stepNumeric:
 			x, ok := parseDecimal(v) // the usual case, without parseNumber's call
 			if !ok {
 				x, ok = parseNumber(v)
@@ -327,24 +359,24 @@ func (e *Encoder) Encode(row []string, num []float32, cat []int32, miss []bool) 
 				if !IsNull(v) {
 					invalid++
 				}
-				num[f.NumOff] = 0
+				num[f.off] = 0
 				miss[i] = true
 				continue
 			}
-			if f.Log {
+			if f.log {
 				x = signedLog1p(x)
 			}
-			num[f.NumOff] = float32(clampScaled((x - f.Center) / f.Scale))
+			num[f.off] = float32(clampScaled((x - f.center) * f.inv))
 			miss[i] = false
-		case Timestamp:
+		case stepTimestamp:
 			c, ok := clock{}, false
 			if v != "" {
-				c, ok = parseClock(v, f.Layout)
+				c, ok = parseClock(v, f.layout)
 				if !ok {
-					c, ok = parseClock(strings.TrimSpace(v), f.Layout)
+					c, ok = parseClock(strings.TrimSpace(v), f.layout)
 				}
 			}
-			cols := num[f.NumOff : f.NumOff+timestampWidth]
+			cols := num[f.off : f.off+timestampWidth]
 			if !ok {
 				if !IsNull(v) {
 					invalid++
@@ -354,20 +386,20 @@ func (e *Encoder) Encode(row []string, num []float32, cat []int32, miss []bool) 
 				continue
 			}
 			hs, hc := math.Sincos(2 * math.Pi * c.hour / 24)
-			ds, dc := math.Sincos(2 * math.Pi * float64(c.weekday) / 7)
-			if f.NoHour {
+			ds, dc := weekdaySinCos(c.weekday)
+			if f.noHour {
 				hs, hc = 0, 0
 			}
-			if f.NoWeekday {
+			if f.noWeekday {
 				ds, dc = 0, 0
 			}
 			cols[0], cols[1], cols[2], cols[3] = float32(hs), float32(hc), float32(ds), float32(dc)
 			miss[i] = false
-		case Categorical:
+		case stepCategorical:
 			l, ok := f.index.lookup(v)
 			if !ok {
 				if IsNull(v) {
-					cat[f.CatIdx] = LevelMissing
+					cat[f.off] = LevelMissing
 					miss[i] = true
 					continue
 				}
@@ -376,11 +408,27 @@ func (e *Encoder) Encode(row []string, num []float32, cat []int32, miss []bool) 
 			if !ok {
 				l = LevelOther
 			}
-			cat[f.CatIdx] = l
+			cat[f.off] = l
 			miss[i] = false
 		}
 	}
 	return invalid
+}
+
+// weekdayCycle holds sin and cos of 2π·d/7 for the seven weekdays, computed
+// as Encode did per record (the same bits; a Sincos call was 1% of it).
+var weekdayCycle = func() (t [7][2]float64) {
+	for d := range t {
+		t[d][0], t[d][1] = math.Sincos(2 * math.Pi * float64(d) / 7)
+	}
+	return t
+}()
+
+func weekdaySinCos(d int) (sin, cos float64) {
+	if uint(d) < 7 {
+		return weekdayCycle[d][0], weekdayCycle[d][1]
+	}
+	return math.Sincos(2 * math.Pi * float64(d) / 7)
 }
 
 func clampScaled(x float64) float64 {

@@ -177,6 +177,10 @@ func TestEncoderCheck(t *testing.T) {
 	if err := bad.Check(); err == nil {
 		t.Error("accepted a zero scale")
 	}
+	bad.Fields[0].Scale = 1e-310 // its inverse, which Encode multiplies by, is +Inf
+	if err := bad.Check(); err == nil {
+		t.Error("accepted a scale too small to invert")
+	}
 	bad.Fields[0].Scale = 1
 	bad.Fields[0].Source = 99
 	if err := bad.Check(); err == nil {
@@ -495,5 +499,77 @@ func TestEncodeMatchesFieldByField(t *testing.T) {
 		if inv != wantInv {
 			t.Fatalf("row %d: %d invalid, want %d", r, inv, wantInv)
 		}
+	}
+}
+
+// TestDecodedEncoderNeedsCheck: an encoder decoded from JSON encodes only
+// after Check has built its lookups (before, Encode refuses rather than
+// write nothing), and then exactly as the fitted one does.
+func TestDecodedEncoderNeedsCheck(t *testing.T) {
+	e := testEncoder(t)
+	raw, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d Encoder
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatal(err)
+	}
+	row := []string{"x", "-12.5", "m2", "2024-03-09T14:30:00Z", ""}
+	num, cat, miss := make([]float32, e.NumCols), make([]int32, e.CatFields), make([]bool, len(e.Fields))
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("an unchecked decoded encoder encoded a row")
+			}
+		}()
+		d.Encode(row, num, cat, miss)
+	}()
+	if err := d.Check(); err != nil {
+		t.Fatal(err)
+	}
+	num2, cat2, miss2 := make([]float32, e.NumCols), make([]int32, e.CatFields), make([]bool, len(e.Fields))
+	e.Encode(row, num, cat, miss)
+	d.Encode(row, num2, cat2, miss2)
+	if fmt.Sprint(num, cat, miss) != fmt.Sprint(num2, cat2, miss2) {
+		t.Fatalf("decoded %v %v %v, fitted %v %v %v", num2, cat2, miss2, num, cat, miss)
+	}
+	if num[0] == 0 || cat[0] < 2 {
+		t.Fatalf("the row encoded as nothing: %v %v", num, cat)
+	}
+}
+
+// TestParseTimeKeepsMilliseconds: event times keep their milliseconds on
+// every path (ISO, other layouts through time.Parse, unix seconds and
+// milliseconds), so transactions within one second are ordered by time;
+// finer digits are dropped, as entity states keep milliseconds.
+func TestParseTimeKeepsMilliseconds(t *testing.T) {
+	base := time.Date(2026, 11, 1, 10, 0, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		in, layout string
+		want       time.Time
+	}{
+		{"2026-11-01T10:00:05.123456Z", time.RFC3339Nano, base.Add(123 * time.Millisecond)},
+		{"2026-11-01 10:00:05.7", "2006-01-02 15:04:05.999999999", base.Add(700 * time.Millisecond)},
+		{"2026-11-01T11:00:05.042+01:00", time.RFC3339Nano, base.Add(42 * time.Millisecond)},
+		{"2026-11-01 10:00:05", "2006-01-02 15:04:05", base},
+		{"11/01/2026 10:00:05.25", "01/02/2006 15:04:05", base.Add(250 * time.Millisecond)},
+		{strconv.FormatInt(base.UnixMilli()+999, 10), "unixms", base.Add(999 * time.Millisecond)},
+		{strconv.FormatInt(base.UnixMilli()+1, 10), "unixms", base.Add(time.Millisecond)},
+		{fmt.Sprintf("%d.5", base.Unix()), "unix", base.Add(500 * time.Millisecond)},
+		{"-0.25", "unix", time.UnixMilli(-250).UTC()},
+		{fmt.Sprintf("%d.1236", base.Unix()), "unix", base.Add(123 * time.Millisecond)},
+		{"2026-11-01T10:00:05.1236Z", time.RFC3339Nano, base.Add(123 * time.Millisecond)},
+		{fmt.Sprintf("%d.123", base.Unix()), "unix", base.Add(123 * time.Millisecond)},
+	} {
+		got, ok := ParseTime(tc.in, tc.layout)
+		if !ok || !got.Equal(tc.want) {
+			t.Errorf("ParseTime(%q, %q) = %v %v, want %v", tc.in, tc.layout, got, ok, tc.want)
+		}
+	}
+	// The hour of a time before 1970 with a fraction is that of the day it
+	// falls in, not a negative one.
+	if c, ok := parseClock("-0.25", "unix"); !ok || c.hour < 23.99 || c.weekday != 3 {
+		t.Errorf("-0.25 s: hour %v weekday %d", c.hour, c.weekday)
 	}
 }

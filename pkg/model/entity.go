@@ -138,6 +138,9 @@ type EntityView struct {
 	catCols   []int
 	catField  []int   // per Part.Categories: its index in catFields
 	catOf     [][]int // per entity field: its indices in Part.Categories
+	// catTags: per entity field, entity.TagOf of its counted fields in
+	// catOf's order, which a stored state is aligned to before each step.
+	catTags [][]uint32
 }
 
 // NewEntityView prepares the bundle's entity part for scoring; nil, nil
@@ -174,6 +177,12 @@ func newEntityView(p *EntityPart, s *features.Schema, cal Calibration, candidate
 		v.catField = append(v.catField, j)
 		e := slices.Index(p.Fields, c.Entity)
 		v.catOf[e] = append(v.catOf[e], i)
+	}
+	v.catTags = make([][]uint32, len(p.Fields))
+	for e, cs := range v.catOf {
+		for _, c := range cs {
+			v.catTags[e] = append(v.catTags[e], entity.TagOf(p.Categories[c].Field))
+		}
 	}
 	for _, f := range candidates {
 		if !slices.Contains(v.catFields, f) {
@@ -281,6 +290,9 @@ const priorCount = 2
 // StepCategories when e has categorical fields, then Step).
 func (v *EntityView) Step(e int, st *entity.State, tx *Tx) EntityValue {
 	x := NoEntityValue()
+	// A state stored under an earlier model may count other categorical
+	// fields, or these in another order: line its tracks up with ours.
+	st.Align(v.catTags[e])
 	if cs := v.catOf[e]; len(cs) > 0 {
 		var keys [entity.MaxCategories]entity.CategoryKey
 		for k, c := range cs {

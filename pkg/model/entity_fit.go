@@ -326,3 +326,57 @@ func (r *Replay) Entities() []int {
 	}
 	return out
 }
+
+// ReplayTxs replays txs, read by reader (EntityReader's view of b's
+// schema), through b's entity part in event-time order, stepping the
+// states as the scorers step them, and returns the replay that holds them
+// (nil, nil when b has no entity part). step, when not nil, sees each
+// transaction i as b's part reads it and its values, after it stepped.
+func (b *Bundle) ReplayTxs(reader *EntityView, txs []Tx, step func(i int, tx *Tx, vals []EntityValue)) (*Replay, error) {
+	v, err := b.NewEntityView()
+	if v == nil || err != nil {
+		return nil, err
+	}
+	keyFrom := make([]int, len(v.Part.Fields))
+	for e, f := range v.Part.Fields {
+		if keyFrom[e] = slices.Index(reader.Part.Fields, f); keyFrom[e] < 0 {
+			return nil, fmt.Errorf("model: the transactions were read without entity field %s", f)
+		}
+	}
+	catFrom := make([]int, len(v.catFields))
+	for k, f := range v.catFields {
+		catFrom[k] = slices.Index(reader.catFields, f)
+	}
+	r := v.NewReplay()
+	vals := make([]EntityValue, len(v.Part.Fields))
+	var tx Tx
+	for _, i := range ReplayOrder(txs) {
+		src := &txs[i]
+		tx.At, tx.HasAt, tx.Amount = src.At, src.HasAt, src.Amount
+		tx.Keys, tx.Cats = tx.Keys[:0], tx.Cats[:0]
+		for _, j := range keyFrom {
+			tx.Keys = append(tx.Keys, src.Keys[j])
+		}
+		for _, j := range catFrom {
+			var k entity.CategoryKey
+			if j >= 0 && j < len(src.Cats) {
+				k = src.Cats[j]
+			}
+			tx.Cats = append(tx.Cats, k)
+		}
+		r.Step(&tx, vals)
+		if step != nil {
+			step(i, &tx, vals)
+		}
+	}
+	return r, nil
+}
+
+// Each calls fn with every entity's field, key and state the replay holds.
+func (r *Replay) Each(fn func(field, key string, st *entity.State)) {
+	for e, m := range r.states {
+		for k, st := range m {
+			fn(r.v.Part.Fields[e], k, st)
+		}
+	}
+}

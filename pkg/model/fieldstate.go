@@ -27,6 +27,10 @@ func (s *Scorer) classify(i int, row []string) {
 	cat := s.fieldCat[:len(st)]
 	var m, bad int32
 	for f, src := range s.fieldSrc[:len(st)] {
+		if !miss[f] && !cat[f] {
+			st[f] = Valid // encoded: its value need not be read again
+			continue
+		}
 		var v string
 		if int(src) < len(row) {
 			v = row[src]

@@ -19,7 +19,7 @@ const UnseenValue = "a value not seen in training"
 func (s *Scorer) reason(i, f int, v float32) (r Reason, ok bool) {
 	ef := &s.b.Encoder.Fields[f]
 	r = Reason{Field: f, Name: ef.Name, Contribution: v, Probability: -1}
-	if ef.Kind != features.Categorical {
+	if !s.fieldCat[f] {
 		return r, true
 	}
 	obs := int(s.d.Cat[i*s.cf+ef.CatIdx])
@@ -46,17 +46,10 @@ func (s *Scorer) reason(i, f int, v float32) (r Reason, ok bool) {
 }
 
 // logits returns the network's output logits for categorical field f of
-// slot i: the outputs hold the numeric columns first, then each
-// categorical field's levels in field order (ae's layout).
+// slot i.
 func (s *Scorer) logits(i, f int) []float32 {
-	enc := s.b.Encoder
-	off := enc.NumCols
-	for g := range f {
-		if enc.Fields[g].Kind == features.Categorical {
-			off += len(enc.Fields[g].Levels)
-		}
-	}
-	return s.s.Output(i)[off : off+len(enc.Fields[f].Levels)]
+	off := int(s.logitOff[f])
+	return s.s.Output(i)[off : off+len(s.b.Encoder.Fields[f].Levels)]
 }
 
 // Note is a short text for an analyst about a reason's observed value in

@@ -1,6 +1,9 @@
 package model
 
 import (
+	"fmt"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"testing"
@@ -148,4 +151,73 @@ func TestImputedWithinTrainingRange(t *testing.T) {
 			t.Fatalf("output pushed by %v: imputed amount %q, training range [%v, %v]", push, rows[0][ef.Source], ef.Min, ef.Max)
 		}
 	}
+}
+
+// TestReasonsAreTheLargest: Reasons, which describes only the fields it
+// picks, returns what one pass keeping the k largest so far returns (the
+// way it was computed before, reasonsOnePass): the k largest positive contributions
+// among fields that are reasons, largest first, the earlier field first
+// among equals, for records with ties, zeros and NaN contributions.
+func TestReasonsAreTheLargest(t *testing.T) {
+	b := fitTest(t)
+	rows := testRows(64, 9)
+	sc := b.NewScorer(len(rows))
+	for i, r := range rows {
+		sc.SetRow(i, r)
+	}
+	sc.Score(len(rows))
+	rng := rand.New(rand.NewPCG(4, 4))
+	var got, want []Reason
+	for i := range rows {
+		c := sc.Contributions(i)
+		switch i % 4 {
+		case 1: // ties
+			for f := range c {
+				c[f] = float32(rng.IntN(3))
+			}
+		case 2: // zeros and NaN
+			for f := range c {
+				if rng.IntN(2) == 0 {
+					c[f] = 0
+				} else if rng.IntN(3) == 0 {
+					c[f] = float32(math.NaN())
+				}
+			}
+		}
+		for k := range 6 {
+			got = sc.Reasons(i, k, got)
+			want = reasonsOnePass(sc, i, k, want[:0])
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("slot %d, k=%d, contributions %v: %v, want %v", i, k, c, got, want)
+			}
+		}
+	}
+}
+
+// reasonsOnePass is how Reasons was computed before: one pass over the
+// fields, describing each that is among the k largest so far.
+func reasonsOnePass(s *Scorer, i, k int, dst []Reason) []Reason {
+	dst = dst[:0]
+	if k <= 0 {
+		return dst
+	}
+	for f, v := range s.Contributions(i) {
+		if !(v > 0) || len(dst) == k && v <= dst[k-1].Contribution {
+			continue
+		}
+		r, ok := s.reason(i, f, v)
+		if !ok {
+			continue
+		}
+		if len(dst) < k {
+			dst = append(dst, Reason{})
+		}
+		j := len(dst) - 1
+		for j > 0 && dst[j-1].Contribution < v {
+			dst[j] = dst[j-1]
+			j--
+		}
+		dst[j] = r
+	}
+	return dst
 }

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"math"
 	"strconv"
 	"strings"
 
@@ -48,9 +49,12 @@ type Scorer struct {
 	arena [][]byte
 	spans [][]int32
 	// Per learned field: its schema column and whether it is categorical
-	// (for classify).
+	// (for classify and reasons).
 	fieldSrc []int32
 	fieldCat []bool
+	// logitOff: each learned field's first output (a categorical field's
+	// logits follow the numeric columns, in field order: ae's layout).
+	logitOff []int32
 }
 
 // Remember makes SetJSON and SetRow keep the raw values of schema columns
@@ -99,10 +103,15 @@ func (b *Bundle) NewScorer(batch int) *Scorer {
 	for i := range s.jsonRow {
 		s.jsonRow[i] = make([]string, len(names))
 	}
+	off := b.Encoder.NumCols
 	for f := range b.Encoder.Fields {
 		ef := &b.Encoder.Fields[f]
 		s.fieldSrc = append(s.fieldSrc, int32(ef.Source))
 		s.fieldCat = append(s.fieldCat, ef.Kind == features.Categorical)
+		s.logitOff = append(s.logitOff, int32(off))
+		if ef.Kind == features.Categorical {
+			off += len(ef.Levels)
+		}
 	}
 	return s
 }
@@ -168,23 +177,27 @@ func (s *Scorer) Reasons(i, k int, dst []Reason) []Reason {
 		return dst
 	}
 	c := s.Contributions(i)
-	for f, v := range c {
-		if !(v > 0) || len(dst) == k && v <= dst[k-1].Contribution {
-			continue
+	// The k largest positive contributions, taken one at a time in the
+	// order largest first, the earlier field first among equals (each
+	// next one is the largest after the last taken in that order), so
+	// that only those, and the fields reason passes over, are described:
+	// describing every field that was briefly among the k largest took a
+	// tenth of a message.
+	lastF, lastV := -1, float32(math.Inf(1))
+	for len(dst) < k {
+		best, bv := -1, float32(0)
+		for f, v := range c {
+			if v > bv && (v < lastV || v == lastV && f > lastF) {
+				best, bv = f, v
+			}
 		}
-		r, ok := s.reason(i, f, v)
-		if !ok {
-			continue
+		if best < 0 {
+			break
 		}
-		if len(dst) < k {
-			dst = append(dst, Reason{})
+		lastF, lastV = best, bv
+		if r, ok := s.reason(i, best, bv); ok {
+			dst = append(dst, r)
 		}
-		j := len(dst) - 1
-		for j > 0 && dst[j-1].Contribution < v {
-			dst[j] = dst[j-1]
-			j--
-		}
-		dst[j] = r
 	}
 	return dst
 }

@@ -420,3 +420,34 @@ func TestStalled(t *testing.T) {
 		t.Error("before a model is loaded there is nothing to stall")
 	}
 }
+
+// TestScorerScratchFollowsTheBatches: the scorer's scratch is sized to the
+// batches that arrive, not to BatchSize (23 MB at the default 8,192 for a
+// card record), and grows when a backlog brings larger ones; every record
+// of every batch is still decided.
+func TestScorerScratchFollowsTheBatches(t *testing.T) {
+	sink := &scriptedSink{script: func(int, []kafka.Message) error { return nil }}
+	src := &memSource{}
+	p := newTestPipeline(t, sink, src, Config{})
+	if p.cfg.BatchSize != 8192 {
+		t.Fatalf("default batch size %d", p.cfg.BatchSize)
+	}
+	decided := 0
+	for i, tc := range []struct{ n, atLeast, atMost int }{
+		{50, 50, 256}, {200, 200, 256}, {300, 300, 512}, {40, 300, 512}, {3000, 3000, 4096},
+	} {
+		if err := p.Process(context.Background(), batchOf(t, uint64(10+i), tc.n)); err != nil {
+			t.Fatal(err)
+		}
+		decided += tc.n
+		if c := p.sc.Cap(); c < tc.atLeast || c > tc.atMost {
+			t.Fatalf("after a batch of %d: scratch for %d records, want %d-%d", tc.n, c, tc.atLeast, tc.atMost)
+		}
+		if got := len(sink.on("scores")); got != decided {
+			t.Fatalf("after a batch of %d: %d decisions, want %d", tc.n, got, decided)
+		}
+	}
+	if got := scorerCap(0, 9000, 8192); got != 9000 {
+		t.Fatalf("a batch above the limit: scratch for %d, want 9000", got)
+	}
+}

@@ -63,6 +63,9 @@ type metrics struct {
 	commitFailures prometheus.Counter
 	fetchErrors    prometheus.Counter
 	lost           prometheus.Counter
+	// entityUnreadable counts stored entity states that could not be read
+	// (damaged: started afresh; a newer version's: left as they are).
+	entityUnreadable prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -88,10 +91,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		fetchErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "fraudstream_fetch_errors_total", Help: "Failed fetches from the transactions topic (retried)."}),
 		lost: prometheus.NewCounter(prometheus.CounterOpts{Name: "fraudstream_dead_letters_dropped_total",
 			Help: "Dead letters the broker refused even without their value (logged with the record's partition and offset)."}),
+		entityUnreadable: prometheus.NewCounter(prometheus.CounterOpts{Name: "fraudstream_entity_states_unreadable_total",
+			Help: "Stored entity states that could not be read: damaged ones (the entity started afresh) and a newer version's (left as they are; the entity gave no value)."}),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.threshold, m.decided, m.records, m.missing, m.invalid, m.score, m.batch, m.e2e,
-			m.lastBatch, m.failures, m.commitFailures, m.fetchErrors, m.lost} {
+			m.lastBatch, m.failures, m.commitFailures, m.fetchErrors, m.lost, m.entityUnreadable} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("pipeline: metrics: %w", err)
 			}

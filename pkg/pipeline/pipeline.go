@@ -85,7 +85,8 @@ type Config struct {
 	Logger *slog.Logger // nil: no logging
 	// Metrics registers the pipeline's metrics; nil: none.
 	Metrics prometheus.Registerer
-	// BatchSize caps records per batch. Default 1024.
+	// BatchSize caps records per batch. Default 8192. The scorer's
+	// scratch grows to it only when batches that large arrive.
 	BatchSize int
 	// Linger is how long a batch waits to fill after its first record.
 	// Default 5ms.
@@ -157,6 +158,7 @@ type Pipeline struct {
 	ev   *model.EntityView
 	txs  []model.Tx
 	vals []model.EntityValue
+	pos  []Position // the batch's positions by slot, for StepEntities
 	ent  []int
 	dae  []float32
 
@@ -185,7 +187,7 @@ func New(cfg Config) (*Pipeline, error) {
 		}
 	}
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 1024
+		cfg.BatchSize = 8192
 	}
 	def(&cfg.Linger, 5*time.Millisecond)
 	if cfg.Reasons <= 0 {
@@ -297,7 +299,7 @@ func (p *Pipeline) Process(ctx context.Context, msgs []kafka.Message) error {
 	n := p.decode(msgs)
 	scores := p.sc.Score(n)
 	p.dae = append(p.dae[:0], scores...)
-	if err := p.joinEntities(ctx, n, scores); err != nil {
+	if err := p.joinEntities(ctx, msgs, n, scores); err != nil {
 		return err
 	}
 	if p.cfg.Rerank != nil {
@@ -328,6 +330,18 @@ func (p *Pipeline) Process(ctx context.Context, msgs []kafka.Message) error {
 	return nil
 }
 
+// scorerCap sizes the scorer's scratch (about 2.8 KB a record for a
+// 30-field card record, 23 MB at 8,192) to the batches seen rather than to
+// limit: a worker keeping up fills batches of tens of records, and only a
+// backlog grows it, doubling from 256, up to limit (or n, if larger).
+func scorerCap(have, n, limit int) int {
+	c := max(have, 256)
+	for c < n {
+		c *= 2
+	}
+	return min(c, max(limit, n))
+}
+
 // prepare makes the scorer and field counters fit bundle b and n records.
 func (p *Pipeline) prepare(b *model.Bundle, n int) {
 	if p.bundle == b && p.sc.Cap() >= n {
@@ -350,8 +364,12 @@ func (p *Pipeline) prepare(b *model.Bundle, n int) {
 	if p.ev != nil {
 		cols = append(cols, p.ev.Columns()...)
 	}
+	have := 0
+	if p.sc != nil {
+		have = p.sc.Cap()
+	}
 	p.bundle = b
-	p.sc = b.NewScorer(max(n, p.cfg.BatchSize))
+	p.sc = b.NewScorer(scorerCap(have, n, p.cfg.BatchSize))
 	p.sc.SetMaxKeys(p.cfg.MaxKeys)
 	p.sc.Remember(cols...)
 }

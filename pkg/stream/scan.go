@@ -11,15 +11,16 @@ import (
 	"github.com/segmentio/kafka-go/protocol"
 )
 
-// ScanWindow calls fn with the value and timestamp of every message of
-// topic timestamped at or after since, up to the partitions' ends as they
-// were when it started, partition by partition in offset order, without
+// ScanWindow calls fn with the value, timestamp, partition and offset of
+// every message of topic timestamped at or after since, up to the
+// partitions' ends as they were when it started, partition by partition in
+// offset order, without
 // keeping them (the trainer's entity replay reads weeks of history this
 // way). When the window holds more than maxRows (> 0) messages, each
 // partition is read from where its newest share of maxRows begins: the
 // oldest messages are the ones left out. It returns the number of
 // messages in the window, read or not. An error from fn ends the scan.
-func (a *Admin) ScanWindow(ctx context.Context, topic string, since time.Time, maxRows int, fn func(value []byte, at time.Time) error) (int64, error) {
+func (a *Admin) ScanWindow(ctx context.Context, topic string, since time.Time, maxRows int, fn func(value []byte, at time.Time, partition int, offset int64) error) (int64, error) {
 	spans, err := a.windowSpans(ctx, topic, since)
 	if err != nil {
 		return 0, err
@@ -43,7 +44,7 @@ func (a *Admin) ScanWindow(ctx context.Context, topic string, since time.Time, m
 }
 
 // scanRange is readRange calling fn instead of keeping the values.
-func (a *Admin) scanRange(ctx context.Context, topic string, r span, since time.Time, st *windowStats, fn func([]byte, time.Time) error) error {
+func (a *Admin) scanRange(ctx context.Context, topic string, r span, since time.Time, st *windowStats, fn func([]byte, time.Time, int, int64) error) error {
 	for from := r.start; from < r.end; {
 		res, err := retry(ctx, func() (*kafka.FetchResponse, error) {
 			st.fetches++
@@ -79,7 +80,7 @@ func (a *Admin) scanRange(ctx context.Context, topic string, r span, since time.
 				if !rec.Time.Before(since) {
 					v, err := protocol.ReadAll(rec.Value)
 					if err == nil {
-						err = fn(v, rec.Time)
+						err = fn(v, rec.Time, r.partition, rec.Offset)
 					}
 					if err != nil {
 						closeBytes(rec.Key)

@@ -9,6 +9,7 @@ import (
 	"github.com/fraudstream/fraudstream/pkg/features"
 	"github.com/fraudstream/fraudstream/pkg/labels"
 	"github.com/fraudstream/fraudstream/pkg/model"
+	"github.com/fraudstream/fraudstream/pkg/pipeline"
 )
 
 // fitEntity gives cand its entity score (model.Bundle.FitEntityTxs), as
@@ -18,11 +19,11 @@ import (
 // EntityMaxRows of the newest, and replays them in event-time order. Those
 // timestamped before since only warm the entities' states; the window's
 // fit the tails, except those whose latest label is fraud (book). It
-// returns the fit's line.
-func (t *Trainer) fitEntity(ctx context.Context, cand *model.Bundle, since time.Time, book *labels.Book) (string, error) {
+// returns the fit's line and what it read, for seedEntities.
+func (t *Trainer) fitEntity(ctx context.Context, cand *model.Bundle, since time.Time, book *labels.Book) (string, *entityReplay, error) {
 	v, err := cand.EntityReader()
 	if v == nil || err != nil {
-		return "", err
+		return "", nil, err
 	}
 	s := &cand.Encoder.Schema
 	cols := v.Columns()
@@ -53,8 +54,9 @@ func (t *Trainer) fitEntity(ctx context.Context, cand *model.Bundle, since time.
 	}
 	var txs []model.Tx
 	var warm []bool
+	var positions []pipeline.Position
 	read, bad, fraud := 0, 0, 0
-	total, err := t.admin.ScanWindow(ctx, t.cfg.Topic, since.Add(-t.cfg.HistoryWindow), t.cfg.EntityMaxRows, func(value []byte, at time.Time) error {
+	total, err := t.admin.ScanWindow(ctx, t.cfg.Topic, since.Add(-t.cfg.HistoryWindow), t.cfg.EntityMaxRows, func(value []byte, at time.Time, partition int, offset int64) error {
 		read++
 		if err := dec.Decode(value, row); err != nil {
 			bad++
@@ -71,14 +73,15 @@ func (t *Trainer) fitEntity(ctx context.Context, cand *model.Bundle, since time.
 			fraud++
 		}
 		txs, warm = append(txs, tx), append(warm, w)
+		positions = append(positions, pipeline.Position{Partition: int32(partition), Offset: offset})
 		return nil
 	})
 	if err != nil {
-		return "", fmt.Errorf("trainer: read the entity history of %s: %w", t.cfg.Topic, err)
+		return "", nil, fmt.Errorf("trainer: read the entity history of %s: %w", t.cfg.Topic, err)
 	}
 	line, err := cand.FitEntityTxs(txs, warm)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	var notes []string
 	if int64(read) < total {
@@ -93,5 +96,31 @@ func (t *Trainer) fitEntity(ctx context.Context, cand *model.Bundle, since time.
 	if len(notes) > 0 {
 		line += "; " + strings.Join(notes, "; ")
 	}
-	return line, nil
+	return line, &entityReplay{reader: v, txs: txs, pos: positions}, nil
+}
+
+// entityReplay is what a round's entity fit read from the topic.
+type entityReplay struct {
+	reader *model.EntityView
+	txs    []model.Tx
+	pos    []pipeline.Position
+}
+
+// seedEntities stores the states of the entities rep's transactions step
+// under the promoted model b where the store has none yet, with their
+// positions (pipeline.SeedEntities): a new deployment's scorers, or those
+// of one whose Redis came back empty, then start from weeks of history,
+// and count none of those transactions again. A failure is logged, not
+// returned: the model is promoted and the scorers work without the seed.
+func (t *Trainer) seedEntities(ctx context.Context, b *model.Bundle, rep *entityReplay) string {
+	if t.cfg.Entities == nil || rep == nil || b.Entity == nil {
+		return ""
+	}
+	seeded, kept, err := pipeline.SeedEntities(ctx, t.cfg.Entities, b, rep.reader, rep.txs, rep.pos)
+	if err != nil {
+		t.log.Warn("entity states not seeded; the scorers start those entities from their own transactions", "seeded", seeded, "err", err)
+		return fmt.Sprintf("seeding failed after %d entity states: %v", seeded, err)
+	}
+	t.log.Info("entity states seeded", "seeded", seeded, "already_stored", kept)
+	return fmt.Sprintf("%d entity states seeded, %d already stored", seeded, kept)
 }

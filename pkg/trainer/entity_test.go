@@ -16,7 +16,10 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/fraudstream/fraudstream/pkg/ae"
+	"github.com/fraudstream/fraudstream/pkg/entity"
+	"github.com/fraudstream/fraudstream/pkg/features"
 	"github.com/fraudstream/fraudstream/pkg/model"
+	"github.com/fraudstream/fraudstream/pkg/pipeline"
 	"github.com/fraudstream/fraudstream/pkg/registry"
 	"github.com/fraudstream/fraudstream/pkg/stream"
 )
@@ -37,6 +40,33 @@ func habitTraffic(rng *rand.Rand, n int, end time.Time, id0 int) []kafka.Message
 	return msgs
 }
 
+// habitTopic starts an embedded broker with a two-partition
+// "transactions" topic.
+func habitTopic(t *testing.T) stream.Config {
+	t.Helper()
+	e, err := stream.StartEmbedded(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	cfg := e.Config()
+	if err := stream.EnsureTopics(context.Background(), cfg, stream.Topic{Name: "transactions", Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// habitRow is a habitTraffic message's record in s's field order.
+func habitRow(s *features.Schema, value []byte) []string {
+	var rec map[string]any
+	json.Unmarshal(value, &rec)
+	row := make([]string, len(s.Fields))
+	for i, f := range s.Fields {
+		row[i] = fmt.Sprint(rec[f.Name])
+	}
+	return row
+}
+
 // TestTrainFitsTheEntityScoreWithHistory: a round on a topic whose cards
 // have habits infers card_id as an entity and publishes a model with an
 // entity score, fitted on the window's transactions after replaying the
@@ -45,15 +75,7 @@ func habitTraffic(rng *rand.Rand, n int, end time.Time, id0 int) []kafka.Message
 // window fits its tails cold.
 func TestTrainFitsTheEntityScoreWithHistory(t *testing.T) {
 	ctx := context.Background()
-	e, err := stream.StartEmbedded(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	cfg := e.Config()
-	if err := stream.EnsureTopics(ctx, cfg, stream.Topic{Name: "transactions", Partitions: 2}); err != nil {
-		t.Fatal(err)
-	}
+	cfg := habitTopic(t)
 	now := time.Now()
 	rng := rand.New(rand.NewPCG(7, 7))
 	// Two days of history, then the round's 24-hour window.
@@ -111,14 +133,8 @@ func TestTrainFitsTheEntityScoreWithHistory(t *testing.T) {
 	var txs []model.Tx
 	s := &b.Encoder.Schema
 	for _, m := range append(history, window[:3000]...) {
-		var rec map[string]any
-		json.Unmarshal(m.Value, &rec)
-		row := make([]string, len(s.Fields))
-		for i, f := range s.Fields {
-			row[i] = fmt.Sprint(rec[f.Name])
-		}
 		var tx model.Tx
-		v.Read(row, &tx)
+		v.Read(habitRow(s, m.Value), &tx)
 		txs = append(txs, tx)
 	}
 	vals := make([]model.EntityValue, 1)
@@ -141,5 +157,140 @@ func TestTrainFitsTheEntityScoreWithHistory(t *testing.T) {
 	r, b = round(0, 5000)
 	if b.Entity == nil || b.Entity.Rows != 3000 || b.Entity.HistoryRows != 1999 || !strings.Contains(r.Entity, "2001 older transactions left out") {
 		t.Fatalf("replay bounded to 5000 of 7001: entity part %+v (%s)", b.Entity, r.Entity)
+	}
+}
+
+// TestPromotedRoundSeedsTheScorersEntityStates: once a model with an
+// entity score is promoted, the entity states its replay built are in the
+// scorers' store where it had none, equal to an offline replay's; an
+// entity the store held is left alone; and scorers that then read the same
+// transactions from the topic (a new group starts at the earliest offset)
+// count none of them again, while the next transaction counts.
+func TestPromotedRoundSeedsTheScorersEntityStates(t *testing.T) {
+	ctx := context.Background()
+	cfg := habitTopic(t)
+	now := time.Now()
+	rng := rand.New(rand.NewPCG(8, 8))
+	msgs := append(habitTraffic(rng, 2000, now.Add(-24*time.Hour-time.Minute), 0), habitTraffic(rng, 3000, now.Add(-time.Minute), 2000)...)
+	p, _ := stream.NewProducer(cfg, stream.ProducerOptions{})
+	defer p.Close()
+	if err := p.Write(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	mr := miniredis.RunT(t)
+	rc := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rc.Close()
+	reg, _ := registry.New(registry.Config{Client: rc})
+	store := &pipeline.RedisEntityStore{Client: rc, Prefix: "fraudstream:model:entity:"}
+	var held entity.State
+	held.Update(entity.DefaultWindows, now, 1)
+	if _, _, err := store.Swap(ctx, []string{"card_id:c7"}, [][]byte{nil}, [][]byte{held.AppendBinary(nil)}); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := New(Config{Stream: cfg, Topic: "transactions", Registry: reg, Owner: "a", MinRows: 500, Entities: store,
+		Now: func() time.Time { return now }, AE: ae.Config{Seed: 1, Epochs: 3, Hidden: 16, Bottleneck: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	r, err := tr.Train(ctx)
+	if err != nil || r.Outcome != "promoted" {
+		t.Fatalf("round: %+v %v", r, err)
+	}
+	if r.EntitySeed != "299 entity states seeded, 1 already stored" {
+		t.Fatalf("seeding said %q", r.EntitySeed)
+	}
+	blob, err := reg.Get(ctx, r.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := model.Unmarshal(blob)
+	if err != nil || b.Entity == nil {
+		t.Fatal(b, err)
+	}
+	v, err := b.NewEntityView()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The topic as a scorer reads it: every message with its position.
+	var txs []model.Tx
+	var pos []pipeline.Position
+	s := &b.Encoder.Schema
+	for part := range 2 {
+		rd := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Brokers, Topic: "transactions", Partition: part, MaxWait: 100 * time.Millisecond})
+		for {
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			m, err := rd.ReadMessage(rctx)
+			cancel()
+			if err != nil {
+				break
+			}
+			var tx model.Tx
+			v.Read(habitRow(s, m.Value), &tx)
+			txs, pos = append(txs, tx), append(pos, pipeline.Position{Partition: int32(part), Offset: m.Offset})
+		}
+		rd.Close()
+	}
+	if len(txs) != len(msgs) {
+		t.Fatalf("read %d transactions back, wrote %d", len(txs), len(msgs))
+	}
+	rep := v.NewReplay()
+	vals := make([]model.EntityValue, 1)
+	for _, i := range model.ReplayOrder(txs) {
+		rep.Step(&txs[i], vals)
+	}
+	var keys []string
+	want := map[string][]byte{}
+	rep.Each(func(field, key string, st *entity.State) {
+		keys = append(keys, field+":"+key)
+		want[field+":"+key] = st.AppendBinary(nil)
+	})
+	seeded, err := store.Load(ctx, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compare := func(when string, got [][]byte) {
+		t.Helper()
+		for i, k := range keys {
+			if k == "card_id:c7" {
+				if !slices.Equal(got[i], held.AppendBinary(nil)) {
+					t.Fatalf("%s: the store's own state of c7 was replaced: %x", when, got[i])
+				}
+				continue
+			}
+			// The stored value ends with the state (after the positions).
+			if len(got[i]) < len(want[k]) || !slices.Equal(got[i][len(got[i])-len(want[k]):], want[k]) {
+				t.Fatalf("%s: %s is stored as %x, the offline replay's state is %x", when, k, got[i], want[k])
+			}
+		}
+	}
+	compare("seeded", seeded)
+
+	// Scorers read the whole topic from the start, in batches: nothing is
+	// counted twice.
+	for from := 0; from < len(txs); from += 500 {
+		to := min(len(txs), from+500)
+		if _, err := pipeline.StepEntities(ctx, store, v, txs[from:to], pos[from:to], make([]model.EntityValue, to-from)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, err := store.Load(ctx, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range keys {
+		if k != "card_id:c7" && !slices.Equal(after[i], seeded[i]) {
+			t.Fatalf("re-reading the topic changed %s: %x, seeded %x", k, after[i], seeded[i])
+		}
+	}
+	// The next transaction of c150 counts.
+	next := []model.Tx{{Keys: []string{"c150"}, At: now, HasAt: true, Amount: 50}}
+	if _, err := pipeline.StepEntities(ctx, store, v, next, []pipeline.Position{{Partition: 0, Offset: 1 << 20}}, make([]model.EntityValue, 1)); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := store.Load(ctx, []string{"card_id:c150"})
+	if slices.Equal(got[0], seeded[slices.Index(keys, "card_id:c150")]) {
+		t.Fatal("a new transaction of c150 left its seeded state as it was")
 	}
 }

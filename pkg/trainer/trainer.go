@@ -25,6 +25,7 @@ import (
 	"github.com/fraudstream/fraudstream/pkg/features"
 	"github.com/fraudstream/fraudstream/pkg/labels"
 	"github.com/fraudstream/fraudstream/pkg/model"
+	"github.com/fraudstream/fraudstream/pkg/pipeline"
 	"github.com/fraudstream/fraudstream/pkg/registry"
 	"github.com/fraudstream/fraudstream/pkg/stream"
 )
@@ -102,10 +103,17 @@ type Config struct {
 	// every card were new. Default 30 days (the entity score's window);
 	// negative: none.
 	HistoryWindow time.Duration
+	// Entities, when set, is the scorers' entity store: once a candidate
+	// with an entity score is promoted, the states of the entities its
+	// replay stepped are stored where the store has none (seedEntities).
+	// Each promotion offers the store every entity the replay holds (at
+	// most one per transaction of EntityMaxRows), 1,000 to a round trip.
+	Entities pipeline.EntityStore
 	// EntityMaxRows bounds the transactions (history and window) a round's
-	// entity replay holds while it fits: about 180 bytes each with two
-	// entity fields (measured: 132 for the transaction read), plus 16 per
-	// candidate categorical field, so about 360 MB at the default and more
+	// entity replay holds while it fits: about 190 bytes each with two
+	// entity fields (measured: 132 for the transaction read; 12 more for
+	// its position, kept for seeding), plus 16 per candidate categorical
+	// field, so about 380 MB at the default and more
 	// with categorical fields, plus the entities' states; beyond it the
 	// oldest history is left out. Default 2,000,000.
 	EntityMaxRows int
@@ -139,6 +147,9 @@ type Round struct {
 	// Entity says what the entity score's fit did (see fitEntity); empty
 	// when the schema names no entity_fields.
 	Entity string
+	// EntitySeed says what seeding the scorers' entity states did (see
+	// seedEntities); empty when nothing was seeded.
+	EntitySeed string
 }
 
 // Trainer runs training rounds.
@@ -430,8 +441,9 @@ func (t *Trainer) Train(ctx context.Context) (r Round, err error) {
 		return r, err
 	}
 	cand.Meta.TimeFrom, cand.Meta.TimeTo = trainingWindow(schema, train, since, start)
+	var rep *entityReplay
 	if len(schema.EntityFields) > 0 {
-		if r.Entity, err = t.fitEntity(ctx, cand, since, book); err != nil {
+		if r.Entity, rep, err = t.fitEntity(ctx, cand, since, book); err != nil {
 			return r, err
 		}
 		t.log.Info("entity score", "fit", r.Entity)
@@ -447,6 +459,9 @@ func (t *Trainer) Train(ctx context.Context) (r Round, err error) {
 		t.log.Info("candidate not promoted", "reason", r.Gate.Reason, "held_back", how)
 	}
 	r, err = t.store(ctx, r, cand, r.Gate.Promote, r.Gate.Reason)
+	if err == nil && r.Outcome == "promoted" {
+		r.EntitySeed = t.seedEntities(ctx, cand, rep)
+	}
 	if err == nil && r.Outcome == "promoted" && !sameSchema(pinned, schema) {
 		// The deployment's schema from now on: later rounds use it instead
 		// of inferring one.

@@ -74,6 +74,9 @@ func main() {
 	adam()
 	reluGrad()
 	lse()
+	logs()
+	addRows()
+	gemv512()
 	Generate()
 }
 
@@ -410,27 +413,7 @@ func panel512(m int, p string, aBlk, wp, bp, cp, lda, ldc Register, masked bool)
 		acc[r] = ZMM()
 		VMOVAPS(b, acc[r])
 	}
-	// Row r at base[r/3] + (r%3)·lda.
-	bases := make([]GPVirtual, (m+2)/3)
-	for i := range bases {
-		bases[i] = GP64()
-		if i == 0 {
-			MOVQ(aBlk, bases[i])
-			continue
-		}
-		LEAQ(Mem{Base: bases[i-1], Index: lda, Scale: 2}, bases[i])
-		ADDQ(lda, bases[i])
-	}
-	rowMem := func(r int) Mem {
-		switch r % 3 {
-		case 0:
-			return Mem{Base: bases[r/3]}
-		case 1:
-			return Mem{Base: bases[r/3], Index: lda, Scale: 1}
-		default:
-			return Mem{Base: bases[r/3], Index: lda, Scale: 2}
-		}
-	}
+	bases, rowMem := strided(aBlk, lda, m)
 	kc := Load(Param("k"), GP64())
 	Label(p + "k")
 	w := ZMM()
@@ -454,26 +437,9 @@ func panel512(m int, p string, aBlk, wp, bp, cp, lda, ldc Register, masked bool)
 		VMAXPS(zero, acc[r], acc[r])
 	}
 	Label(p + "store")
-	cb := make([]GPVirtual, (m+2)/3)
-	for i := range cb {
-		cb[i] = GP64()
-		if i == 0 {
-			MOVQ(cp, cb[i])
-			continue
-		}
-		LEAQ(Mem{Base: cb[i-1], Index: ldc, Scale: 2}, cb[i])
-		ADDQ(ldc, cb[i])
-	}
+	_, dstMem := strided(cp, ldc, m)
 	for r := range m {
-		var dst Mem
-		switch r % 3 {
-		case 0:
-			dst = Mem{Base: cb[r/3]}
-		case 1:
-			dst = Mem{Base: cb[r/3], Index: ldc, Scale: 1}
-		default:
-			dst = Mem{Base: cb[r/3], Index: ldc, Scale: 2}
-		}
+		dst := dstMem(r)
 		if masked {
 			VMOVUPS(acc[r], K1, dst)
 		} else {
@@ -582,12 +548,75 @@ func reluGrad() {
 // name, for use as a 256-bit memory operand (registers are scarce: AVX2
 // has 16).
 func vconst(name string, v float32) Mem {
+	return uconst(name, math.Float32bits(v)) // as bits: the assembler reads $(1) as the integer 1
+}
+
+// uconst is vconst for 32-bit integers (and bit patterns).
+func uconst(name string, v uint32) Mem {
 	c := GLOBL(name, RODATA|NOPTR)
 	for i := range 8 {
-		// As bits: the assembler reads $(1) as the integer 1.
-		DATA(4*i, U32(math.Float32bits(v)))
+		DATA(4*i, U32(v))
 	}
 	return c
+}
+
+// laneMasks is the table tailMask reads, declared by its first use: 8
+// lanes of ones, then 8 of zeros.
+var laneMasks *Mem
+
+// tailMask loads the mask of lanes [0, n%8) (the ragged tail of n
+// elements) into a new register, and n/8 (the full vectors) into another.
+func tailMask(n Register) (VecVirtual, GPVirtual) {
+	if laneMasks == nil {
+		m := GLOBL("laneMasks", RODATA|NOPTR)
+		for i := range 16 {
+			v := uint32(0)
+			if i < 8 {
+				v = 0xffffffff
+			}
+			DATA(4*i, U32(v))
+		}
+		laneMasks = &m
+	}
+	// From laneMasks[8-n%8].
+	tm := YMM()
+	r := GP64()
+	MOVQ(n, r)
+	ANDQ(U8(7), r)
+	NEGQ(r)
+	mb := GP64()
+	LEAQ(*laneMasks, mb)
+	VMOVDQU(Mem{Base: mb, Index: r, Scale: 4, Disp: 32}, tm)
+	full := GP64()
+	MOVQ(n, full)
+	SHRQ(U8(3), full)
+	return tm, full
+}
+
+// strided gives the memory operands of n rows stride bytes apart (stride
+// in a register) from first: row r at bases[r/3] + (r%3)·stride, so n
+// rows take (n+2)/3 registers. The caller advances the bases.
+func strided(first, stride Register, n int) ([]GPVirtual, func(r int) Mem) {
+	bases := make([]GPVirtual, (n+2)/3)
+	for i := range bases {
+		bases[i] = GP64()
+		if i == 0 {
+			MOVQ(first, bases[i])
+			continue
+		}
+		LEAQ(Mem{Base: bases[i-1], Index: stride, Scale: 2}, bases[i])
+		ADDQ(stride, bases[i])
+	}
+	return bases, func(r int) Mem {
+		switch r % 3 {
+		case 0:
+			return Mem{Base: bases[r/3]}
+		case 1:
+			return Mem{Base: bases[r/3], Index: stride, Scale: 1}
+		default:
+			return Mem{Base: bases[r/3], Index: stride, Scale: 2}
+		}
+	}
 }
 
 // lse emits lseAVX2(z, n) (mx, sum): the largest of z[0:n] and
@@ -604,14 +633,6 @@ func lse() {
 		"lseAVX2 returns the largest of z[0:n] and the sum of exp(z[i] - mx)",
 		"(Cephes' expf, about 1 ulp). Requires AVX2, FMA and n ≥ 1.",
 	)
-	masks := GLOBL("lseMasks", RODATA|NOPTR)
-	for i := range 16 {
-		v := uint32(0)
-		if i < 8 {
-			v = 0xffffffff
-		}
-		DATA(4*i, U32(v))
-	}
 	z := Load(Param("z"), GP64())
 	n := Load(Param("n"), GP64())
 	ninf := YMM()
@@ -620,18 +641,7 @@ func lse() {
 		DATA(4*i, U32(math.Float32bits(float32(math.Inf(-1))))) // the assembler takes no $(-Inf)
 	}
 	VMOVUPS(negInf, ninf)
-	// Tail mask: lanes [0, n%8) set, from masks[8-n%8].
-	tm := YMM()
-	r := GP64()
-	MOVQ(n, r)
-	ANDQ(U8(7), r)
-	NEGQ(r)
-	mb := GP64()
-	LEAQ(masks, mb)
-	VMOVDQU(Mem{Base: mb, Index: r, Scale: 4, Disp: 32}, tm)
-	full := GP64()
-	MOVQ(n, full)
-	SHRQ(U8(3), full)
+	tm, full := tailMask(n)
 
 	// Pass 1: the max.
 	mx := YMM()
@@ -737,4 +747,251 @@ func lse() {
 	Store(acc.AsX(), ReturnIndex(1))
 	VZEROUPPER()
 	RET()
+}
+
+// logs emits logAVX2(x, n): x[i] = ln x[i] in place for finite x[i] ≥ 1
+// (sums of exponentials whose largest term is 1), eight at a time, the
+// ragged tail through a mask so that every element takes the same path
+// wherever it sits in the batch. It is logAtLeast1 (Cephes' logf) with the
+// branch as a blend and the polynomial in FMA steps: within an ulp or two
+// of it.
+func logs() {
+	TEXT("logAVX2", NOSPLIT, "func(x *float32, n int)")
+	Pragma("noescape")
+	Doc(
+		"logAVX2 replaces x[0:n] by their natural logarithms, for finite",
+		"x[i] ≥ 1 (Cephes' logf, about 1 ulp). Requires AVX2 and FMA, n ≥ 0.",
+	)
+	x := Load(Param("x"), GP64())
+	n := Load(Param("n"), GP64())
+	tm, full := tailMask(n)
+	mantMask := uconst("logMant", 0x807fffff)
+	half := uconst("logHalf", 0x3f000000)
+	e126 := uconst("log126", 126)
+	sqrthf := vconst("logSqrtHf", 0.70710678118654752)
+	one := vconst("logOne", 1)
+	c2 := vconst("logC2", -2.12194440e-4)
+	c1 := vconst("logC1", 0.693359375)
+	mhalf := vconst("logMinusHalf", -0.5)
+	poly := []Mem{
+		vconst("logP0", 7.0376836292e-2),
+		vconst("logP1", -1.1514610310e-1),
+		vconst("logP2", 1.1676998740e-1),
+		vconst("logP3", -1.2420140846e-1),
+		vconst("logP4", 1.4249322787e-1),
+		vconst("logP5", -1.6668057665e-1),
+		vconst("logP6", 2.0000714765e-1),
+		vconst("logP7", -2.4999993993e-1),
+		vconst("logP8", 3.3333331174e-1),
+	}
+	// ln replaces v by its logarithm.
+	ln := func(v VecVirtual) {
+		e, m, lt, t, z, y := YMM(), YMM(), YMM(), YMM(), YMM(), YMM()
+		VPSRLD(U8(23), v, e)
+		VPSUBD(e126, e, e)
+		VCVTDQ2PS(e, e) // x = m·2^e, m in [0.5, 1)
+		VANDPS(mantMask, v, m)
+		VORPS(half, m, m)
+		VCMPPS(U8(1), sqrthf, m, lt) // m < √½
+		VANDPS(one, lt, t)
+		VSUBPS(t, e, e) // e-- there
+		VANDPS(m, lt, t)
+		VADDPS(t, m, m)
+		VSUBPS(one, m, m) // m+m-1 there, m-1 elsewhere
+		VMULPS(m, m, z)
+		VMOVUPS(poly[0], y)
+		for _, c := range poly[1:] {
+			VFMADD213PS(c, m, y) // y = y·m + c
+		}
+		VMULPS(m, y, y)
+		VMULPS(z, y, y)
+		VFMADD231PS(c2, e, y)    // y += c2·e
+		VFMADD231PS(mhalf, z, y) // y += -½·z
+		VADDPS(m, y, y)
+		VFMADD231PS(c1, e, y) // y += c1·e
+		VMOVAPS(y, v)
+	}
+	p, k := GP64(), GP64()
+	MOVQ(x, p)
+	MOVQ(full, k)
+	Label("logloop")
+	TESTQ(k, k)
+	JZ(LabelRef("logtail"))
+	v := YMM()
+	VMOVUPS(Mem{Base: p}, v)
+	ln(v)
+	VMOVUPS(v, Mem{Base: p})
+	ADDQ(U8(32), p)
+	DECQ(k)
+	JMP(LabelRef("logloop"))
+	Label("logtail")
+	TESTQ(U32(7), n)
+	JZ(LabelRef("logdone"))
+	w := YMM()
+	VMASKMOVPS(Mem{Base: p}, tm, w)
+	o := YMM()
+	VMOVUPS(one, o)
+	VBLENDVPS(tm, w, o, w) // masked-off lanes: 1 (computed, not stored)
+	ln(w)
+	VMASKMOVPS(w, tm, Mem{Base: p})
+	Label("logdone")
+	VZEROUPPER()
+	RET()
+}
+
+// addRows emits addRowsAVX2(h, w, offs, k, width): h[0:width] += the k
+// rows w[offs[j] : offs[j]+width], added in the order given (as one
+// vector add after another would), for width a multiple of 8. It sums the
+// first layer's active sparse inputs (categorical levels, missing
+// indicators) of one record: 32 columns at a time over all k rows, so the
+// four accumulators stay in registers, then 8 at a time.
+func addRows() {
+	TEXT("addRowsAVX2", NOSPLIT, "func(h, w *float32, offs *int, k, width int)")
+	Pragma("noescape")
+	Doc(
+		"addRowsAVX2 adds the k rows of w starting at offs[j] (in elements)",
+		"to h[0:width], in order. Requires AVX2, k ≥ 1 and width a multiple of 8.",
+	)
+	h := Load(Param("h"), GP64())
+	w := Load(Param("w"), GP64())
+	offs := Load(Param("offs"), GP64())
+	k := Load(Param("k"), GP64())
+	width := Load(Param("width"), GP64())
+	SHLQ(U8(2), width) // bytes
+	col := GP64()      // byte offset of the current block
+	XORQ(col, col)
+	j, o := GP64(), GP64()
+
+	Label("addblk32")
+	rest := GP64()
+	MOVQ(width, rest)
+	SUBQ(col, rest)
+	CMPQ(rest, U32(128))
+	JL(LabelRef("addblk8"))
+	acc := []VecVirtual{YMM(), YMM(), YMM(), YMM()}
+	for i, a := range acc {
+		VMOVUPS(Mem{Base: h, Index: col, Scale: 1, Disp: 32 * i}, a)
+	}
+	XORQ(j, j)
+	Label("addrow32")
+	MOVQ(Mem{Base: offs, Index: j, Scale: 8}, o)
+	LEAQ(Mem{Base: w, Index: o, Scale: 4}, o)
+	ADDQ(col, o)
+	for i, a := range acc {
+		VADDPS(Mem{Base: o, Disp: 32 * i}, a, a)
+	}
+	INCQ(j)
+	CMPQ(j, k)
+	JL(LabelRef("addrow32"))
+	for i, a := range acc {
+		VMOVUPS(a, Mem{Base: h, Index: col, Scale: 1, Disp: 32 * i})
+	}
+	ADDQ(U32(128), col)
+	JMP(LabelRef("addblk32"))
+
+	Label("addblk8")
+	CMPQ(col, width)
+	JGE(LabelRef("adddone"))
+	a := YMM()
+	VMOVUPS(Mem{Base: h, Index: col, Scale: 1}, a)
+	XORQ(j, j)
+	Label("addrow8")
+	MOVQ(Mem{Base: offs, Index: j, Scale: 8}, o)
+	LEAQ(Mem{Base: w, Index: o, Scale: 4}, o)
+	VADDPS(Mem{Base: o, Index: col, Scale: 1}, a, a)
+	INCQ(j)
+	CMPQ(j, k)
+	JL(LabelRef("addrow8"))
+	VMOVUPS(a, Mem{Base: h, Index: col, Scale: 1})
+	ADDQ(U32(32), col)
+	JMP(LabelRef("addblk8"))
+	Label("adddone")
+	VZEROUPPER()
+	RET()
+}
+
+// gemvMax is the most panels gemvAVX512 takes in one call: an accumulator
+// each, plus the broadcast input, within AVX-512's 32 registers.
+const gemvMax = 16
+
+// gemv512 emits gemvAVX512, denseAVX512 for one row. The tiles' one-row
+// tail keeps a single accumulator, each FMA waiting on the one before
+// (four cycles a step); here every panel of the call has its own, so up to
+// 16 chains run side by side. Each output is still the bias plus the
+// products in the order of k, fused as the tiles do: the same bits.
+func gemv512() {
+	TEXT("gemvAVX512", NOSPLIT, "func(a, w, bias, c *float32, k, panels int, lastMask uint16, relu bool)")
+	Pragma("noescape")
+	Doc(
+		"gemvAVX512 writes act(a · W + bias) for one row a into c, for panels",
+		"packed panels of w (k×16 each, 1 ≤ panels ≤ 16); the last panel's",
+		"biases and outputs go through lastMask (0xffff: all 16 columns).",
+		"Requires AVX512F and k ≥ 1.",
+	)
+	a := Load(Param("a"), GP64())
+	panels := Load(Param("panels"), GP64())
+	for g := 1; g <= gemvMax; g++ {
+		CMPQ(panels, U32(g))
+		JE(LabelRef(fmt.Sprintf("gemv%d", g)))
+	}
+	RET()
+	for g := 1; g <= gemvMax; g++ {
+		Label(fmt.Sprintf("gemv%d", g))
+		gemvPanels(g, a)
+		VZEROUPPER()
+		RET()
+	}
+}
+
+// gemvPanels emits the one-row product for g panels.
+func gemvPanels(g int, a Register) {
+	p := fmt.Sprintf("gemv%d_", g)
+	w := Load(Param("w"), GP64())
+	bias := Load(Param("bias"), GP64())
+	kc := Load(Param("k"), GP64())
+	stride := GP64()
+	MOVQ(kc, stride)
+	SHLQ(U8(6), stride) // a panel: 16k floats
+	KMOVW(NewParamAddr("lastMask", 48), K1)
+	acc := make([]VecVirtual, g)
+	for i := range acc {
+		acc[i] = ZMM()
+		if i == g-1 {
+			VMOVUPS_Z(Mem{Base: bias, Disp: 64 * i}, K1, acc[i])
+		} else {
+			VMOVUPS(Mem{Base: bias, Disp: 64 * i}, acc[i])
+		}
+	}
+	bases, panelMem := strided(w, stride, g)
+	x := ZMM()
+	Label(p + "k")
+	VBROADCASTSS(Mem{Base: a}, x)
+	for i := range acc {
+		m := panelMem(i)
+		VFMADD231PS(m, x, acc[i])
+	}
+	ADDQ(U8(4), a)
+	for _, b := range bases {
+		ADDQ(U8(64), b)
+	}
+	DECQ(kc)
+	JNZ(LabelRef(p + "k"))
+
+	relu := Load(Param("relu"), GP8())
+	TESTB(relu, relu)
+	JZ(LabelRef(p + "store"))
+	zero := ZMM()
+	VPXORD(zero, zero, zero)
+	for i := range acc {
+		VMAXPS(zero, acc[i], acc[i])
+	}
+	Label(p + "store")
+	c := Load(Param("c"), GP64())
+	for i := range acc {
+		if i == g-1 {
+			VMOVUPS(acc[i], K1, Mem{Base: c, Disp: 64 * i})
+		} else {
+			VMOVUPS(acc[i], Mem{Base: c, Disp: 64 * i})
+		}
+	}
 }
