@@ -85,6 +85,11 @@ type Config struct {
 	MinHeldBack int
 	Logger      *slog.Logger
 	Now         func() time.Time
+	// Seed, when not zero, fixes a round's random choices (the window's
+	// sample beyond MaxRows, the rows held back for the gate), so a test or
+	// an investigation can repeat a round exactly. Zero seeds them from the
+	// round's start time, so successive rounds sample afresh.
+	Seed uint64
 	// OnRound, when set, receives every round's outcome (metrics).
 	OnRound func(Round)
 	// SigningKey, when set, signs every candidate stored (model.Sign).
@@ -374,7 +379,11 @@ func (t *Trainer) Train(ctx context.Context) (r Round, err error) {
 		t.report(r)
 	}()
 	since := start.Add(-t.cfg.Window)
-	values, err := stream.ReadWindow(ctx, t.cfg.Stream, t.cfg.Topic, since, t.cfg.MaxRows, uint64(start.UnixNano()))
+	seed := t.cfg.Seed
+	if seed == 0 {
+		seed = uint64(start.UnixNano())
+	}
+	values, err := stream.ReadWindow(ctx, t.cfg.Stream, t.cfg.Topic, since, t.cfg.MaxRows, seed)
 	if err != nil {
 		return r, err
 	}
@@ -419,7 +428,7 @@ func (t *Trainer) Train(ctx context.Context) (r Round, err error) {
 	if table.Rows, rows, r.Excluded, book, err = t.excludeFraud(ctx, schema, since, table.Rows, rows); err != nil {
 		return r, err
 	}
-	rng := rand.New(rand.NewPCG(uint64(start.UnixNano()), 3))
+	rng := rand.New(rand.NewPCG(seed, 3))
 	heldIdx, how := t.holdBack(schema, rows, cur, curPtr, rng)
 	r.HeldBack = how
 	heldSet := make([]bool, len(rows))

@@ -55,7 +55,8 @@ func setup(t *testing.T, n int) (stream.Config, *registry.Registry) {
 }
 
 func newTrainer(t *testing.T, cfg stream.Config, reg *registry.Registry, owner string) *Trainer {
-	tr, err := New(Config{Stream: cfg, Topic: "transactions", Registry: reg, Owner: owner, MinRows: 500,
+	// A fixed seed: the rounds' samples, and so their gates, repeat.
+	tr, err := New(Config{Stream: cfg, Topic: "transactions", Registry: reg, Owner: owner, MinRows: 500, Seed: 1,
 		AE: ae.Config{Seed: 1, Epochs: 5, Hidden: 16, Bottleneck: 4}})
 	if err != nil {
 		t.Fatal(err)
@@ -253,7 +254,7 @@ func TestRunRetriesWithBackoff(t *testing.T) {
 	reg, _ := registry.New(registry.Config{Client: redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1}), Timeout: time.Second})
 	mr.Close()
 	rounds := make(chan Round, 100)
-	tr, err := New(Config{Stream: cfg, Topic: "transactions", Registry: reg, Owner: "a", MinRows: 500, Every: time.Hour,
+	tr, err := New(Config{Stream: cfg, Topic: "transactions", Registry: reg, Owner: "a", MinRows: 500, Every: time.Hour, Seed: 1,
 		RetryMin: 10 * time.Millisecond, RetryMax: 40 * time.Millisecond, AE: ae.Config{Seed: 1, Epochs: 3, Hidden: 16, Bottleneck: 4},
 		OnRound: func(r Round) { rounds <- r }})
 	if err != nil {
@@ -352,7 +353,13 @@ func TestSchemaPinned(t *testing.T) {
 	mr := miniredis.RunT(t)
 	reg, _ := registry.New(registry.Config{Client: redis.NewClient(&redis.Options{Addr: mr.Addr()})})
 	trainer := func(topic string, s *features.Schema, allow bool) *Trainer {
+		// The gate is off: day 2's merchant ids are new to day 1's model,
+		// which flags what a model trained on day 2 finds normal, and the
+		// gate rightly doubts such a candidate on some held-back samples
+		// (about one in sixty drawn from the clock; CI met one). Its checks
+		// are TestGate*'s; this test is about the schema.
 		tr, err := New(Config{Stream: cfg, Topic: topic, Registry: reg, Owner: "a", MinRows: 500, Schema: s, AllowSchemaChange: allow,
+			Seed: 1, Gate: Gate{MaxAlertShift: -1, MaxScoreShift: -1},
 			AE: ae.Config{Seed: 1, Epochs: 10, Hidden: 16, Bottleneck: 4}})
 		if err != nil {
 			t.Fatal(err)
@@ -433,7 +440,10 @@ func TestTrainDecodesMessages(t *testing.T) {
 	}
 	mr := miniredis.RunT(t)
 	reg, _ := registry.New(registry.Config{Client: redis.NewClient(&redis.Options{Addr: mr.Addr()})})
-	tr, err := New(Config{Stream: cfg, Topic: "transactions", Registry: reg, MinRows: 500, AE: ae.Config{Seed: 1, Epochs: 2, Hidden: 8, Bottleneck: 2}})
+	// The gate is off: it doubted this two-epoch model on about one
+	// held-back sample in fifteen, and this test is about decoding.
+	tr, err := New(Config{Stream: cfg, Topic: "transactions", Registry: reg, MinRows: 500, Seed: 1, Gate: Gate{MaxAlertShift: -1, MaxScoreShift: -1},
+		AE: ae.Config{Seed: 1, Epochs: 2, Hidden: 8, Bottleneck: 2}})
 	if err != nil {
 		t.Fatal(err)
 	}
