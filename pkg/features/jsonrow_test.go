@@ -781,3 +781,48 @@ func TestRowDecoderMaxKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestNumberFastAgreesWithTheGrammar: wherever the word-at-a-time number
+// scanner answers, it ends the number where the byte-by-byte validator
+// does, and it answers for the common shapes.
+func TestNumberFastAgreesWithTheGrammar(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	const alphabet = "0123456789-.eE+x \xff"
+	answered := 0
+	for range 200_000 {
+		b := make([]byte, 1+rng.IntN(20))
+		for k := range b {
+			if rng.IntN(3) == 0 {
+				b[k] = alphabet[rng.IntN(len(alphabet))]
+			} else {
+				b[k] = byte('0' + rng.IntN(10))
+			}
+		}
+		if rng.IntN(2) == 0 {
+			b[0] = '-'
+		}
+		if !(b[0] == '-' || jrIsDigit(b[0])) {
+			continue
+		}
+		if j := jrNumberFast(b, 0); j > 0 {
+			answered++
+			if want, err := jrNumber(b, 0); err != nil || j != want {
+				t.Fatalf("%q: fast end %d, the grammar's %d (%v)", b, j, want, err)
+			}
+		}
+	}
+	if answered < 10_000 {
+		t.Fatalf("the fast scanner answered %d times", answered)
+	}
+	for _, s := range []string{"123.45,\"x\":1}", "-0.5}        ", "7,        ", "1234567.1234567}"} {
+		want, _ := jrNumber([]byte(s), 0)
+		if j := jrNumberFast([]byte(s), 0); j != want {
+			t.Errorf("%q: fast end %d, want %d", s, j, want)
+		}
+	}
+	for _, s := range []string{"1e5,       ", "12345678,       ", "1.5}", "01,        ", "-x,        ", "1.,        "} {
+		if j := jrNumberFast([]byte(s), 0); j != 0 {
+			t.Errorf("%q: the fast scanner answered %d, not left it to jrNumber", s, j)
+		}
+	}
+}
