@@ -154,6 +154,25 @@ func BenchmarkJSONOneAtATime(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
 
+// BenchmarkReasons: the top 3 reasons of one scored record of the mixed
+// card record (BenchmarkJSONOneAtATime's last step), per record.
+func BenchmarkReasons(b *testing.B) {
+	bd, rows, _ := benchBundle(b)
+	const batch = 1024
+	sc := bd.NewScorer(batch)
+	for i := range batch {
+		sc.SetRow(i, rows[i])
+	}
+	sc.Score(batch)
+	reasons := make([]Reason, 0, 3)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		reasons = sc.Reasons(i%batch, 3, reasons)
+		i++
+	}
+}
+
 // TestScoringAllocatesNothing guards the hot paths' zero-allocation promise.
 func TestScoringAllocatesNothing(t *testing.T) {
 	bd := fitTest(t)
