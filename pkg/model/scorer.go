@@ -1,7 +1,6 @@
 package model
 
 import (
-	"math"
 	"strconv"
 	"strings"
 
@@ -177,13 +176,43 @@ func (s *Scorer) Reasons(i, k int, dst []Reason) []Reason {
 		return dst
 	}
 	c := s.Contributions(i)
-	// The k largest positive contributions, taken one at a time in the
-	// order largest first, the earlier field first among equals (each
-	// next one is the largest after the last taken in that order), so
-	// that only those, and the fields reason passes over, are described:
-	// describing every field that was briefly among the k largest took a
-	// tenth of a message.
-	lastF, lastV := -1, float32(math.Inf(1))
+	// The k largest positive contributions, in the order largest first,
+	// the earlier field first among equals, so that only those, and the
+	// fields reason passes over, are described: describing every field
+	// that was briefly among the k largest took a tenth of a message.
+	// One pass keeps the k+1 largest (one field reason passes over is
+	// common: a categorical at its expected value); should reason pass
+	// over more, the rest are taken one at a time after the last.
+	type cand struct {
+		f int
+		v float32
+	}
+	var top [8]cand
+	m := min(k+1, len(top))
+	n := 0
+	for f, v := range c {
+		if !(v > 0) || n == m && v <= top[m-1].v {
+			continue
+		}
+		p := min(n, m-1)
+		for ; p > 0 && v > top[p-1].v; p-- {
+			top[p] = top[p-1]
+		}
+		top[p] = cand{f, v}
+		n = min(n+1, m)
+	}
+	for _, t := range top[:n] {
+		if r, ok := s.reason(i, t.f, t.v); ok {
+			dst = append(dst, r)
+			if len(dst) == k {
+				return dst
+			}
+		}
+	}
+	if n < m {
+		return dst // no positive contribution is left
+	}
+	lastF, lastV := top[n-1].f, top[n-1].v
 	for len(dst) < k {
 		best, bv := -1, float32(0)
 		for f, v := range c {
