@@ -69,24 +69,8 @@ func TestEntityFaults(t *testing.T) {
 	prefix := "ef:" + e.sfx + ":"
 	common := []string{"--brokers", e.brokers, "--redis", e.redis, "--registry-prefix", prefix}
 
-	// The model: trainer fit on 20,000 earlier transactions, which names
-	// card_id and merchant_id as entities and keeps both; published.
 	feed := newEntityFeed(time.Now().Add(-time.Hour))
-	hist := filepath.Join(e.dir, "history.jsonl")
-	var lines []string
-	for range 20000 {
-		x := feed.next()
-		lines = append(lines, string(x.JSON()))
-	}
-	if err := os.WriteFile(hist, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	modelFile := filepath.Join(e.dir, "model.bin")
-	out := e.run("trainer", "fit", "--input", hist, "--out", modelFile, "--epochs", "3")
-	if !strings.Contains(out, "typical amount of card_id, merchant_id") {
-		t.Fatalf("trainer fit did not give the model an entity score on card_id and merchant_id:\n%s", out)
-	}
-	e.run("trainer", append([]string{"models", "publish", "--model", modelFile}, common[2:]...)...)
+	modelFile := publishEntityModel(t, e, feed, common)
 
 	scorerArgs := func() []string {
 		return append([]string{"run", "--transactions", tx, "--alerts", alerts, "--scores", scores, "--dead-letter", dead,
@@ -505,6 +489,30 @@ func (f *entityFeed) next() generator.Transaction {
 	}
 	t.Amount = math.Round(t.Amount*s*100) / 100
 	return t
+}
+
+// publishEntityModel fits a model on 20,000 of feed's transactions with
+// trainer fit, which names card_id and merchant_id as entities and keeps
+// both, publishes it with the registry flags in common[2:], and returns
+// its file.
+func publishEntityModel(t *testing.T, e *env, feed *entityFeed, common []string) string {
+	t.Helper()
+	hist := filepath.Join(e.dir, "history.jsonl")
+	var lines []string
+	for range 20000 {
+		x := feed.next()
+		lines = append(lines, string(x.JSON()))
+	}
+	if err := os.WriteFile(hist, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	modelFile := filepath.Join(e.dir, "model.bin")
+	out := e.run("trainer", "fit", "--input", hist, "--out", modelFile, "--epochs", "3")
+	if !strings.Contains(out, "typical amount of card_id, merchant_id") {
+		t.Fatalf("trainer fit did not give the model an entity score on card_id and merchant_id:\n%s", out)
+	}
+	e.run("trainer", append([]string{"models", "publish", "--model", modelFile}, common[2:]...)...)
+	return modelFile
 }
 
 // missing is how many of ids have no decision yet.
