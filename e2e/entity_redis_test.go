@@ -25,7 +25,11 @@ import (
 // once it is back every transaction is decided, the scorers hold on to the
 // model they have although the registry is now empty, and every card's and
 // merchant's state counts exactly its transactions that arrived after the
-// states were lost: begun afresh, none lost, none counted twice.
+// states were lost: begun afresh, none lost, none counted twice. The
+// trainer's next round then gives the entities their history back: after
+// it every state counts all of its transactions on the topic, those from
+// before the loss included (pipeline.SeedEntities replaces a state whose
+// positions its replay covers).
 func TestEntityRedisEmpty(t *testing.T) {
 	e := setup(t)
 	_, _, rport := e.ownServices(t)
@@ -73,12 +77,13 @@ func TestEntityRedisEmpty(t *testing.T) {
 
 	// Both scorers at work on states in Redis.
 	var warm []string
+	var warmTxs []generator.Transaction
 	for n := 0; n < 10 || !(metricValue(metrics[1], `fraudstream_records_total{outcome="scored"}`) > 0); n++ {
 		if n == 200 {
 			t.Fatal("scorer-b scored none of the first transactions")
 		}
-		_, ids := send(500)
-		warm = append(warm, ids...)
+		txs, ids := send(500)
+		warm, warmTxs = append(warm, ids...), append(warmTxs, txs...)
 		time.Sleep(100 * time.Millisecond)
 	}
 	decided(2*time.Minute, "the first transactions to be decided", warm)
@@ -166,5 +171,44 @@ func TestEntityRedisEmpty(t *testing.T) {
 	}
 	if n := entityKeys(); n != len(keys) {
 		t.Errorf("%d entity states in the new Redis, %d entities had transactions since", n, len(keys))
+	}
+	if t.Failed() {
+		return
+	}
+
+	// The trainer's next round replays the topic, the transactions from
+	// before the loss included, and gives each entity its history back:
+	// the replay has added every position the young states hold, so it
+	// replaces them.
+	out := e.run("trainer", append([]string{"run", "--once", "--transactions", tx, "--min-rows", "2000", "--epochs", "3", "--seed", "1"}, common...)...)
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "entity states seeded,") {
+			t.Logf("%s trainer run: %s", time.Now().Format("15:04:05.000"), strings.TrimSpace(l))
+		}
+	}
+	if !strings.Contains(out, "replaced by the replay's longer history") {
+		t.Fatalf("trainer run did not replace the young entity states:\n%s", out)
+	}
+	all := map[string][]time.Time{}
+	for _, x := range append(warmTxs, after...) {
+		all["card_id:"+x.Card] = append(all["card_id:"+x.Card], x.Time)
+		all["merchant_id:"+x.Merchant] = append(all["merchant_id:"+x.Merchant], x.Time)
+	}
+	stored, err = store.Load(ctx, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var short []string
+	for i, k := range keys {
+		applied, st, err := decodeEntityValue(stored[i])
+		if err != nil {
+			t.Fatalf("%s: %v", k, err)
+		}
+		if got, w := storedTxCount(&st), decayedCount(all[k], st.Last()); math.Abs(got-w) > 0.1 {
+			short = append(short, fmt.Sprintf("%s counts %.2f transactions, the topic holds %d (added %v, last %s)", k, got, len(all[k]), applied, st.Last().Format(time.RFC3339Nano)))
+		}
+	}
+	if len(short) > 0 {
+		t.Errorf("after the trainer's round, %d of %d entity states do not count all their transactions on the topic; first: %s", len(short), len(keys), strings.Join(head(short, 5), "; "))
 	}
 }

@@ -237,7 +237,7 @@ func daemonFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.DurationVar(&c.Every, "every", time.Hour, "interval between training rounds")
 	fs.DurationVar(&c.Window, "window", 24*time.Hour, "how far back each round reads")
 	fs.DurationVar(&c.History, "history-window", 30*24*time.Hour, "with entity_fields in the schema: how far before --window each round also reads, to warm the entities' states (replayed in event time, not trained on) so the window's first days are not cold (negative: none)")
-	fs.BoolVar(&c.SeedEntities, "seed-entities", true, "once a model with an entity score is promoted, store in Redis the states its replay built for the entities the scorers hold none of yet (scorer run then starts them from that history, without counting those transactions again)")
+	fs.BoolVar(&c.SeedEntities, "seed-entities", true, "once a model with an entity score is promoted, store in Redis the states its replay built for the entities the scorers hold none of yet, or hold a younger state of whose transactions the replay has all (as after Redis came back empty); scorer run then goes on from that history, without counting those transactions again")
 	fs.DurationVar(&c.EntityTTL, "entity-ttl", pipeline.DefaultEntityTTL, "--seed-entities: how long a seeded entity without transactions keeps its state (as scorer run's --entity-ttl)")
 	fs.IntVar(&c.EntityRows, "entity-max-rows", 2_000_000, "transactions (history and window) a round's entity replay holds at most (about 190 bytes each with two entity fields, plus 16 per categorical field the entity score may count); beyond it the oldest history is left out")
 	fs.IntVar(&c.MaxRows, "max-rows", 200_000, "rows a round trains on at most (uniform sample of the window)")

@@ -3,7 +3,9 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
+	"time"
 
 	"github.com/fraudstream/fraudstream/pkg/entity"
 	"github.com/fraudstream/fraudstream/pkg/model"
@@ -17,16 +19,20 @@ const seedChunk = 1000
 // stepping txs in event time, and the positions pos (pos[i] for txs[i]) as
 // added, so that scorers which later read the same transactions from the
 // topic do not count them again. txs are read by reader (the bundle's
-// EntityReader). An entity the store holds already is left as it is: the
-// scorers' state is the one that counts. It returns how many entities it
-// stored and how many it left.
+// EntityReader). An entity the store holds already keeps its state (the
+// scorers' state is the one that counts) unless the replay's supersedes it:
+// it has stepped every transaction the stored state records as added and
+// counts more of the entity's history, as when the scorers began the
+// entity afresh after Redis came back empty. It returns how many states it
+// stored for new entities, how many it replaced and how many it left.
 //
 // The trainer calls it with the transactions its round replayed (weeks of
 // history up to the topic's end), so a new deployment's scorers, or those
-// of one whose Redis came back empty, do not start every card cold.
-func SeedEntities(ctx context.Context, store EntityStore, b *model.Bundle, reader *model.EntityView, txs []model.Tx, pos []Position) (seeded, kept int, err error) {
+// of one whose Redis came back empty, do not start every card cold, and
+// those that did start cold get their history back at the next round.
+func SeedEntities(ctx context.Context, store EntityStore, b *model.Bundle, reader *model.EntityView, txs []model.Tx, pos []Position) (seeded, replaced, kept int, err error) {
 	if len(pos) != len(txs) {
-		return 0, 0, fmt.Errorf("entity states: %d positions for %d transactions", len(pos), len(txs))
+		return 0, 0, 0, fmt.Errorf("entity states: %d positions for %d transactions", len(pos), len(txs))
 	}
 	applied := map[string][]Position{}
 	r, err := b.ReplayTxs(reader, txs, func(i int, tx *model.Tx, _ []model.EntityValue) {
@@ -38,24 +44,42 @@ func SeedEntities(ctx context.Context, store EntityStore, b *model.Bundle, reade
 		}
 	})
 	if r == nil || err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	var keys []string
 	var vals [][]byte
+	var states map[string]*entity.State
 	flush := func() error {
 		if len(keys) == 0 {
 			return nil
 		}
-		conflicts, _, err := store.Swap(ctx, keys, make([][]byte, len(keys)), vals)
+		conflicts, current, err := store.Swap(ctx, keys, make([][]byte, len(keys)), vals)
 		if err != nil {
 			return err
 		}
-		seeded, kept = seeded+len(keys)-len(conflicts), kept+len(conflicts)
+		seeded += len(keys) - len(conflicts)
+		var rkeys []string
+		var rprev, rnext [][]byte
+		for c, i := range conflicts {
+			if supersedes(current[c], applied[keys[i]], states[keys[i]], b.Entity.Windows) {
+				rkeys, rprev, rnext = append(rkeys, keys[i]), append(rprev, current[c]), append(rnext, vals[i])
+			} else {
+				kept++
+			}
+		}
+		if len(rkeys) > 0 {
+			// A state a scorer changed meanwhile is the scorers' again.
+			lost, _, err := store.Swap(ctx, rkeys, rprev, rnext)
+			if err != nil {
+				return err
+			}
+			replaced, kept = replaced+len(rkeys)-len(lost), kept+len(lost)
+		}
 		keys, vals = keys[:0], vals[:0]
 		return nil
 	}
 	var all []string
-	states := map[string]*entity.State{}
+	states = map[string]*entity.State{}
 	r.Each(func(field, key string, st *entity.State) {
 		k := field + ":" + key
 		all = append(all, k)
@@ -66,9 +90,43 @@ func SeedEntities(ctx context.Context, store EntityStore, b *model.Bundle, reade
 		keys, vals = append(keys, k), append(vals, appendStored(nil, applied[k], states[k]))
 		if len(keys) == seedChunk {
 			if err := flush(); err != nil {
-				return seeded, kept, err
+				return seeded, replaced, kept, err
 			}
 		}
 	}
-	return seeded, kept, flush()
+	err = flush()
+	return seeded, replaced, kept, err
+}
+
+// supersedes reports whether the replay's state seed (which added the
+// positions seedApplied) may replace the stored value cur: cur records
+// positions (a bare state's history is unknown), the replay has added
+// every one of them, so it holds each transaction cur counts and marks
+// those the scorers have yet to read, and it counts more transactions
+// over the longest window (a state with history older than the replay
+// keeps it). An unreadable value is left to the scorers.
+func supersedes(cur []byte, seedApplied []Position, seed *entity.State, windows []time.Duration) bool {
+	if seed == nil || len(windows) == 0 {
+		return false
+	}
+	var st entity.State
+	applied, err := decodeStored(cur, &st)
+	if err != nil || len(applied) == 0 || !st.Seen() {
+		return false
+	}
+	for _, p := range applied {
+		if !covered(seedApplied, p) {
+			return false
+		}
+	}
+	at := seed.Last()
+	if st.Last().After(at) {
+		at = st.Last()
+	}
+	count := []entity.Feature{{Stat: entity.Count, Window: slices.Max(windows)}}
+	var n, m [1]float64
+	seed.Features(windows, count, at, math.NaN(), n[:])
+	st.Features(windows, count, at, math.NaN(), m[:])
+	// Half a transaction: decay makes a second one an hour later 0.9986.
+	return math.Expm1(n[0]) >= math.Expm1(m[0])+0.5
 }

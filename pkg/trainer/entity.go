@@ -107,20 +107,25 @@ type entityReplay struct {
 }
 
 // seedEntities stores the states of the entities rep's transactions step
-// under the promoted model b where the store has none yet, with their
-// positions (pipeline.SeedEntities): a new deployment's scorers, or those
-// of one whose Redis came back empty, then start from weeks of history,
-// and count none of those transactions again. A failure is logged, not
+// under the promoted model b where the store has none yet, or holds one
+// the replay supersedes (it added every position the stored one did and
+// counts more history), with their positions (pipeline.SeedEntities): a
+// new deployment's scorers, or those of one whose Redis came back empty,
+// then start from weeks of history, or get it back at the next round, and
+// count none of those transactions again. A failure is logged, not
 // returned: the model is promoted and the scorers work without the seed.
 func (t *Trainer) seedEntities(ctx context.Context, b *model.Bundle, rep *entityReplay) string {
 	if t.cfg.Entities == nil || rep == nil || b.Entity == nil {
 		return ""
 	}
-	seeded, kept, err := pipeline.SeedEntities(ctx, t.cfg.Entities, b, rep.reader, rep.txs, rep.pos)
+	seeded, replaced, kept, err := pipeline.SeedEntities(ctx, t.cfg.Entities, b, rep.reader, rep.txs, rep.pos)
 	if err != nil {
-		t.log.Warn("entity states not seeded; the scorers start those entities from their own transactions", "seeded", seeded, "err", err)
-		return fmt.Sprintf("seeding failed after %d entity states: %v", seeded, err)
+		t.log.Warn("entity states not seeded; the scorers start those entities from their own transactions", "seeded", seeded, "replaced", replaced, "err", err)
+		return fmt.Sprintf("seeding failed after %d entity states (%d replaced): %v", seeded+replaced, replaced, err)
 	}
-	t.log.Info("entity states seeded", "seeded", seeded, "already_stored", kept)
+	t.log.Info("entity states seeded", "seeded", seeded, "replaced", replaced, "already_stored", kept)
+	if replaced > 0 {
+		return fmt.Sprintf("%d entity states seeded, %d replaced by the replay's longer history, %d already stored", seeded, replaced, kept)
+	}
 	return fmt.Sprintf("%d entity states seeded, %d already stored", seeded, kept)
 }
