@@ -121,6 +121,7 @@ func serveReview(ctx context.Context, c runConfig, stderr io.Writer) error {
 		return err
 	}
 	log.Info("connections", "kafka", c.Kafka.String(), "redis", c.Redis.String())
+	c.Redis.LogEviction(ctx, log, rc)
 	verifyKeys, err := model.LoadKeyring(c.VerifyKeys)
 	if err != nil {
 		return err

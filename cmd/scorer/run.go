@@ -212,6 +212,8 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 		return err
 	} else if err != nil {
 		log.Warn("Redis unreachable; the model loader retries", "err", err)
+	} else {
+		c.Redis.LogEviction(ctx, log, rc)
 	}
 	reg, err := registry.New(registry.Config{Client: rc, Prefix: c.Prefix})
 	if err != nil {

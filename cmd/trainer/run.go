@@ -128,6 +128,7 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	c.reg.Redis.LogEviction(ctx, log, rc)
 	defer closeReg()
 	if err := c.Kafka.Check(ctx, sc); connect.Fatal(err) {
 		return err

@@ -1,0 +1,67 @@
+package connect
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Eviction reads Redis's memory limit and eviction policy (CONFIG GET,
+// within 5s). Managed services often refuse CONFIG; the error says so.
+func (r *Redis) Eviction(ctx context.Context, c redis.UniversalClient) (maxmemory int64, policy string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	vals, err := c.ConfigGet(ctx, "maxmemory*").Result()
+	if err != nil {
+		return 0, "", fmt.Errorf("redis %s: CONFIG GET maxmemory*: %w", r, err)
+	}
+	policy = vals["maxmemory-policy"]
+	if policy == "" {
+		return 0, "", fmt.Errorf("redis %s: CONFIG GET maxmemory* gave no maxmemory-policy", r)
+	}
+	if maxmemory, err = strconv.ParseInt(vals["maxmemory"], 10, 64); err != nil {
+		return 0, "", fmt.Errorf("redis %s: maxmemory %q: %w", r, vals["maxmemory"], err)
+	}
+	return maxmemory, policy, nil
+}
+
+// EvictionRisk says what Redis's memory limit and eviction policy mean for
+// the keys this project keeps there. Without a limit, or with noeviction
+// (writes fail when Redis is full, and every writer here retries them),
+// nothing is lost: ok. A volatile-* policy evicts only keys with an
+// expiry: entity states (which then begin afresh, and the trainer's next
+// promotion gives back their history), analysts' sessions (signed out)
+// and sign-in lockouts: a warning. An allkeys-* policy may evict any key,
+// the model registry's and the review queue's included, and the queue is
+// rebuilt from the topics only when Redis has lost everything: an error.
+func EvictionRisk(maxmemory int64, policy string) (level slog.Level, msg string, ok bool) {
+	switch {
+	case maxmemory == 0 || policy == "noeviction":
+		return slog.LevelInfo, "", true
+	case strings.HasPrefix(policy, "volatile-"):
+		return slog.LevelWarn, "Redis evicts keys with an expiry when it reaches maxmemory: entity states begin afresh (the next promotion seeds their history back) and analysts may be signed out; give Redis more memory or set maxmemory-policy noeviction", false
+	default:
+		return slog.LevelError, "Redis may evict any key when it reaches maxmemory (the model registry, thresholds and review queue included; the queue is rebuilt only after a total loss): set maxmemory-policy noeviction (writes then fail and are retried), or volatile-lru", false
+	}
+}
+
+// LogEviction logs Redis's eviction settings once at start: what
+// EvictionRisk says of them, or that they could not be read.
+func (r *Redis) LogEviction(ctx context.Context, log *slog.Logger, c redis.UniversalClient) {
+	maxmemory, policy, err := r.Eviction(ctx, c)
+	if err != nil {
+		log.Info("redis eviction policy not checked; see the README's Redis section", "err", err)
+		return
+	}
+	level, msg, ok := EvictionRisk(maxmemory, policy)
+	if ok {
+		log.Info("redis eviction", "maxmemory", maxmemory, "policy", policy)
+		return
+	}
+	log.Log(ctx, level, msg, "maxmemory", maxmemory, "policy", policy)
+}
