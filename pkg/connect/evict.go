@@ -11,21 +11,32 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Eviction reads Redis's memory limit and eviction policy (CONFIG GET,
-// within 5s). Managed services often refuse CONFIG; the error says so.
+// Eviction reads Redis's memory limit and eviction policy from INFO memory
+// (within 5s): INFO is in the ACL user's +@all -@admin, where CONFIG GET
+// is not (and could show settings the programs have no business reading).
+// A Redis that does not report them says so in the error.
 func (r *Redis) Eviction(ctx context.Context, c redis.UniversalClient) (maxmemory int64, policy string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	vals, err := c.ConfigGet(ctx, "maxmemory*").Result()
+	info, err := c.Info(ctx, "memory").Result()
 	if err != nil {
-		return 0, "", fmt.Errorf("redis %s: CONFIG GET maxmemory*: %w", r, err)
+		return 0, "", fmt.Errorf("redis %s: INFO memory: %w", r, err)
 	}
-	policy = vals["maxmemory-policy"]
-	if policy == "" {
-		return 0, "", fmt.Errorf("redis %s: CONFIG GET maxmemory* gave no maxmemory-policy", r)
+	maxmem := ""
+	for _, l := range strings.Split(info, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(l), ":")
+		switch k {
+		case "maxmemory":
+			maxmem = v
+		case "maxmemory_policy":
+			policy = v
+		}
 	}
-	if maxmemory, err = strconv.ParseInt(vals["maxmemory"], 10, 64); err != nil {
-		return 0, "", fmt.Errorf("redis %s: maxmemory %q: %w", r, vals["maxmemory"], err)
+	if maxmem == "" || policy == "" {
+		return 0, "", fmt.Errorf("redis %s: INFO memory gives no maxmemory and maxmemory_policy", r)
+	}
+	if maxmemory, err = strconv.ParseInt(maxmem, 10, 64); err != nil {
+		return 0, "", fmt.Errorf("redis %s: maxmemory %q: %w", r, maxmem, err)
 	}
 	return maxmemory, policy, nil
 }

@@ -38,8 +38,8 @@ func TestEvictionRisk(t *testing.T) {
 }
 
 // TestLogEviction: against a redis-server that may evict any key the
-// programs log an error naming the fix; against one that refuses CONFIG
-// (as managed services may; miniredis does) they say it was not checked.
+// programs log an error naming the fix; against one that reports no
+// memory settings (miniredis) they say it was not checked.
 func TestLogEviction(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("REDIS_ADDR") != "" {
@@ -94,6 +94,6 @@ func TestLogEviction(t *testing.T) {
 	buf.Reset()
 	m.LogEviction(ctx, slog.New(slog.NewTextHandler(&buf, nil)), mc)
 	if out := buf.String(); !strings.Contains(out, "not checked") {
-		t.Errorf("a Redis refusing CONFIG logged %q", out)
+		t.Errorf("a Redis without memory settings logged %q", out)
 	}
 }
