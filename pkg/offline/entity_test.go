@@ -198,8 +198,8 @@ func TestEntityScoreIgnoresRowOrder(t *testing.T) {
 
 // A bundle written before entity scores (testdata/pre_entity, by commit
 // f28e290's trainer fit) loads and scores as that build's scorer score did,
-// --history or not: the same rows, ids, reasons and values, each number
-// equal to its last printed digit (a time of week to its minute). Not byte for byte: scores.csv was
+// --history or not: the same rows, ids, reasons and observed values, and
+// the same model outputs to their last printed digit (sameCSV). Not byte for byte: scores.csv was
 // written on an AMD EPYC, and an Intel Xeon's float32 sums (its kernels,
 // and the portable ones) round some scores differently in the sixth digit.
 func TestPreEntityBundleScoresAsBefore(t *testing.T) {
@@ -223,36 +223,84 @@ func TestPreEntityBundleScoresAsBefore(t *testing.T) {
 	}
 }
 
-// sameCSV compares two CSV outputs cell by cell: text exactly, numbers up
-// to one unit in the last digit either prints, times of week to a minute.
+// sameCSV compares two CSV outputs cell by cell. Text, ids and observed
+// values must match exactly; only the model's outputs (the score, and each
+// reason's contribution, expected value and probability) may differ, a
+// number by at most one unit in its last printed digit and an
+// expected time of week by at most a minute. NaN and infinities match only
+// themselves.
 func sameCSV(got, want string) error {
 	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
 	if len(g) != len(w) {
 		return fmt.Errorf("%d lines, want %d", len(g), len(w))
 	}
-	for i := range g {
+	header := strings.Split(w[0], ",")
+	if g[0] != w[0] {
+		return fmt.Errorf("header %q, want %q", g[0], w[0])
+	}
+	for i := 1; i < len(g); i++ {
 		gc, wc := strings.Split(g[i], ","), strings.Split(w[i], ",")
-		if len(gc) != len(wc) {
+		if len(gc) != len(wc) || len(wc) > len(header) {
 			return fmt.Errorf("line %d: %q, want %q", i+1, g[i], w[i])
 		}
 		for j := range gc {
 			if gc[j] == wc[j] {
 				continue
 			}
-			if a, errA := time.Parse("Mon 15:04", gc[j]); errA == nil {
-				// An expected time of week, printed to the minute.
-				if b, errB := time.Parse("Mon 15:04", wc[j]); errB == nil && a.Sub(b).Abs() <= time.Minute {
-					continue
-				}
-			}
-			a, errA := strconv.ParseFloat(gc[j], 64)
-			b, errB := strconv.ParseFloat(wc[j], 64)
-			if errA != nil || errB != nil || math.Abs(a-b) > lastDigit(gc[j])+lastDigit(wc[j]) {
-				return fmt.Errorf("line %d, column %d: %q, want %q", i+1, j+1, gc[j], wc[j])
+			if !modelOutput(header[j]) || !closeCell(gc[j], wc[j]) {
+				return fmt.Errorf("line %d, column %s: %q, want %q", i+1, header[j], gc[j], wc[j])
 			}
 		}
 	}
 	return nil
+}
+
+// modelOutput reports whether a scores.csv column holds a value the network
+// computes, which float32 rounding may change between CPUs.
+func modelOutput(column string) bool {
+	if column == "score" {
+		return true
+	}
+	for _, suffix := range []string{"_contribution", "_expected", "_probability"} {
+		if strings.HasSuffix(column, suffix) {
+			return true
+		}
+	}
+	return false
+}
+
+// closeCell reports whether two differently printed model outputs are the
+// same value: numbers within one unit of the finer last digit, times of
+// week ("Sun 16:37") within a minute, across midnight and the week's end too.
+func closeCell(a, b string) bool {
+	if ma, okA := minuteOfWeek(a); okA {
+		mb, okB := minuteOfWeek(b)
+		d := (ma - mb + 7*1440) % (7 * 1440)
+		return okB && (d <= 1 || d >= 7*1440-1)
+	}
+	x, errA := strconv.ParseFloat(a, 64)
+	y, errB := strconv.ParseFloat(b, 64)
+	if errA != nil || errB != nil || math.IsNaN(x) || math.IsNaN(y) || math.IsInf(x, 0) || math.IsInf(y, 0) {
+		return false
+	}
+	// The finer last digit: %g drops trailing zeros, so "2.5" stands for
+	// 2.50000 beside "2.50001". The factor absorbs the subtraction's own
+	// rounding (3.10473-3.10472 is 1.0000000000066e-05).
+	return math.Abs(x-y) <= min(lastDigit(a), lastDigit(b))*(1+1e-9)
+}
+
+// minuteOfWeek parses "Mon 15:04" into minutes since Sunday 00:00.
+func minuteOfWeek(s string) (int, bool) {
+	day, hm, ok := strings.Cut(s, " ")
+	if !ok {
+		return 0, false
+	}
+	d := slices.Index([]string{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"}, day)
+	t, err := time.Parse("15:04", hm)
+	if d < 0 || err != nil {
+		return 0, false
+	}
+	return d*1440 + t.Hour()*60 + t.Minute(), true
 }
 
 // lastDigit is the value of one unit in the last digit of a printed
@@ -267,4 +315,41 @@ func lastDigit(s string) float64 {
 		exp -= len(s) - k - 1
 	}
 	return math.Pow10(exp)
+}
+
+// sameCSV lets through only the rounding it is meant to allow; each case
+// that must fail is a way the golden test could otherwise pass wrongly.
+func TestSameCSV(t *testing.T) {
+	const head = "score,tx_id,reason1_field,reason1_contribution,reason1_observed,reason1_expected\n"
+	want := head + "3.10472,t0000,event_time,1.836,2024-05-01 05:44:49,Sun 16:37\n" +
+		"2.5,t0001,amount,0.25,20.43,5.45997\n"
+	for _, c := range []struct {
+		name, got string
+		ok        bool
+	}{
+		{"identical", want, true},
+		{"score last digit", strings.Replace(want, "3.10472", "3.10473", 1), true},
+		{"printed shorter, one unit", strings.Replace(want, "2.5,", "2.51,", 1), true},
+		{"printed shorter, two units", strings.Replace(want, "2.5,", "2.52,", 1), false},
+		{"score two units", strings.Replace(want, "3.10472", "3.10474", 1), false},
+		{"expected last digit", strings.Replace(want, "5.45997", "5.45996", 1), true},
+		{"time of week a minute", strings.Replace(want, "Sun 16:37", "Sun 16:38", 1), true},
+		{"other weekday", strings.Replace(want, "Sun 16:37", "Mon 16:37", 1), false},
+		{"two minutes", strings.Replace(want, "Sun 16:37", "Sun 16:39", 1), false},
+		{"hours apart", strings.Replace(want, "Sun 16:37", "Sun 00:00", 1), false},
+		{"NaN score", strings.Replace(want, "3.10472", "NaN", 1), false},
+		{"observed value", strings.Replace(want, "20.43", "20.44", 1), false},
+		{"id", strings.Replace(want, "t0001", "t0002", 1), false},
+		{"reason field", strings.Replace(want, "amount", "card_id", 1), false},
+		{"a line fewer", head + "3.10472,t0000,event_time,1.836,2024-05-01 05:44:49,Sun 16:37\n", false},
+	} {
+		if err := sameCSV(c.got, want); (err == nil) != c.ok {
+			t.Errorf("%s: sameCSV = %v, want ok=%v", c.name, err, c.ok)
+		}
+	}
+	// A minute across the week's end is a minute.
+	sat := strings.Replace(want, "Sun 16:37", "Sat 23:59", 1)
+	if err := sameCSV(strings.Replace(sat, "Sat 23:59", "Sun 00:00", 1), sat); err != nil {
+		t.Errorf("Sun 00:00 against Sat 23:59: %v", err)
+	}
 }
