@@ -20,11 +20,13 @@ const seedChunk = 1000
 // added, so that scorers which later read the same transactions from the
 // topic do not count them again. txs are read by reader (the bundle's
 // EntityReader). An entity the store holds already keeps its state (the
-// scorers' state is the one that counts) unless the replay's supersedes it:
-// it has stepped every transaction the stored state records as added and
-// counts more of the entity's history, as when the scorers began the
-// entity afresh after Redis came back empty. It returns how many states it
-// stored for new entities, how many it replaced and how many it left.
+// scorers' state is the one that counts) unless the replay's appears to
+// supersede it (see supersedes), as when the scorers began the entity
+// afresh after Redis came back empty. A state a scorer stepped past the
+// replay's last position is kept, so the replay should reach the topic's
+// end just before the call (the trainer catches up first). It returns how
+// many states it stored for new entities, how many it replaced and how
+// many it left.
 //
 // The trainer calls it with the transactions its round replayed (weeks of
 // history up to the topic's end), so a new deployment's scorers, or those
@@ -46,9 +48,16 @@ func SeedEntities(ctx context.Context, store EntityStore, b *model.Bundle, reade
 	if r == nil || err != nil {
 		return 0, 0, 0, err
 	}
+	var all []string
+	states := map[string]*entity.State{}
+	r.Each(func(field, key string, st *entity.State) {
+		k := field + ":" + key
+		all = append(all, k)
+		states[k] = st
+	})
+	slices.Sort(all) // a deterministic order of writes
 	var keys []string
 	var vals [][]byte
-	var states map[string]*entity.State
 	flush := func() error {
 		if len(keys) == 0 {
 			return nil
@@ -78,14 +87,6 @@ func SeedEntities(ctx context.Context, store EntityStore, b *model.Bundle, reade
 		keys, vals = keys[:0], vals[:0]
 		return nil
 	}
-	var all []string
-	states = map[string]*entity.State{}
-	r.Each(func(field, key string, st *entity.State) {
-		k := field + ":" + key
-		all = append(all, k)
-		states[k] = st
-	})
-	slices.Sort(all) // a deterministic order of writes
 	for _, k := range all {
 		keys, vals = append(keys, k), append(vals, appendStored(nil, applied[k], states[k]))
 		if len(keys) == seedChunk {
@@ -99,19 +100,22 @@ func SeedEntities(ctx context.Context, store EntityStore, b *model.Bundle, reade
 }
 
 // supersedes reports whether the replay's state seed (which added the
-// positions seedApplied) may replace the stored value cur: cur records
-// positions (a bare state's history is unknown), the replay has added
-// every one of them, so it holds each transaction cur counts and marks
-// those the scorers have yet to read, and it counts more transactions
-// over the longest window (a state with history older than the replay
-// keeps it). An unreadable value is left to the scorers.
+// positions seedApplied) may replace the stored value cur. Two checks,
+// neither a proof, since a stored value keeps only each partition's
+// highest offset added: cur records positions (a bare state's history is
+// unknown) and on each of them the replay has read at least as far, so
+// cur holds no transaction the replay has yet to see; and the replay
+// counts at least half a transaction more over the longest window, which
+// keeps a state whose history reaches back before the replay's (older
+// than HistoryWindow, or beyond EntityMaxRows) and is richer for it. An
+// unreadable value is left to the scorers.
 func supersedes(cur []byte, seedApplied []Position, seed *entity.State, windows []time.Duration) bool {
 	if seed == nil || len(windows) == 0 {
 		return false
 	}
 	var st entity.State
 	applied, err := decodeStored(cur, &st)
-	if err != nil || len(applied) == 0 || !st.Seen() {
+	if err != nil || len(applied) == 0 {
 		return false
 	}
 	for _, p := range applied {

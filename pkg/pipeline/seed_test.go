@@ -9,13 +9,17 @@ import (
 	"github.com/fraudstream/fraudstream/pkg/model"
 )
 
-// TestSeedReplacesYoungStates: the scorers began some entities afresh (as
-// after Redis came back empty) from the last transactions of a history the
-// trainer's round then replays in full. The seed replaces those young
-// states with the replay's, positions and all, so that delivering the
-// young states' transactions again counts nothing twice; it leaves a state
-// that added a transaction the replay has not read, a bare state (whose
-// history is unknown), and a state with more history than the replay.
+// TestSeedReplacesYoungStates: the scorers began every entity afresh (as
+// after Redis came back empty) from the last transactions of a history on
+// two partitions that the trainer's round then replays in full. The seed
+// replaces exactly the young states with earlier history in the replay
+// (one that records positions but no history among them),
+// positions and all, so that delivering the young states' transactions
+// again counts nothing twice. It leaves: a state that added a transaction
+// the replay has not read (on one partition), a bare state (whose history
+// is unknown), a state with more history than the replay, states whose
+// every transaction is in the tail (the replay counts no more), and one a
+// scorer changes between the seed's two compare-and-sets.
 func TestSeedReplacesYoungStates(t *testing.T) {
 	ctx := context.Background()
 	b := entityBundle(t)
@@ -27,33 +31,49 @@ func TestSeedReplacesYoungStates(t *testing.T) {
 	txs := readTxs(v, rows)
 	pos := make([]Position, len(txs))
 	for i := range pos {
-		pos[i] = Position{Partition: 0, Offset: int64(i)}
+		pos[i] = Position{Partition: int32(i % 2), Offset: int64(i / 2)}
 	}
+	// Entities whose first transaction is in the tail: the replay holds
+	// nothing more of them.
+	tail := 1700
+	for i := range 2 {
+		rows[tail+i][2], rows[tail+i][3] = "new-card", "new-terminal"
+	}
+	txs = readTxs(v, rows)
 	E := len(v.Part.Fields)
 	for name, worker := range stores(t) {
 		t.Run(name, func(t *testing.T) {
-			store := worker("seed")
+			store := &raceStore{EntityStore: worker("seed")}
 			// The scorers since the loss: the last 300 transactions.
-			tail := 1700
 			if _, err := StepEntities(ctx, store, v, txs[tail:], pos[tail:], make([]model.EntityValue, (len(txs)-tail)*E)); err != nil {
 				t.Fatal(err)
 			}
-			// An entity the scorers have moved past the replay, and a bare state.
-			ahead, bare := "card:"+txs[tail].Keys[0], "terminal:"+txs[tail].Keys[1]
-			for _, k := range []string{ahead, bare} {
-				cur, _ := store.Load(ctx, []string{k})
+			young, _ := keysOf(ctx, t, store, v, txs[tail:])
+			// An entity the scorers have moved past the replay on partition
+			// 1 (partition 0 still behind), and a bare state.
+			ahead, bare := "card:"+txs[tail+2].Keys[0], "terminal:"+txs[tail+2].Keys[1]
+			// And one that records positions but no history: the replay's
+			// holds more.
+			var empty string
+			for i := tail + 3; empty == "" || empty == bare; i++ {
+				empty = "terminal:" + txs[i].Keys[1]
+			}
+			for _, k := range []string{ahead, bare, empty} {
 				var st entity.State
-				applied, err := decodeStored(cur[0], &st)
-				if err != nil {
-					t.Fatal(err)
+				applied, err := decodeStored(young[k], &st)
+				if err != nil || len(applied) != 2 {
+					t.Fatal(k, applied, err)
 				}
-				next := st.AppendBinary(nil) // bare
-				if k == ahead {
-					next = appendStored(nil, apply(applied, Position{Partition: 0, Offset: 5000}, false), &st)
+				var next []byte
+				switch k {
+				case ahead:
+					next = appendStored(nil, apply(applied, Position{Partition: 1, Offset: 5000}, false), &st)
+				case bare:
+					next = st.AppendBinary(nil)
+				case empty:
+					next = appendStored(nil, applied, &entity.State{})
 				}
-				if c, _, err := store.Swap(ctx, []string{k}, cur, [][]byte{next}); err != nil || len(c) > 0 {
-					t.Fatal(c, err)
-				}
+				store.set(ctx, t, k, next)
 			}
 			// An entity whose state counts more than the replay does: the
 			// replay's history and three transactions older than the replay.
@@ -62,75 +82,95 @@ func TestSeedReplacesYoungStates(t *testing.T) {
 				t.Fatal(err)
 			}
 			var older string
-			var last Position
-			for i := tail; i < len(txs) && older == ""; i++ {
+			for i := tail + 4; i < len(txs) && older == ""; i++ {
 				if k := "card:" + txs[i].Keys[0]; txs[i].Usable(0) && k != ahead {
 					older = k
 				}
 			}
+			var last []Position
 			for i := range txs {
 				if txs[i].Usable(0) && "card:"+txs[i].Keys[0] == older {
-					last = pos[i]
+					last = apply(last, pos[i], false)
 				}
 			}
 			replayed.Each(func(field, key string, st *entity.State) {
-				if field+":"+key != older {
-					return
-				}
-				rich := *st
-				for range 3 {
-					rich.Update(b.Entity.Windows, txs[0].At.Add(-time.Hour), 20)
-				}
-				cur, _ := store.Load(ctx, []string{older})
-				if c, _, err := store.Swap(ctx, []string{older}, cur, [][]byte{appendStored(nil, []Position{last}, &rich)}); err != nil || len(c) > 0 {
-					t.Fatal(c, err)
+				if field+":"+key == older {
+					rich := *st
+					for range 3 {
+						rich.Update(b.Entity.Windows, txs[0].At.Add(-time.Hour), 20)
+					}
+					store.set(ctx, t, older, appendStored(nil, last, &rich))
 				}
 			})
-			young, _ := keysOf(ctx, t, store, v, txs[tail:])
+			young, _ = keysOf(ctx, t, store, v, txs[tail:])
+			// A scorer steps one entity between the seed's compare-and-sets.
+			var raced string
+			var racedVal []byte
+			store.before = func(n int, keys []string) {
+				if n != 2 {
+					return
+				}
+				raced = keys[len(keys)/2]
+				var st entity.State
+				applied, _ := decodeStored(young[raced], &st)
+				st.Update(b.Entity.Windows, txs[len(txs)-1].At, 30)
+				racedVal = appendStored(nil, apply(applied, Position{Partition: 0, Offset: 6000}, false), &st)
+				store.set(ctx, t, raced, racedVal)
+			}
+			store.swaps = 0
 
 			seeded, replaced, kept, err := SeedEntities(ctx, store, b, v, txs, pos)
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, all := keysOf(ctx, t, store, v, txs)
-			if seeded+replaced+kept != len(all) || seeded != len(all)-len(young) {
-				t.Fatalf("seeded %d, replaced %d, kept %d of %d entities (%d held by the scorers)", seeded, replaced, kept, len(all), len(young))
+			if store.swaps != 2 { // seed, then replace
+				t.Fatalf("%d compare-and-sets", store.swaps)
 			}
-			if replaced < len(young)/2 || kept < 3 {
-				t.Fatalf("replaced %d and kept %d of the %d states the scorers held", replaced, kept, len(young))
+			// The young states expected to be replaced: every one but the
+			// four above, the new entities, and the raced one.
+			want := map[string]bool{}
+			for k := range young {
+				want[k] = true
 			}
-			// Each replaced state is the replay's; the others are as they were.
-			r, err := b.ReplayTxs(v, txs, nil)
-			if err != nil {
-				t.Fatal(err)
+			for _, k := range []string{ahead, bare, older, raced, "card:new-card", "terminal:new-terminal"} {
+				if !want[k] {
+					t.Fatalf("%s is not among the young states", k)
+				}
+				delete(want, k)
 			}
 			replay := map[string]*entity.State{}
-			r.Each(func(field, key string, st *entity.State) { replay[field+":"+key] = st })
+			replayed.Each(func(field, key string, st *entity.State) { replay[field+":"+key] = st })
+			_, all := keysOf(ctx, t, store, v, txs)
+			if seeded != len(all)-len(young) || replaced != len(want) || kept != 6 {
+				t.Fatalf("seeded %d, replaced %d, kept %d of %d entities (%d held by the scorers); want %d, %d, 6",
+					seeded, replaced, kept, len(all), len(young), len(all)-len(young), len(want))
+			}
 			stored, _ := store.Load(ctx, all)
-			same := 0
 			for i, k := range all {
 				var st entity.State
-				if _, err := decodeStored(stored[i], &st); err != nil {
+				applied, err := decodeStored(stored[i], &st)
+				if err != nil {
 					t.Fatal(err)
 				}
-				if string(st.AppendBinary(nil)) == string(replay[k].AppendBinary(nil)) {
-					same++
-				} else if k == ahead || k == bare || k == older {
-					continue
-				} else if _, ok := young[k]; !ok {
-					t.Errorf("%s: seeded, but not the replay's state", k)
-				}
-			}
-			if same != seeded+replaced {
-				t.Errorf("%d states are the replay's, %d were seeded or replaced", same, seeded+replaced)
-			}
-			for _, k := range []string{ahead, bare, older} {
-				if got, _ := store.Load(ctx, []string{k}); string(got[0]) != string(young[k]) {
-					t.Errorf("%s was replaced", k)
+				isReplay := string(st.AppendBinary(nil)) == string(replay[k].AppendBinary(nil))
+				switch old, held := young[k]; {
+				case k == raced:
+					if string(stored[i]) != string(racedVal) {
+						t.Errorf("%s, which a scorer changed during the seed, is not the scorer's", k)
+					}
+				case held && !want[k]:
+					if string(stored[i]) != string(old) {
+						t.Errorf("%s was replaced", k)
+					}
+				case !isReplay:
+					t.Errorf("%s: seeded or replaced, but not the replay's state", k)
+				case len(applied) != 2:
+					t.Errorf("%s: seeded with positions %v, want both partitions'", k, applied)
 				}
 			}
 			// The young states' transactions delivered again change nothing
 			// (but the bare state, which records no positions).
+			store.before = nil
 			before, _ := store.Load(ctx, all)
 			if _, err := StepEntities(ctx, store, v, txs[tail:], pos[tail:], make([]model.EntityValue, (len(txs)-tail)*E)); err != nil {
 				t.Fatal(err)
@@ -142,6 +182,34 @@ func TestSeedReplacesYoungStates(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// raceStore counts an EntityStore's compare-and-sets and runs before,
+// when set, ahead of each (n from 1).
+type raceStore struct {
+	EntityStore
+	swaps  int
+	before func(n int, keys []string)
+}
+
+func (s *raceStore) Swap(ctx context.Context, keys []string, prev, next [][]byte) ([]int, [][]byte, error) {
+	s.swaps++
+	if s.before != nil {
+		s.before(s.swaps, keys)
+	}
+	return s.EntityStore.Swap(ctx, keys, prev, next)
+}
+
+// set writes key's value, whatever it was.
+func (s *raceStore) set(ctx context.Context, t *testing.T, key string, val []byte) {
+	t.Helper()
+	cur, err := s.EntityStore.Load(ctx, []string{key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _, err := s.EntityStore.Swap(ctx, []string{key}, cur, [][]byte{val}); err != nil || len(c) > 0 {
+		t.Fatal(key, c, err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -19,11 +20,13 @@ import (
 // way). When the window holds more than maxRows (> 0) messages, each
 // partition is read from where its newest share of maxRows begins: the
 // oldest messages are the ones left out. It returns the number of
-// messages in the window, read or not. An error from fn ends the scan.
-func (a *Admin) ScanWindow(ctx context.Context, topic string, since time.Time, maxRows int, fn func(value []byte, at time.Time, partition int, offset int64) error) (int64, error) {
-	spans, err := a.windowSpans(ctx, topic, since)
+// messages in the window, read or not, and each partition's end offset
+// where the scan stopped (ScanAfter goes on from there). An error from fn
+// ends the scan.
+func (a *Admin) ScanWindow(ctx context.Context, topic string, since time.Time, maxRows int, fn func(value []byte, at time.Time, partition int, offset int64) error) (int64, map[int]int64, error) {
+	spans, ends, err := a.windowSpans(ctx, topic, since)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	var total int64
 	for _, s := range spans {
@@ -37,10 +40,51 @@ func (a *Admin) ScanWindow(ctx context.Context, topic string, since time.Time, m
 	var st windowStats
 	for _, s := range spans {
 		if err := a.scanRange(ctx, topic, s, since, &st, fn); err != nil {
-			return total, err
+			return total, ends, err
 		}
 	}
-	return total, nil
+	return total, ends, nil
+}
+
+// ScanAfter calls fn, as ScanWindow does, with every message of topic from
+// the offsets from (a partition's next offset, as ScanWindow's ends give
+// them) up to the partitions' ends as they are when it starts: what
+// arrived since an earlier scan. A partition from does not name (added
+// since) is read from its first offset, one whose offset retention has
+// passed from its first remaining offset. When more than maxRows (> 0)
+// messages are waiting it reads none of them: a caller that needs the
+// messages contiguous with its earlier scan cannot use a part. It returns
+// how many were waiting and the new ends.
+func (a *Admin) ScanAfter(ctx context.Context, topic string, from map[int]int64, maxRows int, fn func(value []byte, at time.Time, partition int, offset int64) error) (int64, map[int]int64, error) {
+	offsets, err := a.listOffsets(ctx, topic, "now", kafka.LastOffsetOf)
+	if err != nil {
+		return 0, nil, err
+	}
+	var spans []span
+	var total int64
+	ends := map[int]int64{}
+	for _, p := range offsets {
+		ends[p.Partition] = p.LastOffset
+		start, ok := from[p.Partition]
+		if !ok || start < p.FirstOffset {
+			start = p.FirstOffset
+		}
+		if start < p.LastOffset {
+			spans = append(spans, span{partition: p.Partition, start: start, end: p.LastOffset})
+			total += p.LastOffset - start
+		}
+	}
+	if maxRows > 0 && total > int64(maxRows) {
+		return total, from, nil
+	}
+	slices.SortFunc(spans, func(x, y span) int { return x.partition - y.partition })
+	var st windowStats
+	for _, s := range spans {
+		if err := a.scanRange(ctx, topic, s, time.Time{}, &st, fn); err != nil {
+			return total, from, err
+		}
+	}
+	return total, ends, nil
 }
 
 // scanRange is readRange calling fn instead of keeping the values.

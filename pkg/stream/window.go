@@ -69,7 +69,7 @@ type windowStats struct {
 
 func (a *Admin) readWindow(ctx context.Context, topic string, since time.Time, maxRows int, seed uint64) ([][]byte, windowStats, error) {
 	var st windowStats
-	spans, err := a.windowSpans(ctx, topic, since)
+	spans, _, err := a.windowSpans(ctx, topic, since)
 	if err != nil {
 		return nil, st, err
 	}
@@ -96,39 +96,20 @@ func (a *Admin) readWindow(ctx context.Context, topic string, since time.Time, m
 }
 
 // windowSpans returns, per partition with messages at or after since, the
-// offsets from the first such message to the partition's end.
-func (a *Admin) windowSpans(ctx context.Context, topic string, since time.Time) ([]span, error) {
-	ids, err := a.Partitions(ctx, topic)
-	if err != nil {
-		return nil, err
-	}
+// offsets from the first such message to the partition's end, and every
+// partition's end.
+func (a *Admin) windowSpans(ctx context.Context, topic string, since time.Time) ([]span, map[int]int64, error) {
 	if since.UnixMilli() < 0 {
 		since = time.UnixMilli(0) // negative timestamps are the protocol's special values
 	}
-	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
-	for _, id := range ids {
-		req.Topics[topic] = append(req.Topics[topic], kafka.TimeOffsetOf(id, since), kafka.LastOffsetOf(id))
-	}
-	offsets, err := retry(ctx, func() ([]kafka.PartitionOffsets, error) {
-		res, err := a.cl.ListOffsets(ctx, req)
-		if err != nil {
-			return nil, fmt.Errorf("stream: offsets of %s at %s: %w", topic, since.Format(time.RFC3339), err)
-		}
-		if got := len(res.Topics[topic]); got != len(ids) {
-			return nil, fmt.Errorf("stream: offsets of %s: %d of %d partitions answered", topic, got, len(ids))
-		}
-		for _, p := range res.Topics[topic] {
-			if p.Error != nil {
-				return nil, fmt.Errorf("stream: offsets of %s/%d at %s: %w", topic, p.Partition, since.Format(time.RFC3339), p.Error)
-			}
-		}
-		return res.Topics[topic], nil
-	})
+	offsets, err := a.listOffsets(ctx, topic, "at "+since.Format(time.RFC3339), func(id int) kafka.OffsetRequest { return kafka.TimeOffsetOf(id, since) })
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var spans []span
+	ends := map[int]int64{}
 	for _, p := range offsets {
+		ends[p.Partition] = p.LastOffset
 		start := int64(-1) // the broker answers -1 when no message is that recent
 		for off := range p.Offsets {
 			start = off
@@ -138,7 +119,36 @@ func (a *Admin) windowSpans(ctx context.Context, topic string, since time.Time) 
 		}
 	}
 	slices.SortFunc(spans, func(x, y span) int { return x.partition - y.partition })
-	return spans, nil
+	return spans, ends, nil
+}
+
+// listOffsets asks the broker, for every partition of topic, the offset
+// at (what is described in what, for errors) and the partition's first and
+// last offsets.
+func (a *Admin) listOffsets(ctx context.Context, topic, what string, at func(id int) kafka.OffsetRequest) ([]kafka.PartitionOffsets, error) {
+	ids, err := a.Partitions(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for _, id := range ids {
+		req.Topics[topic] = append(req.Topics[topic], at(id), kafka.FirstOffsetOf(id), kafka.LastOffsetOf(id))
+	}
+	return retry(ctx, func() ([]kafka.PartitionOffsets, error) {
+		res, err := a.cl.ListOffsets(ctx, req)
+		if err != nil {
+			return nil, fmt.Errorf("stream: offsets of %s %s: %w", topic, what, err)
+		}
+		if got := len(res.Topics[topic]); got != len(ids) {
+			return nil, fmt.Errorf("stream: offsets of %s: %d of %d partitions answered", topic, got, len(ids))
+		}
+		for _, p := range res.Topics[topic] {
+			if p.Error != nil {
+				return nil, fmt.Errorf("stream: offsets of %s/%d %s: %w", topic, p.Partition, what, p.Error)
+			}
+		}
+		return res.Topics[topic], nil
+	})
 }
 
 // shares splits n (< the spans' total) across spans in proportion to their

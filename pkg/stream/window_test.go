@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -221,6 +222,86 @@ func TestReadWindowMissingTopic(t *testing.T) {
 			}
 			if ids, err := newAdmin(t, c).Partitions(ctx, topic); err != nil || len(ids) != 6 {
 				t.Fatalf("partitions %v, %v; want 6", ids, err)
+			}
+		})
+	}
+}
+
+// TestScanAfterReadsWhatArrived: ScanAfter, from ScanWindow's ends, reads
+// exactly the messages written since (on every partition, one the ends do
+// not name from its start), reads nothing when more than maxRows wait,
+// and returns ends that a second call continues from.
+func TestScanAfterReadsWhatArrived(t *testing.T) {
+	for name, cfg := range brokers(t) {
+		t.Run(name, func(t *testing.T) {
+			c := cfg(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			topic := unique(t, "tx")
+			if err := EnsureTopics(ctx, c, Topic{Name: topic, Partitions: 3}); err != nil {
+				t.Fatal(err)
+			}
+			var msgs []kafka.Message
+			for i := range 30 {
+				msgs = append(msgs, kafka.Message{Topic: topic, Partition: i % 2, Value: fmt.Appendf(nil, "a-%d", i)})
+			}
+			writeTo(t, ctx, c, 10, msgs...)
+			a := newAdmin(t, c)
+			var first []string
+			_, ends, err := a.ScanWindow(ctx, topic, time.Now().Add(-time.Hour), 0, func(v []byte, _ time.Time, _ int, _ int64) error {
+				first = append(first, string(v))
+				return nil
+			})
+			if err != nil || len(first) != 30 {
+				t.Fatalf("window: %d messages, %v", len(first), err)
+			}
+			if ends[0] != 15 || ends[1] != 15 || ends[2] != 0 {
+				t.Fatalf("ends %v, want 15, 15 and 0", ends)
+			}
+			delete(ends, 2) // as if partition 2 were added since
+			msgs = msgs[:0]
+			for i := range 12 {
+				msgs = append(msgs, kafka.Message{Topic: topic, Partition: i % 3, Value: fmt.Appendf(nil, "b-%d", i)})
+			}
+			writeTo(t, ctx, c, 10, msgs...)
+
+			var got []string
+			type at struct {
+				partition int
+				offset    int64
+			}
+			where := map[string]at{}
+			scan := func(v []byte, _ time.Time, p int, off int64) error {
+				got = append(got, string(v))
+				where[string(v)] = at{p, off}
+				return nil
+			}
+			waiting, same, err := a.ScanAfter(ctx, topic, ends, 11, scan)
+			if err != nil || waiting != 12 || len(got) != 0 || !maps.Equal(same, ends) {
+				t.Fatalf("12 waiting, maxRows 11: waiting %d, read %v, ends %v (given %v), %v", waiting, got, same, ends, err)
+			}
+			waiting, next, err := a.ScanAfter(ctx, topic, ends, 12, scan)
+			if err != nil || waiting != 12 {
+				t.Fatalf("waiting %d, %v", waiting, err)
+			}
+			slices.Sort(got)
+			want := make([]string, 12)
+			for i := range want {
+				want[i] = fmt.Sprint("b-", i)
+			}
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Fatalf("read %v, want %v", got, want)
+			}
+			if p := where["b-1"]; p.partition != 1 || p.offset != 15 {
+				t.Fatalf("b-1 read at %+v, want partition 1 offset 15", p)
+			}
+			if want := map[int]int64{0: 19, 1: 19, 2: 4}; !maps.Equal(next, want) {
+				t.Fatalf("ends %v, want %v", next, want)
+			}
+			got = got[:0]
+			if waiting, _, err := a.ScanAfter(ctx, topic, next, 0, scan); err != nil || waiting != 0 || len(got) != 0 {
+				t.Fatalf("nothing new: waiting %d, read %v, %v", waiting, got, err)
 			}
 		})
 	}

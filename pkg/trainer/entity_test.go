@@ -214,24 +214,7 @@ func TestPromotedRoundSeedsTheScorersEntityStates(t *testing.T) {
 	}
 
 	// The topic as a scorer reads it: every message with its position.
-	var txs []model.Tx
-	var pos []pipeline.Position
-	s := &b.Encoder.Schema
-	for part := range 2 {
-		rd := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Brokers, Topic: "transactions", Partition: part, MaxWait: 100 * time.Millisecond})
-		for {
-			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			m, err := rd.ReadMessage(rctx)
-			cancel()
-			if err != nil {
-				break
-			}
-			var tx model.Tx
-			v.Read(habitRow(s, m.Value), &tx)
-			txs, pos = append(txs, tx), append(pos, pipeline.Position{Partition: int32(part), Offset: m.Offset})
-		}
-		rd.Close()
-	}
+	txs, pos := readTopic(t, cfg, v, &b.Encoder.Schema)
 	if len(txs) != len(msgs) {
 		t.Fatalf("read %d transactions back, wrote %d", len(txs), len(msgs))
 	}
@@ -292,5 +275,147 @@ func TestPromotedRoundSeedsTheScorersEntityStates(t *testing.T) {
 	got, _ := store.Load(ctx, []string{"card_id:c150"})
 	if slices.Equal(got[0], seeded[slices.Index(keys, "card_id:c150")]) {
 		t.Fatal("a new transaction of c150 left its seeded state as it was")
+	}
+}
+
+// readTopic reads the two-partition "transactions" topic as a scorer does:
+// every message decoded by v, with its position.
+func readTopic(t *testing.T, cfg stream.Config, v *model.EntityView, s *features.Schema) ([]model.Tx, []pipeline.Position) {
+	t.Helper()
+	var txs []model.Tx
+	var pos []pipeline.Position
+	for part := range 2 {
+		rd := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Brokers, Topic: "transactions", Partition: part, MaxWait: 100 * time.Millisecond})
+		for {
+			rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			m, err := rd.ReadMessage(rctx)
+			cancel()
+			if err != nil {
+				break
+			}
+			var tx model.Tx
+			v.Read(habitRow(s, m.Value), &tx)
+			txs, pos = append(txs, tx), append(pos, pipeline.Position{Partition: int32(part), Offset: m.Offset})
+		}
+		rd.Close()
+	}
+	return txs, pos
+}
+
+// TestSeedCatchesUpWithTheScorers: scorers whose Redis came back empty
+// step card c150's new transactions while the trainer's round runs, so the
+// stored state records positions past the round's replay. The trainer
+// reads what arrived since before seeding, and replaces that young state
+// with one counting all of the card's history; when more arrived than the
+// catch-up may read (a tenth of EntityMaxRows), the state stays the
+// scorers' and the round says why.
+func TestSeedCatchesUpWithTheScorers(t *testing.T) {
+	for _, c := range []struct {
+		maxRows  int
+		replaced bool
+		line     string
+	}{
+		{0, true, "299 entity states seeded, 1 replaced by the replay's longer history, 0 already stored"},
+		{500, false, " entity states seeded, 1 already stored; 60 transactions arrived since the replay, more than 50 to catch up"},
+	} {
+		t.Run(fmt.Sprint("EntityMaxRows=", c.maxRows), func(t *testing.T) {
+			ctx := context.Background()
+			cfg := habitTopic(t)
+			now := time.Now()
+			rng := rand.New(rand.NewPCG(9, 9))
+			msgs := append(habitTraffic(rng, 2000, now.Add(-24*time.Hour-time.Minute), 0), habitTraffic(rng, 3000, now.Add(-time.Minute), 2000)...)
+			p, _ := stream.NewProducer(cfg, stream.ProducerOptions{})
+			defer p.Close()
+			if err := p.Write(ctx, msgs...); err != nil {
+				t.Fatal(err)
+			}
+			rc := redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()})
+			defer rc.Close()
+			reg, _ := registry.New(registry.Config{Client: rc})
+			store := &pipeline.RedisEntityStore{Client: rc, Prefix: "fraudstream:model:entity:"}
+			tr, err := New(Config{Stream: cfg, Topic: "transactions", Registry: reg, Owner: "a", MinRows: 500, Entities: store,
+				EntityMaxRows: c.maxRows, Now: func() time.Time { return now }, AE: ae.Config{Seed: 1, Epochs: 3, Hidden: 16, Bottleneck: 4}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			var young []byte
+			tr.beforeSeed = func(ctx context.Context) {
+				// 60 transactions of c150 arrive, and scorers that began
+				// it afresh step them.
+				var more []kafka.Message
+				for i := range 60 {
+					v, _ := json.Marshal(map[string]any{"tx_id": fmt.Sprint("n", i), "card_id": "c150", "merchant": "m1",
+						"amount": 55.0, "event_time": now.Add(time.Duration(i) * time.Second).UTC().Format(time.RFC3339)})
+					more = append(more, kafka.Message{Topic: "transactions", Key: []byte("c150"), Value: v, Time: now})
+				}
+				if err := p.Write(ctx, more...); err != nil {
+					t.Fatal(err)
+				}
+				blob, err := reg.Get(ctx, 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := model.Unmarshal(blob)
+				v, err := b.NewEntityView()
+				if err != nil {
+					t.Fatal(err)
+				}
+				txs, pos := readTopic(t, cfg, v, &b.Encoder.Schema)
+				var newTxs []model.Tx
+				var newPos []pipeline.Position
+				for i := range txs {
+					if txs[i].At.After(now.Add(-30 * time.Second)) { // the topic's others are a minute older or more
+						newTxs, newPos = append(newTxs, txs[i]), append(newPos, pos[i])
+					}
+				}
+				if len(newTxs) != 60 {
+					t.Fatalf("read back %d of the 60 new transactions", len(newTxs))
+				}
+				txs, pos = newTxs, newPos
+				if _, err := pipeline.StepEntities(ctx, store, v, txs, pos, make([]model.EntityValue, len(txs))); err != nil {
+					t.Fatal(err)
+				}
+				got, _ := store.Load(ctx, []string{"card_id:c150"})
+				young = got[0]
+			}
+			r, err := tr.Train(ctx)
+			if err != nil || r.Outcome != "promoted" {
+				t.Fatalf("round: %+v %v", r, err)
+			}
+			if !strings.HasSuffix(r.EntitySeed, c.line) {
+				t.Errorf("seeding said %q, want it to end %q", r.EntitySeed, c.line)
+			}
+			got, _ := store.Load(ctx, []string{"card_id:c150"})
+			if !c.replaced {
+				if !slices.Equal(got[0], young) {
+					t.Fatalf("c150's state changed although the catch-up read nothing: %x, the scorers' %x", got[0], young)
+				}
+				return
+			}
+			// Replaced by the state of all c150's transactions on the topic.
+			blob, _ := reg.Get(ctx, r.Version)
+			b, _ := model.Unmarshal(blob)
+			v, _ := b.NewEntityView()
+			txs, _ := readTopic(t, cfg, v, &b.Encoder.Schema)
+			rep := v.NewReplay()
+			vals := make([]model.EntityValue, 1)
+			n := 0
+			for _, i := range model.ReplayOrder(txs) {
+				rep.Step(&txs[i], vals)
+				if txs[i].Keys[0] == "c150" {
+					n++
+				}
+			}
+			var want []byte
+			rep.Each(func(field, key string, st *entity.State) {
+				if key == "c150" {
+					want = st.AppendBinary(nil)
+				}
+			})
+			if n < 70 || len(got[0]) < len(want) || !slices.Equal(got[0][len(got[0])-len(want):], want) {
+				t.Fatalf("c150 (%d transactions on the topic) is stored as %x, the replay of the whole topic's is %x", n, got[0], want)
+			}
+		})
 	}
 }

@@ -109,10 +109,11 @@ type Config struct {
 	// negative: none.
 	HistoryWindow time.Duration
 	// Entities, when set, is the scorers' entity store: once a candidate
-	// with an entity score is promoted, the states of the entities its
-	// replay stepped are stored where the store has none (seedEntities).
-	// Each promotion offers the store every entity the replay holds (at
-	// most one per transaction of EntityMaxRows), 1,000 to a round trip.
+	// with an entity score is promoted, its replay catches up with the
+	// topic and the states of the entities it stepped are stored where the
+	// store has none, or replace those it supersedes (seedEntities). Each
+	// promotion offers the store every entity the replay holds (at most
+	// one per transaction read), 1,000 to a round trip.
 	Entities pipeline.EntityStore
 	// EntityMaxRows bounds the transactions (history and window) a round's
 	// entity replay holds while it fits: about 190 bytes each with two
@@ -120,7 +121,9 @@ type Config struct {
 	// its position, kept for seeding), plus 16 per candidate categorical
 	// field, so about 380 MB at the default and more
 	// with categorical fields, plus the entities' states; beyond it the
-	// oldest history is left out. Default 2,000,000.
+	// oldest history is left out. The catch-up before seeding reads at
+	// most a tenth more (none when more than that arrived during the
+	// round). Default 2,000,000.
 	EntityMaxRows int
 }
 
@@ -163,6 +166,9 @@ type Trainer struct {
 	log   *slog.Logger
 	lock  *registry.Lock
 	admin *stream.Admin
+	// beforeSeed, when a test sets it, runs between a promotion and the
+	// entity seeding (the scorers' traffic meanwhile).
+	beforeSeed func(context.Context)
 }
 
 // New checks cfg and fills defaults.
@@ -469,6 +475,9 @@ func (t *Trainer) Train(ctx context.Context) (r Round, err error) {
 	}
 	r, err = t.store(ctx, r, cand, r.Gate.Promote, r.Gate.Reason)
 	if err == nil && r.Outcome == "promoted" {
+		if t.beforeSeed != nil {
+			t.beforeSeed(ctx)
+		}
 		r.EntitySeed = t.seedEntities(ctx, cand, rep)
 	}
 	if err == nil && r.Outcome == "promoted" && !sameSchema(pinned, schema) {
