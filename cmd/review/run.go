@@ -117,11 +117,14 @@ func serveReview(ctx context.Context, c runConfig, stderr io.Writer) error {
 	}
 	rc := redis.NewClient(redisOpts)
 	defer rc.Close()
+	log.Info("connections", "kafka", c.Kafka.String(), "redis", c.Redis.String())
 	if err := c.Redis.Check(ctx, rc); connect.Fatal(err) {
 		return err
+	} else if err != nil {
+		log.Warn("Redis unreachable at start; its eviction policy is not checked", "err", err)
+	} else {
+		c.Redis.LogEviction(ctx, log, rc)
 	}
-	log.Info("connections", "kafka", c.Kafka.String(), "redis", c.Redis.String())
-	c.Redis.LogEviction(ctx, log, rc)
 	verifyKeys, err := model.LoadKeyring(c.VerifyKeys)
 	if err != nil {
 		return err

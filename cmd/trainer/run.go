@@ -51,23 +51,24 @@ func (r *registryFlags) register(fs *flag.FlagSet, keep bool) {
 // password, an untrusted certificate) is returned, and so is any other when
 // strict. Every call has a deadline: the registry bounds each one (5s) and
 // the client passes that deadline to the socket.
-func (r *registryFlags) open(ctx context.Context, strict bool) (*registry.Registry, *redis.Client, func(), error) {
+func (r *registryFlags) open(ctx context.Context, strict bool) (reg *registry.Registry, c *redis.Client, closeFn func(), unreachable, err error) {
 	o, err := r.Redis.Options(redis.Options{DialTimeout: 3 * time.Second, ReadTimeout: 5 * time.Second,
 		WriteTimeout: 5 * time.Second, ContextTimeoutEnabled: true})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	c := redis.NewClient(o)
-	if err := r.Redis.Check(ctx, c); err != nil && (strict || connect.Fatal(err)) {
+	c = redis.NewClient(o)
+	unreachable = r.Redis.Check(ctx, c)
+	if unreachable != nil && (strict || connect.Fatal(unreachable)) {
 		c.Close()
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, unreachable
 	}
-	reg, err := registry.New(registry.Config{Client: c, Prefix: r.Prefix, Keep: r.Keep, KeepCandidates: r.KeepCandidates})
+	reg, err = registry.New(registry.Config{Client: c, Prefix: r.Prefix, Keep: r.Keep, KeepCandidates: r.KeepCandidates})
 	if err != nil {
 		c.Close()
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	return reg, c, func() { c.Close() }, nil
+	return reg, c, func() { c.Close() }, unreachable, nil
 }
 
 type runConfig struct {
@@ -124,12 +125,16 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	// A refused login or an untrusted certificate ends the trainer now, with
 	// that error; an unreachable service is retried by the rounds.
-	reg, rc, closeReg, err := c.reg.open(ctx, false)
+	reg, rc, closeReg, unreachable, err := c.reg.open(ctx, false)
 	if err != nil {
 		return err
 	}
-	c.reg.Redis.LogEviction(ctx, log, rc)
 	defer closeReg()
+	if unreachable != nil {
+		log.Warn("Redis unreachable; the rounds retry", "err", unreachable)
+	} else {
+		c.reg.Redis.LogEviction(ctx, log, rc)
+	}
 	if err := c.Kafka.Check(ctx, sc); connect.Fatal(err) {
 		return err
 	} else if err != nil {
@@ -429,7 +434,7 @@ func models(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	reg, _, closeReg, err := rf.open(ctx, true)
+	reg, _, closeReg, _, err := rf.open(ctx, true)
 	if err != nil {
 		return err
 	}

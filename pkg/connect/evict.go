@@ -44,20 +44,26 @@ func (r *Redis) Eviction(ctx context.Context, c redis.UniversalClient) (maxmemor
 // EvictionRisk says what Redis's memory limit and eviction policy mean for
 // the keys this project keeps there. Without a limit, or with noeviction
 // (writes fail when Redis is full, and every writer here retries them),
-// nothing is lost: ok. A volatile-* policy evicts only keys with an
-// expiry: entity states (which then begin afresh, and the trainer's next
-// promotion gives back their history), analysts' sessions (signed out)
-// and sign-in lockouts: a warning. An allkeys-* policy may evict any key,
-// the model registry's and the review queue's included, and the queue is
-// rebuilt from the topics only when Redis has lost everything: an error.
+// nothing is lost: ok. A volatile-* policy evicts the keys with an expiry,
+// which are not only caches: entity states (begin afresh; the next
+// promotion seeds their history back), the review service's label tallies
+// and look-alike sets (cases similar to confirmed fraud are raised less,
+// and with --reranker-blend the scorers' blended scores move), the scorers' shared
+// alert-budget windows (briefly, the budget counts fewer workers), the
+// trainer's and review service's leader locks (a second leader may start
+// while the first still works), and analysts' sessions and sign-in
+// lockouts: a warning. An allkeys-* policy may evict any key, the model
+// registry's and the review queue's included, and the queue is rebuilt
+// from the topics only when Redis has lost everything: an error. For both
+// the advice is the same: noeviction, and memory enough.
 func EvictionRisk(maxmemory int64, policy string) (level slog.Level, msg string, ok bool) {
 	switch {
 	case maxmemory == 0 || policy == "noeviction":
 		return slog.LevelInfo, "", true
 	case strings.HasPrefix(policy, "volatile-"):
-		return slog.LevelWarn, "Redis evicts keys with an expiry when it reaches maxmemory: entity states begin afresh (the next promotion seeds their history back) and analysts may be signed out; give Redis more memory or set maxmemory-policy noeviction", false
+		return slog.LevelWarn, "Redis evicts keys with an expiry when it reaches maxmemory: entity states begin afresh, label tallies and look-alike sets go (similar cases raised less, blended scores move), the scorers' shared alert budget briefly counts fewer workers, a second trainer or review leader may start, analysts may be signed out; set maxmemory-policy noeviction (writes then fail and are retried) and give Redis the memory it needs", false
 	default:
-		return slog.LevelError, "Redis may evict any key when it reaches maxmemory (the model registry, thresholds and review queue included; the queue is rebuilt only after a total loss): set maxmemory-policy noeviction (writes then fail and are retried), or volatile-lru", false
+		return slog.LevelError, "Redis may evict any key when it reaches maxmemory (the model registry, thresholds and review queue included; the queue is rebuilt only after a total loss): set maxmemory-policy noeviction (writes then fail and are retried) and give Redis the memory it needs", false
 	}
 }
 

@@ -34,6 +34,10 @@ func TestEvictionRisk(t *testing.T) {
 		if ok != c.ok || level != c.level || ok != (msg == "") {
 			t.Errorf("maxmemory %d, %s: level %v, ok %v, %q", c.max, c.policy, level, ok, msg)
 		}
+		// The advice is noeviction, never another evicting policy.
+		if !ok && (!strings.Contains(msg, "set maxmemory-policy noeviction") || strings.Contains(msg, "volatile-lru") || strings.Contains(msg, "allkeys-lru")) {
+			t.Errorf("%s: the advice %q is not noeviction alone", c.policy, msg)
+		}
 	}
 }
 
