@@ -57,7 +57,7 @@ func benchRecord(rng *rand.Rand, i int) map[string]any {
 
 // benchBundle fits a default-architecture model on synthetic data; weights
 // do not change the cost of scoring.
-func benchBundle(b *testing.B) (*Bundle, [][]string, [][]byte) {
+func benchBundle(b testing.TB) (*Bundle, [][]string, [][]byte) {
 	s := benchSchema()
 	rng := rand.New(rand.NewPCG(1, 1))
 	names := s.Names()

@@ -167,8 +167,24 @@ func TestReasonsAreTheLargest(t *testing.T) {
 	}
 	sc.Score(len(rows))
 	rng := rand.New(rand.NewPCG(4, 4))
+	checkReasons(t, sc, len(rows), 6, rng)
+	// 27 learned fields: k up to 12 passes the 8 the one pass keeps.
+	wide, wideRows, _ := benchBundle(t)
+	sc = wide.NewScorer(64)
+	for i, r := range wideRows[:64] {
+		sc.SetRow(i, r)
+	}
+	sc.Score(64)
+	checkReasons(t, sc, 64, 13, rng)
+}
+
+// checkReasons compares Reasons with reasonsOnePass for slots [0, n) and
+// k in [0, maxK), after making some slots' contributions ties, zeros and
+// NaN.
+func checkReasons(t *testing.T, sc *Scorer, n, maxK int, rng *rand.Rand) {
+	t.Helper()
 	var got, want []Reason
-	for i := range rows {
+	for i := range n {
 		c := sc.Contributions(i)
 		switch i % 4 {
 		case 1: // ties
@@ -184,7 +200,7 @@ func TestReasonsAreTheLargest(t *testing.T) {
 				}
 			}
 		}
-		for k := range 6 {
+		for k := range maxK {
 			got = sc.Reasons(i, k, got)
 			want = reasonsOnePass(sc, i, k, want[:0])
 			if fmt.Sprint(got) != fmt.Sprint(want) {

@@ -180,9 +180,10 @@ func (s *Scorer) Reasons(i, k int, dst []Reason) []Reason {
 	// the earlier field first among equals, so that only those, and the
 	// fields reason passes over, are described: describing every field
 	// that was briefly among the k largest took a tenth of a message.
-	// One pass keeps the k+1 largest (one field reason passes over is
-	// common: a categorical at its expected value); should reason pass
-	// over more, the rest are taken one at a time after the last.
+	// One pass keeps the k+1 largest, at most 8 (one field reason passes
+	// over is common: a categorical at its expected value); should reason
+	// pass over more, or k be 8 or more, the rest are taken one at a time
+	// after the last.
 	type cand struct {
 		f int
 		v float32
