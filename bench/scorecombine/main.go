@@ -55,7 +55,7 @@ func main() {
 	names := []string{"sum", "max", "sum+max", "fisher", "fisher3", "rankavg", "knn", "sum+knn"}
 	res := make([][]float64, len(names))
 	for seed := uint64(0); seed < 3; seed++ {
-		train, test := stratified(labels, seed)
+		train, test := evaluate.StratifiedSplit(labels, 0.7, seed)
 		trainRows := pick(t.Rows, train)
 		schema := features.InferSchema(t.Names, trainRows, features.InferOptions{Ignore: []string{"label"}})
 		b, err := model.Fit(schema, features.Project(schema, t.Names, trainRows), model.FitOptions{AE: ae.Config{Seed: seed}})
@@ -181,25 +181,6 @@ func ranks(x []float64) []float64 {
 		r[i] = float64(k)
 	}
 	return r
-}
-
-func stratified(labels []bool, seed uint64) (train, test []int) {
-	rng := rand.New(rand.NewPCG(seed, 7))
-	for _, cls := range []bool{false, true} {
-		var idx []int
-		for i, l := range labels {
-			if l == cls {
-				idx = append(idx, i)
-			}
-		}
-		rng.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
-		cut := int(math.Round(0.7 * float64(len(idx))))
-		train = append(train, idx[:cut]...)
-		test = append(test, idx[cut:]...)
-	}
-	slices.Sort(train)
-	slices.Sort(test)
-	return train, test
 }
 
 func pick(rows [][]string, idx []int) [][]string {

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"math/rand/v2"
 	"os"
 	"os/signal"
 	"slices"
@@ -116,7 +115,7 @@ flags:`)
 	for _, s := range offline.SplitList(*seeds) {
 		var seed uint64
 		fmt.Sscan(s, &seed)
-		train, test := stratified(labels, seed)
+		train, test := evaluate.StratifiedSplit(labels, 0.7, seed)
 		trainRows := pick(t.Rows, train)
 		schema := features.InferSchema(t.Names, trainRows, features.InferOptions{Ignore: hide})
 		c := cfg
@@ -155,26 +154,6 @@ flags:`)
 	}
 	fmt.Fprintf(stdout, "%s\tAUPRC %.4f ± %.4f\tROC-AUC %.4f ± %.4f\n", *input, mean(aps), std(aps), mean(aucs), std(aucs))
 	return nil
-}
-
-// stratified splits row indexes 70/30 within each class.
-func stratified(labels []bool, seed uint64) (train, test []int) {
-	rng := rand.New(rand.NewPCG(seed, 7))
-	for _, cls := range []bool{false, true} {
-		var idx []int
-		for i, l := range labels {
-			if l == cls {
-				idx = append(idx, i)
-			}
-		}
-		rng.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
-		cut := int(math.Round(0.7 * float64(len(idx))))
-		train = append(train, idx[:cut]...)
-		test = append(test, idx[cut:]...)
-	}
-	slices.Sort(train)
-	slices.Sort(test)
-	return train, test
 }
 
 func pick(rows [][]string, idx []int) [][]string {

@@ -609,3 +609,39 @@ func TestParseLabel(t *testing.T) {
 		}
 	}
 }
+
+// TestStratifiedSplit: each class is split 70/30 (rounded), the parts are
+// disjoint, cover every row and are sorted, and a seed gives one split.
+func TestStratifiedSplit(t *testing.T) {
+	labels := make([]bool, 1003)
+	for i := range labels {
+		labels[i] = i%10 == 3 // 100 positives, 903 negatives
+	}
+	fit, test := StratifiedSplit(labels, 0.7, 1)
+	pos := func(idx []int) (n int) {
+		for _, i := range idx {
+			if labels[i] {
+				n++
+			}
+		}
+		return n
+	}
+	if len(fit) != 702 || pos(fit) != 70 || len(test) != 301 || pos(test) != 30 {
+		t.Fatalf("fit %d rows (%d positive), test %d (%d): want 702 (70) and 301 (30)", len(fit), pos(fit), len(test), pos(test))
+	}
+	all := append(slices.Clone(fit), test...)
+	slices.Sort(all)
+	for i, v := range all {
+		if v != i {
+			t.Fatalf("the parts do not cover each row once: %d at %d", v, i)
+		}
+	}
+	if !slices.IsSorted(fit) || !slices.IsSorted(test) {
+		t.Fatal("parts not in file order")
+	}
+	again, _ := StratifiedSplit(labels, 0.7, 1)
+	other, _ := StratifiedSplit(labels, 0.7, 2)
+	if !slices.Equal(again, fit) || slices.Equal(other, fit) {
+		t.Fatal("a seed does not give one split")
+	}
+}
