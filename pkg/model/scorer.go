@@ -1,6 +1,7 @@
 package model
 
 import (
+	"math"
 	"strconv"
 	"strings"
 
@@ -184,36 +185,57 @@ func (s *Scorer) Reasons(i, k int, dst []Reason) []Reason {
 	// over is common: a categorical at its expected value); should reason
 	// pass over more, or k be 8 or more, the rest are taken one at a time
 	// after the last.
-	type cand struct {
-		f int
-		v float32
-	}
-	var top [8]cand
+	//
+	// Each field is a key that orders as (contribution, earlier field)
+	// does: a positive float's bits order as its value, and the field's
+	// complement breaks ties. The keys pass through a sorted top list by
+	// min and max, which compile to conditional moves: with branches the
+	// random order of contributions mispredicted about one field in four.
+	var top [8]uint64 // descending; 0: empty
 	m := min(k+1, len(top))
-	n := 0
-	for f, v := range c {
-		if !(v > 0) || n == m && v <= top[m-1].v {
-			continue
+	if m <= 4 {
+		// k up to 3 (the scorers' default), in registers: the array's
+		// stores and loads lengthened each field's chain of comparisons
+		// (168 to 99 ns a record, BenchmarkReasons). The four largest hold
+		// the m largest.
+		var t0, t1, t2, t3 uint64
+		for f, v := range c {
+			var key uint64
+			if v > 0 {
+				key = topKey(v, f)
+			}
+			t0, key = max(t0, key), min(t0, key)
+			t1, key = max(t1, key), min(t1, key)
+			t2, key = max(t2, key), min(t2, key)
+			t3 = max(t3, key)
 		}
-		p := min(n, m-1)
-		for ; p > 0 && v > top[p-1].v; p-- {
-			top[p] = top[p-1]
+		top[0], top[1], top[2], top[3] = t0, t1, t2, t3
+	} else {
+		for f, v := range c {
+			var key uint64
+			if v > 0 { // not zero, negative or NaN
+				key = topKey(v, f)
+			}
+			for p := range top[:m] {
+				top[p], key = max(top[p], key), min(top[p], key)
+			}
 		}
-		top[p] = cand{f, v}
-		n = min(n+1, m)
 	}
-	for _, t := range top[:n] {
-		if r, ok := s.reason(i, t.f, t.v); ok {
+	n := 0
+	for n < m && top[n] != 0 {
+		f, v := fromKey(top[n])
+		if r, ok := s.reason(i, f, v); ok {
 			dst = append(dst, r)
 			if len(dst) == k {
 				return dst
 			}
 		}
+		n++
 	}
 	if n < m {
 		return dst // no positive contribution is left
 	}
-	lastF, lastV := top[n-1].f, top[n-1].v
+	lastF, lastV := fromKey(top[n-1])
 	for len(dst) < k {
 		best, bv := -1, float32(0)
 		for f, v := range c {
@@ -230,6 +252,16 @@ func (s *Scorer) Reasons(i, k int, dst []Reason) []Reason {
 		}
 	}
 	return dst
+}
+
+// topKey orders positive contributions by value, then earlier field first.
+func topKey(v float32, f int) uint64 {
+	return uint64(math.Float32bits(v))<<32 | uint64(^uint32(f))
+}
+
+// fromKey is topKey's field and contribution.
+func fromKey(key uint64) (int, float32) {
+	return int(^uint32(key)), math.Float32frombits(uint32(key >> 32))
 }
 
 // Expected returns field f's reconstruction in slot i, in original units:
