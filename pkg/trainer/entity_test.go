@@ -168,20 +168,8 @@ func TestTrainFitsTheEntityScoreWithHistory(t *testing.T) {
 // count none of them again, while the next transaction counts.
 func TestPromotedRoundSeedsTheScorersEntityStates(t *testing.T) {
 	ctx := context.Background()
-	cfg := habitTopic(t)
 	now := time.Now()
-	rng := rand.New(rand.NewPCG(8, 8))
-	msgs := append(habitTraffic(rng, 2000, now.Add(-24*time.Hour-time.Minute), 0), habitTraffic(rng, 3000, now.Add(-time.Minute), 2000)...)
-	p, _ := stream.NewProducer(cfg, stream.ProducerOptions{})
-	defer p.Close()
-	if err := p.Write(ctx, msgs...); err != nil {
-		t.Fatal(err)
-	}
-	mr := miniredis.RunT(t)
-	rc := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	defer rc.Close()
-	reg, _ := registry.New(registry.Config{Client: rc})
-	store := &pipeline.RedisEntityStore{Client: rc, Prefix: "fraudstream:model:entity:"}
+	cfg, msgs, _, reg, store := seedSetup(t, now, 8)
 	var held entity.State
 	held.Update(entity.DefaultWindows, now, 1)
 	if _, _, err := store.Swap(ctx, []string{"card_id:c7"}, [][]byte{nil}, [][]byte{held.AppendBinary(nil)}); err != nil {
@@ -278,6 +266,28 @@ func TestPromotedRoundSeedsTheScorersEntityStates(t *testing.T) {
 	}
 }
 
+// seedSetup writes a day of history and a window of habitTraffic (seeded
+// by seed) to a fresh topic, and gives the producer, a registry and an
+// entity store on a fresh miniredis, for the seeding tests.
+func seedSetup(t *testing.T, now time.Time, seed uint64) (stream.Config, []kafka.Message, *stream.Producer, *registry.Registry, *pipeline.RedisEntityStore) {
+	t.Helper()
+	cfg := habitTopic(t)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	msgs := append(habitTraffic(rng, 2000, now.Add(-24*time.Hour-time.Minute), 0), habitTraffic(rng, 3000, now.Add(-time.Minute), 2000)...)
+	p, err := stream.NewProducer(cfg, stream.ProducerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	if err := p.Write(context.Background(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	rc := redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()})
+	t.Cleanup(func() { rc.Close() })
+	reg, _ := registry.New(registry.Config{Client: rc})
+	return cfg, msgs, p, reg, &pipeline.RedisEntityStore{Client: rc, Prefix: "fraudstream:model:entity:"}
+}
+
 // readTopic reads the two-partition "transactions" topic as a scorer does:
 // every message decoded by v, with its position.
 func readTopic(t *testing.T, cfg stream.Config, v *model.EntityView, s *features.Schema) ([]model.Tx, []pipeline.Position) {
@@ -320,19 +330,8 @@ func TestSeedCatchesUpWithTheScorers(t *testing.T) {
 	} {
 		t.Run(fmt.Sprint("EntityMaxRows=", c.maxRows), func(t *testing.T) {
 			ctx := context.Background()
-			cfg := habitTopic(t)
 			now := time.Now()
-			rng := rand.New(rand.NewPCG(9, 9))
-			msgs := append(habitTraffic(rng, 2000, now.Add(-24*time.Hour-time.Minute), 0), habitTraffic(rng, 3000, now.Add(-time.Minute), 2000)...)
-			p, _ := stream.NewProducer(cfg, stream.ProducerOptions{})
-			defer p.Close()
-			if err := p.Write(ctx, msgs...); err != nil {
-				t.Fatal(err)
-			}
-			rc := redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()})
-			defer rc.Close()
-			reg, _ := registry.New(registry.Config{Client: rc})
-			store := &pipeline.RedisEntityStore{Client: rc, Prefix: "fraudstream:model:entity:"}
+			cfg, _, p, reg, store := seedSetup(t, now, 9)
 			tr, err := New(Config{Stream: cfg, Topic: "transactions", Registry: reg, Owner: "a", MinRows: 500, Entities: store,
 				EntityMaxRows: c.maxRows, Now: func() time.Time { return now }, AE: ae.Config{Seed: 1, Epochs: 3, Hidden: 16, Bottleneck: 4}})
 			if err != nil {
