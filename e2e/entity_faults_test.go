@@ -78,10 +78,7 @@ func TestEntityFaults(t *testing.T) {
 			"--create-topics", "--partitions", "4", "--batch", "128"}, common...)
 	}
 	scorerA := e.start("scorer", "scorer-a", scorerArgs()...)
-	waitFor(t, time.Minute, "the scorer to create the topics", func() bool {
-		out, _ := exec.Command("kcat", "-b", e.brokers, "-L", "-t", tx, "-X", "allow.auto.create.topics=false").CombinedOutput()
-		return strings.Contains(string(out), "with 4 partitions")
-	})
+	waitPartitions(t, e.brokers, tx, 4)
 	bArgs := scorerArgs()
 	scorerB := e.start("scorer", "scorer-b", bArgs...)
 	watch := startWatch(t, e.brokers, scores)
@@ -107,13 +104,7 @@ func TestEntityFaults(t *testing.T) {
 	}
 	decided := func(limit time.Duration, what string, ids []string) {
 		t.Helper()
-		deadline := time.Now().Add(limit)
-		for n := watch.missing(ids); n > 0; n = watch.missing(ids) {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out after %s waiting for %s: %d of %d transactions have no decision", limit, what, n, len(ids))
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		watch.waitDecided(t, limit, what, ids)
 	}
 
 	// Both scorers at work: B has scored transactions.
@@ -513,6 +504,31 @@ func publishEntityModel(t *testing.T, e *env, feed *entityFeed, common []string)
 	}
 	e.run("trainer", append([]string{"models", "publish", "--model", modelFile}, common[2:]...)...)
 	return modelFile
+}
+
+// waitDecided waits until each of ids has a decision, at most limit
+// (then the test fails, saying what it waited for).
+func (w *watch) waitDecided(t *testing.T, limit time.Duration, what string, ids []string) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for n := w.missing(ids); n > 0; n = w.missing(ids) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s: %d of %d transactions have no decision", limit, what, n, len(ids))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitPartitions waits, at most a minute, until the scorer has created
+// topic with n partitions. Auto-creation is off for kcat's metadata
+// request: it must not create the topic with the broker's default of one
+// partition before the scorer does.
+func waitPartitions(t *testing.T, brokers, topic string, n int) {
+	t.Helper()
+	waitFor(t, time.Minute, "the scorer to create the topics", func() bool {
+		out, _ := exec.Command("kcat", "-b", brokers, "-L", "-t", topic, "-X", "allow.auto.create.topics=false").CombinedOutput()
+		return strings.Contains(string(out), fmt.Sprintf("with %d partitions", n))
+	})
 }
 
 // missing is how many of ids have no decision yet.

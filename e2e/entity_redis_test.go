@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os/exec"
 	"slices"
 	"strings"
 	"syscall"
@@ -48,10 +47,7 @@ func TestEntityRedisEmpty(t *testing.T) {
 		e.start("scorer", name, append([]string{"run", "--transactions", tx, "--alerts", alerts, "--scores", scores, "--dead-letter", dead,
 			"--group", "er-" + e.sfx, "--metrics-addr", addr, "--model-poll", "2s",
 			"--create-topics", "--partitions", "4", "--batch", "128"}, common...)...)
-		waitFor(t, time.Minute, "the scorer to create the topics", func() bool {
-			out, _ := exec.Command("kcat", "-b", e.brokers, "-L", "-t", scores, "-X", "allow.auto.create.topics=false").CombinedOutput()
-			return strings.Contains(string(out), "with 4 partitions")
-		})
+		waitPartitions(t, e.brokers, scores, 4)
 	}
 	watch := startWatch(t, e.brokers, scores)
 	send := func(n int) (txs []generator.Transaction, ids []string) {
@@ -66,13 +62,7 @@ func TestEntityRedisEmpty(t *testing.T) {
 	}
 	decided := func(limit time.Duration, what string, ids []string) {
 		t.Helper()
-		deadline := time.Now().Add(limit)
-		for n := watch.missing(ids); n > 0; n = watch.missing(ids) {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out after %s waiting for %s: %d of %d transactions have no decision", limit, what, n, len(ids))
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		watch.waitDecided(t, limit, what, ids)
 	}
 
 	// Both scorers at work on states in Redis.

@@ -49,12 +49,7 @@ func TestFaults(t *testing.T) {
 	}
 	addrA, addrB := metricsAddr(), metricsAddr()
 	scorerA := e.start("scorer", "scorer-a", scorerArgs(addrA)...)
-	waitFor(t, time.Minute, "the scorer to create the topics", func() bool {
-		// Auto-creation off: a metadata request must not create the topic
-		// with the broker's default of one partition before the scorer does.
-		out, _ := exec.Command("kcat", "-b", e.brokers, "-L", "-t", tx, "-X", "allow.auto.create.topics=false").CombinedOutput()
-		return bytes.Contains(out, []byte("with 4 partitions"))
-	})
+	waitPartitions(t, e.brokers, tx, 4)
 	scorerB := e.start("scorer", "scorer-b", scorerArgs(addrB)...)
 	e.start("trainer", "trainer", append([]string{"run", "--transactions", tx, "--every", "20s", "--window", "1h",
 		"--min-rows", "3000", "--epochs", "3", "--metrics-addr", ""}, common...)...)
