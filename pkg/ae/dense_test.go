@@ -493,3 +493,49 @@ func TestAddRows(t *testing.T) {
 		}
 	})
 }
+
+// TestExpSum checks the heads' log-sum-exp parts against float64 for
+// lengths 1 to 70 (full vectors and every ragged tail), with the
+// largest logit at the start, the end and in the tail, -Inf-like and huge
+// gaps (the polynomial's lower limit), and that elements past the slice,
+// however large, are not read into the max or the sum.
+func TestExpSum(t *testing.T) {
+	kernels(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(13, 13))
+		for n := 1; n <= 70; n++ {
+			for trial := range 6 {
+				buf := make([]float32, n+16)
+				for i := range buf {
+					buf[i] = float32(rng.NormFloat64() * 4)
+				}
+				switch trial {
+				case 1:
+					buf[0] = 30
+				case 2:
+					buf[n-1] = 30
+				case 3:
+					buf[n-1-rng.IntN(min(n, 15))] = -200 // exp underflows to 0
+				case 4:
+					for i := range n {
+						buf[i] = -3e4 * float32(i) // gaps past the lower limit
+					}
+				}
+				for i := n; i < len(buf); i++ {
+					buf[i] = 1e30 // past the slice: must not count
+				}
+				mx, s := expSum(buf[:n])
+				wantMx := float64(buf[0])
+				for _, v := range buf[:n] {
+					wantMx = math.Max(wantMx, float64(v))
+				}
+				wantS := 0.0
+				for _, v := range buf[:n] {
+					wantS += math.Exp(float64(v) - wantMx)
+				}
+				if float64(mx) != wantMx || math.Abs(float64(s)-wantS) > 4e-7*wantS*math.Sqrt(float64(n)) {
+					t.Fatalf("n=%d trial %d: (%v, %v), want (%v, %v)", n, trial, mx, s, wantMx, wantS)
+				}
+			}
+		}
+	})
+}

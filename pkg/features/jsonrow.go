@@ -309,13 +309,17 @@ func (d *RowDecoder) decode(msg []byte, row []string) error {
 					}
 				}
 			}
-			i = jrSkipWS(msg, i)
-			if i >= n || msg[i] != ':' {
-				return jrUnexpected(msg, i, "after object key")
-			}
-			i = jrSkipWS(msg, i+1)
-			if i >= n {
-				return jrEOF(msg)
+			if i+1 < n && msg[i] == ':' && msg[i+1] > ' ' {
+				i++ // compact JSON: the value follows the colon
+			} else {
+				i = jrSkipWS(msg, i)
+				if i >= n || msg[i] != ':' {
+					return jrUnexpected(msg, i, "after object key")
+				}
+				i = jrSkipWS(msg, i+1)
+				if i >= n {
+					return jrEOF(msg)
+				}
 			}
 
 			// Value.
@@ -372,7 +376,9 @@ func (d *RowDecoder) decode(msg []byte, row []string) error {
 }
 
 func jrSkipWS(msg []byte, i int) int {
-	for i < len(msg) {
+	// One comparison in the usual case, no whitespace: the four
+	// whitespace bytes are all at most ' '.
+	for i < len(msg) && msg[i] <= ' ' {
 		switch msg[i] {
 		case ' ', '\t', '\n', '\r':
 			i++
