@@ -33,41 +33,7 @@ func main() {
 		"relu applies max(0, x). Requires AVX2 and FMA, rows ≥ 0, k ≥ 1,",
 		"panels ≥ 1.",
 	)
-	aBlk := Load(Param("a"), GP64())
-	cBlk := Load(Param("c"), GP64())
-	lda := Load(Param("lda"), GP64())
-	ldc := Load(Param("ldc"), GP64())
-	rows := Load(Param("rows"), GP64())
-	SHLQ(U8(2), lda) // bytes
-	SHLQ(U8(2), ldc)
-
-	// Full tiles of mr rows, then one tail tile of 1..mr-1 rows.
-	Label("rowloop")
-	CMPQ(rows, U32(mr))
-	JL(LabelRef("tail"))
-	tile(mr, aBlk, cBlk, lda, ldc)
-	// Advance mr rows: a += mr*lda, c += mr*ldc.
-	t := GP64()
-	IMUL3Q(U32(mr), lda, t)
-	ADDQ(t, aBlk)
-	IMUL3Q(U32(mr), ldc, t)
-	ADDQ(t, cBlk)
-	SUBQ(U32(mr), rows)
-	JMP(LabelRef("rowloop"))
-
-	Label("tail")
-	for m := 1; m < mr; m++ {
-		CMPQ(rows, U32(m))
-		JE(LabelRef(fmt.Sprintf("tail%d", m)))
-	}
-	VZEROUPPER()
-	RET()
-	for m := 1; m < mr; m++ {
-		Label(fmt.Sprintf("tail%d", m))
-		tile(m, aBlk, cBlk, lda, ldc)
-		VZEROUPPER()
-		RET()
-	}
+	rowTiles("", mr, tile)
 	dense512()
 	clamp()
 	sqdiff()
@@ -337,34 +303,42 @@ func dense512() {
 		"valid) when it is non-zero. Requires AVX512F, rows ≥ 0, k ≥ 1,",
 		"panels ≥ 1.",
 	)
+	rowTiles("z_", mr512, tile512)
+}
+
+// rowTiles emits the body of a dense kernel over its rows: full tiles of
+// mr rows, then one tail tile of 1..mr-1 rows, each emitted by tile
+// (labels begin with prefix, unique to the kernel).
+func rowTiles(prefix string, mr int, tile func(m int, aBlk, cBlk, lda, ldc Register)) {
 	aBlk := Load(Param("a"), GP64())
 	cBlk := Load(Param("c"), GP64())
 	lda := Load(Param("lda"), GP64())
 	ldc := Load(Param("ldc"), GP64())
 	rows := Load(Param("rows"), GP64())
-	SHLQ(U8(2), lda)
+	SHLQ(U8(2), lda) // bytes
 	SHLQ(U8(2), ldc)
-	Label("z_rowloop")
-	CMPQ(rows, U32(mr512))
-	JL(LabelRef("z_tail"))
-	tile512(mr512, aBlk, cBlk, lda, ldc)
+	Label(prefix + "rowloop")
+	CMPQ(rows, U32(mr))
+	JL(LabelRef(prefix + "tail"))
+	tile(mr, aBlk, cBlk, lda, ldc)
+	// Advance mr rows: a += mr*lda, c += mr*ldc.
 	t := GP64()
-	IMUL3Q(U32(mr512), lda, t)
+	IMUL3Q(U32(mr), lda, t)
 	ADDQ(t, aBlk)
-	IMUL3Q(U32(mr512), ldc, t)
+	IMUL3Q(U32(mr), ldc, t)
 	ADDQ(t, cBlk)
-	SUBQ(U32(mr512), rows)
-	JMP(LabelRef("z_rowloop"))
-	Label("z_tail")
-	for m := 1; m < mr512; m++ {
+	SUBQ(U32(mr), rows)
+	JMP(LabelRef(prefix + "rowloop"))
+	Label(prefix + "tail")
+	for m := 1; m < mr; m++ {
 		CMPQ(rows, U32(m))
-		JE(LabelRef(fmt.Sprintf("z_tail%d", m)))
+		JE(LabelRef(fmt.Sprintf("%stail%d", prefix, m)))
 	}
 	VZEROUPPER()
 	RET()
-	for m := 1; m < mr512; m++ {
-		Label(fmt.Sprintf("z_tail%d", m))
-		tile512(m, aBlk, cBlk, lda, ldc)
+	for m := 1; m < mr; m++ {
+		Label(fmt.Sprintf("%stail%d", prefix, m))
+		tile(m, aBlk, cBlk, lda, ldc)
 		VZEROUPPER()
 		RET()
 	}
