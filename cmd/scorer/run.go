@@ -211,7 +211,7 @@ func serve(ctx context.Context, c runConfig, stderr io.Writer) error {
 	if err := c.Redis.Check(ctx, rc); connect.Fatal(err) {
 		return err
 	} else if err != nil {
-		log.Warn("Redis unreachable; the model loader retries", "err", err)
+		log.Warn("Redis unreachable; the model loader retries (its eviction policy is not checked)", "err", err)
 	} else {
 		c.Redis.LogEviction(ctx, log, rc)
 	}

@@ -131,7 +131,7 @@ func daemon(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer closeReg()
 	if unreachable != nil {
-		log.Warn("Redis unreachable; the rounds retry", "err", unreachable)
+		log.Warn("Redis unreachable; the rounds retry (its eviction policy is not checked)", "err", unreachable)
 	} else {
 		c.reg.Redis.LogEviction(ctx, log, rc)
 	}

@@ -226,9 +226,9 @@ func TestPreEntityBundleScoresAsBefore(t *testing.T) {
 // sameCSV compares two CSV outputs cell by cell. Text, ids and observed
 // values must match exactly; only the model's outputs (the score, and each
 // reason's contribution, expected value and probability) may differ, a
-// number by at most one unit in its last printed digit and an
-// expected time of week by at most a minute. NaN and infinities match only
-// themselves.
+// number by at most one unit in the last of the significant digits its
+// column is printed with, and an expected time of week by at most a
+// minute. NaN and infinities match only themselves.
 func sameCSV(got, want string) error {
 	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
 	if len(g) != len(w) {
@@ -247,7 +247,7 @@ func sameCSV(got, want string) error {
 			if gc[j] == wc[j] {
 				continue
 			}
-			if !modelOutput(header[j]) || !closeCell(gc[j], wc[j]) {
+			if sig := significant(header[j]); sig == 0 || !closeCell(gc[j], wc[j], sig) {
 				return fmt.Errorf("line %d, column %s: %q, want %q", i+1, header[j], gc[j], wc[j])
 			}
 		}
@@ -255,24 +255,27 @@ func sameCSV(got, want string) error {
 	return nil
 }
 
-// modelOutput reports whether a scores.csv column holds a value the network
-// computes, which float32 rounding may change between CPUs.
-func modelOutput(column string) bool {
-	if column == "score" {
-		return true
+// significant is the number of significant digits scorer score prints a
+// model output's column with (strconv 'g'; trailing zeros dropped), and 0
+// for the columns that are not model outputs, which float32 rounding
+// cannot change between CPUs.
+func significant(column string) int {
+	switch {
+	case column == "score", strings.HasSuffix(column, "_expected"):
+		return 6
+	case strings.HasSuffix(column, "_contribution"):
+		return 4
+	case strings.HasSuffix(column, "_probability"):
+		return 3
 	}
-	for _, suffix := range []string{"_contribution", "_expected", "_probability"} {
-		if strings.HasSuffix(column, suffix) {
-			return true
-		}
-	}
-	return false
+	return 0
 }
 
 // closeCell reports whether two differently printed model outputs are the
-// same value: numbers within one unit of the finer last digit, times of
-// week ("Sun 16:37") within a minute, across midnight and the week's end too.
-func closeCell(a, b string) bool {
+// same value: numbers within one unit of the sig-th significant digit,
+// times of week ("Sun 16:37") within a minute, across midnight and the
+// week's end too.
+func closeCell(a, b string, sig int) bool {
 	if ma, okA := minuteOfWeek(a); okA {
 		mb, okB := minuteOfWeek(b)
 		d := (ma - mb + 7*1440) % (7 * 1440)
@@ -283,10 +286,15 @@ func closeCell(a, b string) bool {
 	if errA != nil || errB != nil || math.IsNaN(x) || math.IsNaN(y) || math.IsInf(x, 0) || math.IsInf(y, 0) {
 		return false
 	}
-	// The finer last digit: %g drops trailing zeros, so "2.5" stands for
-	// 2.50000 beside "2.50001". The factor absorbs the subtraction's own
-	// rounding (3.10473-3.10472 is 1.0000000000066e-05).
-	return math.Abs(x-y) <= min(lastDigit(a), lastDigit(b))*(1+1e-9)
+	// The unit at the larger magnitude ("2.5" is 2.50000 beside "2.50001";
+	// "10" and "9.99999" differ by one unit of the first). The factor
+	// absorbs the subtraction's own rounding.
+	m := max(math.Abs(x), math.Abs(y))
+	if m == 0 {
+		return true
+	}
+	unit := math.Pow10(int(math.Floor(math.Log10(m))) - sig + 1)
+	return math.Abs(x-y) <= unit*(1+1e-9)
 }
 
 // minuteOfWeek parses "Mon 15:04" into minutes since Sunday 00:00.
@@ -303,20 +311,6 @@ func minuteOfWeek(s string) (int, bool) {
 	return d*1440 + t.Hour()*60 + t.Minute(), true
 }
 
-// lastDigit is the value of one unit in the last digit of a printed
-// number ("17.39": 0.01, "9.943e-05": 1e-08).
-func lastDigit(s string) float64 {
-	exp := 0
-	if k := strings.IndexAny(s, "eE"); k >= 0 {
-		exp, _ = strconv.Atoi(s[k+1:])
-		s = s[:k]
-	}
-	if k := strings.IndexByte(s, '.'); k >= 0 {
-		exp -= len(s) - k - 1
-	}
-	return math.Pow10(exp)
-}
-
 // sameCSV lets through only the rounding it is meant to allow; each case
 // that must fail is a way the golden test could otherwise pass wrongly.
 func TestSameCSV(t *testing.T) {
@@ -329,8 +323,12 @@ func TestSameCSV(t *testing.T) {
 	}{
 		{"identical", want, true},
 		{"score last digit", strings.Replace(want, "3.10472", "3.10473", 1), true},
-		{"printed shorter, one unit", strings.Replace(want, "2.5,", "2.51,", 1), true},
-		{"printed shorter, two units", strings.Replace(want, "2.5,", "2.52,", 1), false},
+		{"printed shorter, one unit", strings.Replace(want, "2.5,", "2.50001,", 1), true},
+		{"printed shorter, a hundredth", strings.Replace(want, "2.5,", "2.51,", 1), false},
+		{"whole numbers", strings.Replace(want, "2.5,", "3,", 1), false},
+		{"contribution's fourth digit", strings.Replace(want, "1.836", "1.837", 1), true},
+		{"contribution's third digit", strings.Replace(want, "1.836", "1.846", 1), false},
+		{"contribution printed shorter", strings.Replace(want, "0.25,", "0.26,", 1), false},
 		{"score two units", strings.Replace(want, "3.10472", "3.10474", 1), false},
 		{"expected last digit", strings.Replace(want, "5.45997", "5.45996", 1), true},
 		{"time of week a minute", strings.Replace(want, "Sun 16:37", "Sun 16:38", 1), true},

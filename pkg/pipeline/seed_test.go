@@ -12,7 +12,8 @@ import (
 // TestSeedReplacesYoungStates: the scorers began every entity afresh (as
 // after Redis came back empty) from the last transactions of a history on
 // two partitions that the trainer's round then replays in full. The seed
-// replaces exactly the young states with earlier history in the replay
+// stores the entities seen only before the tail, and replaces exactly the
+// young states with earlier history in the replay
 // (one that records positions but no history among them),
 // positions and all, so that delivering the young states' transactions
 // again counts nothing twice. It leaves: a state that added a transaction
@@ -38,6 +39,11 @@ func TestSeedReplacesYoungStates(t *testing.T) {
 	tail := 1700
 	for i := range 2 {
 		rows[tail+i][2], rows[tail+i][3] = "new-card", "new-terminal"
+	}
+	// And entities seen only before the tail: no scorer holds them, so
+	// the seed stores them.
+	for i := 100; i < 103; i++ {
+		rows[i][2], rows[i][3] = "old-card", "old-terminal"
 	}
 	txs = readTxs(v, rows)
 	E := len(v.Part.Fields)
@@ -141,9 +147,9 @@ func TestSeedReplacesYoungStates(t *testing.T) {
 			replay := map[string]*entity.State{}
 			replayed.Each(func(field, key string, st *entity.State) { replay[field+":"+key] = st })
 			_, all := keysOf(ctx, t, store, v, txs)
-			if seeded != len(all)-len(young) || replaced != len(want) || kept != 6 {
-				t.Fatalf("seeded %d, replaced %d, kept %d of %d entities (%d held by the scorers); want %d, %d, 6",
-					seeded, replaced, kept, len(all), len(young), len(all)-len(young), len(want))
+			if seeded != 2 || seeded != len(all)-len(young) || replaced != len(want) || kept != 6 {
+				t.Fatalf("seeded %d, replaced %d, kept %d of %d entities (%d held by the scorers); want 2 (old-card, old-terminal), %d, 6",
+					seeded, replaced, kept, len(all), len(young), len(want))
 			}
 			stored, _ := store.Load(ctx, all)
 			for i, k := range all {

@@ -49,16 +49,18 @@ func (a *Admin) ScanWindow(ctx context.Context, topic string, since time.Time, m
 // ScanAfter calls fn, as ScanWindow does, with every message of topic from
 // the offsets from (a partition's next offset, as ScanWindow's ends give
 // them) up to the partitions' ends as they are when it starts: what
-// arrived since an earlier scan. A partition from does not name (added
-// since) is read from its first offset, one whose offset retention has
-// passed from its first remaining offset. When more than maxRows (> 0)
-// messages are waiting it reads none of them: a caller that needs the
-// messages contiguous with its earlier scan cannot use a part. It returns
-// how many were waiting and the new ends.
+// arrived since an earlier scan, contiguous with it. A partition from does
+// not name (added since) is read from its first offset. It returns how
+// many messages were waiting and the new ends; it reads none, and returns
+// from as the ends, when more than maxRows (> 0) wait (a caller that needs
+// the messages contiguous with its earlier scan cannot use a part), and
+// when retention has deleted some of them since (*ScanGapError). On an
+// error from reading or from fn, what was read before it is contiguous on
+// each partition, and the ends returned are from.
 func (a *Admin) ScanAfter(ctx context.Context, topic string, from map[int]int64, maxRows int, fn func(value []byte, at time.Time, partition int, offset int64) error) (int64, map[int]int64, error) {
 	offsets, err := a.listOffsets(ctx, topic, "now", kafka.LastOffsetOf)
 	if err != nil {
-		return 0, nil, err
+		return 0, from, err
 	}
 	var spans []span
 	var total int64
@@ -66,8 +68,10 @@ func (a *Admin) ScanAfter(ctx context.Context, topic string, from map[int]int64,
 	for _, p := range offsets {
 		ends[p.Partition] = p.LastOffset
 		start, ok := from[p.Partition]
-		if !ok || start < p.FirstOffset {
+		if !ok {
 			start = p.FirstOffset
+		} else if start < p.FirstOffset {
+			return 0, from, &ScanGapError{Topic: topic, Partition: p.Partition, From: start, First: p.FirstOffset}
 		}
 		if start < p.LastOffset {
 			spans = append(spans, span{partition: p.Partition, start: start, end: p.LastOffset})
@@ -85,6 +89,19 @@ func (a *Admin) ScanAfter(ctx context.Context, topic string, from map[int]int64,
 		}
 	}
 	return total, ends, nil
+}
+
+// ScanGapError is ScanAfter's answer when retention has deleted messages
+// between an earlier scan's end and now.
+type ScanGapError struct {
+	Topic     string
+	Partition int
+	From      int64 // the earlier scan's end
+	First     int64 // the partition's first offset now
+}
+
+func (e *ScanGapError) Error() string {
+	return fmt.Sprintf("stream: %s/%d: offsets %d to %d were deleted (retention) since the earlier scan", e.Topic, e.Partition, e.From, e.First-1)
 }
 
 // scanRange is readRange calling fn instead of keeping the values.

@@ -229,8 +229,9 @@ func TestReadWindowMissingTopic(t *testing.T) {
 
 // TestScanAfterReadsWhatArrived: ScanAfter, from ScanWindow's ends, reads
 // exactly the messages written since (on every partition, one the ends do
-// not name from its start), reads nothing when more than maxRows wait,
-// and returns ends that a second call continues from.
+// not name from its start), reads nothing when more than maxRows wait or
+// when messages since the ends are gone, and returns ends that a second
+// call continues from.
 func TestScanAfterReadsWhatArrived(t *testing.T) {
 	for name, cfg := range brokers(t) {
 		t.Run(name, func(t *testing.T) {
@@ -302,6 +303,13 @@ func TestScanAfterReadsWhatArrived(t *testing.T) {
 			got = got[:0]
 			if waiting, _, err := a.ScanAfter(ctx, topic, next, 0, scan); err != nil || waiting != 0 || len(got) != 0 {
 				t.Fatalf("nothing new: waiting %d, read %v, %v", waiting, got, err)
+			}
+			// An end below a partition's first offset (as when retention
+			// deleted messages since): a gap, nothing read.
+			gap := map[int]int64{0: -1, 1: 19, 2: 4}
+			var ge *ScanGapError
+			if _, ends, err := a.ScanAfter(ctx, topic, gap, 0, scan); !errors.As(err, &ge) || ge.Partition != 0 || len(got) != 0 || !maps.Equal(ends, gap) {
+				t.Fatalf("a gap on partition 0: %v, read %v, ends %v", err, got, ends)
 			}
 		})
 	}

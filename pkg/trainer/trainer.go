@@ -123,7 +123,8 @@ type Config struct {
 	// with categorical fields, plus the entities' states; beyond it the
 	// oldest history is left out. The catch-up before seeding reads at
 	// most a tenth more (none when more than that arrived during the
-	// round). Default 2,000,000.
+	// round). The arrays grow by appending, so while one grows its old
+	// and new copies are held together for a moment. Default 2,000,000.
 	EntityMaxRows int
 }
 
