@@ -385,7 +385,7 @@ func (e *Encoder) Encode(row []string, num []float32, cat []int32, miss []bool) 
 				miss[i] = true
 				continue
 			}
-			hs, hc := math.Sincos(2 * math.Pi * c.hour / 24)
+			hs, hc := hourSinCos(c.hour)
 			ds, dc := weekdaySinCos(c.weekday)
 			if f.noHour {
 				hs, hc = 0, 0
@@ -423,6 +423,33 @@ var weekdayCycle = func() (t [7][2]float64) {
 	}
 	return t
 }()
+
+// hourCycle holds the sin and cos of each quarter hour's angle on the
+// day's circle, and of 24:00.
+var hourCycle = func() (t [97][2]float64) {
+	for q := range t {
+		t[q][0], t[q][1] = math.Sincos(2 * math.Pi * float64(q) / 96)
+	}
+	return t
+}()
+
+// hourSinCos is math.Sincos(2π·hour/24) to within a few float64 ulps (the
+// encoder keeps float32s of it) for hour in [0, 24]: the quarter hour's
+// sin and cos from a table, turned by the rest of the angle (under π/48)
+// through its Taylor series. math.Sincos branches on the angle's octant,
+// which a message's random hour mispredicts.
+func hourSinCos(hour float64) (sin, cos float64) {
+	if !(hour >= 0 && hour <= 24) {
+		return math.Sincos(2 * math.Pi * hour / 24)
+	}
+	q := int(hour * 4)
+	d := (hour - float64(q)*0.25) * (math.Pi / 12)
+	d2 := d * d
+	sd := d * (1 - d2*(1.0/6)*(1-d2*(1.0/20)*(1-d2*(1.0/42))))
+	cd := 1 - d2*0.5*(1-d2*(1.0/12)*(1-d2*(1.0/30)*(1-d2*(1.0/56))))
+	s, c := hourCycle[q][0], hourCycle[q][1]
+	return s*cd + c*sd, c*cd - s*sd
+}
 
 func weekdaySinCos(d int) (sin, cos float64) {
 	if uint(d) < 7 {

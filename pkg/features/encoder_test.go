@@ -573,3 +573,43 @@ func TestParseTimeKeepsMilliseconds(t *testing.T) {
 		t.Errorf("-0.25 s: hour %v weekday %d", c.hour, c.weekday)
 	}
 }
+
+// TestHourSinCos: the table-and-series hour angle agrees with math.Sincos
+// to within 2e-15 over the day (quarter-hour edges, 24:00, random
+// times), and the float32s the encoder keeps are the same or, where the
+// float64s straddle a float32 rounding edge, one float32 ulp apart (near
+// zero, where both carry the angle's own rounding, within 1e-15).
+func TestHourSinCos(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	hours := []float64{0, 0.25, 5.999999999, 6, 11.75, 12, 17.99999, 23.75, 23.999999, 24}
+	for range 200000 {
+		hours = append(hours, rng.Float64()*24)
+	}
+	same := 0
+	for _, h := range hours {
+		s, c := hourSinCos(h)
+		ws, wc := math.Sincos(2 * math.Pi * h / 24)
+		if math.Abs(s-ws) > 2e-15 || math.Abs(c-wc) > 2e-15 { // math.Sincos carries the rounding of 2π·hour/24, up to 4.4e-16
+			t.Fatalf("hour %v: (%v, %v), math.Sincos (%v, %v)", h, s, c, ws, wc)
+		}
+		for _, p := range [][2]float64{{s, ws}, {c, wc}} {
+			a, b := float32(p[0]), float32(p[1])
+			if a == b {
+				same++
+			} else if math.Nextafter32(a, b) != b && math.Abs(float64(a-b)) > 1e-15 {
+				t.Fatalf("hour %v: float32 %v, math.Sincos's %v", h, a, b)
+			}
+		}
+	}
+	if same < 2*len(hours)*9999/10000 {
+		t.Errorf("only %d of %d float32s equal math.Sincos's", same, 2*len(hours))
+	}
+	// Outside the day (a caller's bug, not a timestamp) it is math.Sincos.
+	for _, h := range []float64{-1, 25, math.NaN(), math.Inf(1)} {
+		s, c := hourSinCos(h)
+		ws, wc := math.Sincos(2 * math.Pi * h / 24)
+		if !(s == ws || math.IsNaN(s) && math.IsNaN(ws)) || !(c == wc || math.IsNaN(c) && math.IsNaN(wc)) {
+			t.Errorf("hour %v: (%v, %v), math.Sincos (%v, %v)", h, s, c, ws, wc)
+		}
+	}
+}
