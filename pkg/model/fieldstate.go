@@ -18,36 +18,39 @@ const (
 )
 
 // classify records slot i's field states from the row just encoded into it.
-// It reads the fields' sources and kinds from the scorer's compact copy
-// (fieldSrc, fieldCat): the encoder's fields are large structs, and
+// Most fields are valid (FieldState 0): it clears the slot's states, then
+// looks only at the fields the encoder marked missing and at the
+// categorical ones, reading their sources from the scorer's compact copy
+// (fieldSrc, catField): the encoder's fields are large structs, and
 // striding through them took a tenth of mixed-record scoring.
 func (s *Scorer) classify(i int, row []string) {
 	st := s.states[i*s.nf : (i+1)*s.nf]
 	miss := s.d.Miss[i*s.nf : (i+1)*s.nf]
-	cat := s.fieldCat[:len(st)]
+	clear(st)
+	raw := func(f int) string {
+		if src := int(s.fieldSrc[f]); src < len(row) {
+			return row[src]
+		}
+		return ""
+	}
 	var m, bad int32
-	for f, src := range s.fieldSrc[:len(st)] {
-		if !miss[f] && !cat[f] {
-			st[f] = Valid // encoded: its value need not be read again
+	for f, missing := range miss {
+		if !missing {
 			continue
 		}
-		var v string
-		if int(src) < len(row) {
-			v = row[src]
-		}
-		switch {
-		case miss[f] && features.IsNull(v):
+		if features.IsNull(raw(f)) {
 			st[f] = Missing
 			m++
-		case miss[f]:
+		} else {
 			st[f] = Invalid
 			bad++
-		case cat[f] && len(v) > 0 && (v[0] == '[' || v[0] == '{'):
-			// The JSON decoder hands nested values over as their raw text.
+		}
+	}
+	for _, f := range s.catField {
+		// The JSON decoder hands nested values over as their raw text.
+		if v := raw(int(f)); !miss[f] && len(v) > 0 && (v[0] == '[' || v[0] == '{') {
 			st[f] = Invalid
 			bad++
-		default:
-			st[f] = Valid
 		}
 	}
 	s.missing[i], s.invalid[i] = m, bad

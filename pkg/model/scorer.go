@@ -52,6 +52,7 @@ type Scorer struct {
 	// (for classify and reasons).
 	fieldSrc []int32
 	fieldCat []bool
+	catField []int32 // the categorical fields' indexes
 	// logitOff: each learned field's first output (a categorical field's
 	// logits follow the numeric columns, in field order: ae's layout).
 	logitOff []int32
@@ -111,6 +112,7 @@ func (b *Bundle) NewScorer(batch int) *Scorer {
 		s.logitOff = append(s.logitOff, int32(off))
 		if ef.Kind == features.Categorical {
 			off += len(ef.Levels)
+			s.catField = append(s.catField, int32(f))
 		}
 	}
 	return s
