@@ -39,7 +39,7 @@ func (a *Admin) ScanWindow(ctx context.Context, topic string, since time.Time, m
 	}
 	var st windowStats
 	for _, s := range spans {
-		if err := a.scanRange(ctx, topic, s, since, &st, fn); err != nil {
+		if err := a.scanRange(ctx, topic, s, since, false, &st, fn); err != nil {
 			return total, ends, err
 		}
 	}
@@ -54,9 +54,10 @@ func (a *Admin) ScanWindow(ctx context.Context, topic string, since time.Time, m
 // many messages were waiting and the new ends; it reads none, and returns
 // from as the ends, when more than maxRows (> 0) wait (a caller that needs
 // the messages contiguous with its earlier scan cannot use a part), and
-// when retention has deleted some of them since (*ScanGapError). On an
-// error from reading or from fn, what was read before it is contiguous on
-// each partition, and the ends returned are from.
+// when retention has deleted some of them since (*ScanGapError; also when
+// retention deletes some while it reads, after reading those before). On
+// an error from reading or from fn, what was read before it is contiguous
+// on each partition, and the ends returned are from.
 func (a *Admin) ScanAfter(ctx context.Context, topic string, from map[int]int64, maxRows int, fn func(value []byte, at time.Time, partition int, offset int64) error) (int64, map[int]int64, error) {
 	offsets, err := a.listOffsets(ctx, topic, "now", kafka.LastOffsetOf)
 	if err != nil {
@@ -84,7 +85,7 @@ func (a *Admin) ScanAfter(ctx context.Context, topic string, from map[int]int64,
 	slices.SortFunc(spans, func(x, y span) int { return x.partition - y.partition })
 	var st windowStats
 	for _, s := range spans {
-		if err := a.scanRange(ctx, topic, s, time.Time{}, &st, fn); err != nil {
+		if err := a.scanRange(ctx, topic, s, time.Time{}, true, &st, fn); err != nil {
 			return total, from, err
 		}
 	}
@@ -96,16 +97,21 @@ func (a *Admin) ScanAfter(ctx context.Context, topic string, from map[int]int64,
 type ScanGapError struct {
 	Topic     string
 	Partition int
-	From      int64 // the earlier scan's end
-	First     int64 // the partition's first offset now
+	From      int64 // the first offset missing
+	First     int64 // the partition's first offset now (-1: not known)
 }
 
 func (e *ScanGapError) Error() string {
+	if e.First < 0 {
+		return fmt.Sprintf("stream: %s/%d: messages from offset %d were deleted (retention) while they were read", e.Topic, e.Partition, e.From)
+	}
 	return fmt.Sprintf("stream: %s/%d: offsets %d to %d were deleted (retention) since the earlier scan", e.Topic, e.Partition, e.From, e.First-1)
 }
 
 // scanRange is readRange calling fn instead of keeping the values.
-func (a *Admin) scanRange(ctx context.Context, topic string, r span, since time.Time, st *windowStats, fn func([]byte, time.Time, int, int64) error) error {
+// With gapIsError, messages retention deletes while it reads are a
+// *ScanGapError; without, the partition's read ends there.
+func (a *Admin) scanRange(ctx context.Context, topic string, r span, since time.Time, gapIsError bool, st *windowStats, fn func([]byte, time.Time, int, int64) error) error {
 	for from := r.start; from < r.end; {
 		res, err := retry(ctx, func() (*kafka.FetchResponse, error) {
 			st.fetches++
@@ -122,8 +128,11 @@ func (a *Admin) scanRange(ctx context.Context, topic string, r span, since time.
 		if err != nil {
 			return err
 		}
-		if res.Error != nil {
-			return nil // offset out of range: retention deleted these messages since the offsets were listed
+		if res.Error != nil { // offset out of range: retention deleted these messages since the offsets were listed
+			if gapIsError {
+				return &ScanGapError{Topic: topic, Partition: r.partition, From: from, First: -1}
+			}
+			return nil
 		}
 		next := from
 		for {
