@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // writeTo writes msgs to the partitions their Partition fields name, in
@@ -310,6 +313,96 @@ func TestScanAfterReadsWhatArrived(t *testing.T) {
 			var ge *ScanGapError
 			if _, ends, err := a.ScanAfter(ctx, topic, gap, 0, scan); !errors.As(err, &ge) || ge.Partition != 0 || len(got) != 0 || !maps.Equal(ends, gap) {
 				t.Fatalf("a gap on partition 0: %v, read %v, ends %v", err, got, ends)
+			}
+		})
+	}
+}
+
+// deleteRecords deletes partition's messages below offset, as retention
+// does, with franz-go's client (kafka-go has no DeleteRecords).
+func deleteRecords(t *testing.T, c Config, topic string, partition int32, offset int64) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrDeleteRecordsRequest()
+	rt := kmsg.NewDeleteRecordsRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewDeleteRecordsRequestTopicPartition()
+	rp.Partition, rp.Offset = partition, offset
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	req.TimeoutMillis = 10000
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	res, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tp := range res.Topics {
+		for _, p := range tp.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				t.Fatalf("delete records of %s/%d below %d: %v", topic, p.Partition, offset, err)
+			}
+		}
+	}
+}
+
+// TestScanAfterRetentionGap: messages deleted between an earlier scan's
+// end and now, or while ScanAfter reads, are a *ScanGapError, not read
+// past: a caller marking what it read as contiguous would be wrong.
+func TestScanAfterRetentionGap(t *testing.T) {
+	for name, cfg := range brokers(t) {
+		t.Run(name, func(t *testing.T) {
+			c := cfg(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			topic := unique(t, "tx")
+			if err := EnsureTopics(ctx, c, Topic{Name: topic, Partitions: 2}); err != nil {
+				t.Fatal(err)
+			}
+			var msgs []kafka.Message
+			for i := range 20 {
+				msgs = append(msgs, kafka.Message{Topic: topic, Partition: i % 2, Value: fmt.Appendf(nil, "a-%d", i)})
+			}
+			writeTo(t, ctx, c, 10, msgs...)
+			a := newAdmin(t, c)
+			nop := func([]byte, time.Time, int, int64) error { return nil }
+			_, ends, err := a.ScanWindow(ctx, topic, time.Now().Add(-time.Hour), 0, nop)
+			if err != nil || ends[0] != 10 || ends[1] != 10 {
+				t.Fatalf("window ends %v, %v", ends, err)
+			}
+			msgs = msgs[:0]
+			for i := range 20 {
+				msgs = append(msgs, kafka.Message{Topic: topic, Partition: i % 2, Value: fmt.Appendf(nil, "b-%d", i)})
+			}
+			writeTo(t, ctx, c, 10, msgs...)
+
+			// Partition 1 loses offsets 10 to 14, which the earlier scan had
+			// not read.
+			deleteRecords(t, c, topic, 1, 15)
+			var ge *ScanGapError
+			read := 0
+			count := func([]byte, time.Time, int, int64) error { read++; return nil }
+			if _, got, err := a.ScanAfter(ctx, topic, ends, 0, count); !errors.As(err, &ge) || ge.Partition != 1 || ge.From != 10 || ge.First != 15 || read != 0 || !maps.Equal(got, ends) {
+				t.Fatalf("after a deletion: %v, %d read, ends %v", err, read, got)
+			}
+
+			// From ends past the deletion, partition 1 loses the rest of its
+			// messages while partition 0 is read.
+			from := map[int]int64{0: 10, 1: 15}
+			read = 0
+			_, got, err := a.ScanAfter(ctx, topic, from, 0, func(_ []byte, _ time.Time, p int, _ int64) error {
+				if p == 0 && read == 0 {
+					deleteRecords(t, c, topic, 1, 20)
+				}
+				read++
+				return nil
+			})
+			if !errors.As(err, &ge) || ge.Partition != 1 || ge.From != 15 || read != 10 || !maps.Equal(got, from) {
+				t.Fatalf("a deletion while reading: %v, %d read, ends %v", err, read, got)
 			}
 		})
 	}
