@@ -230,6 +230,22 @@ func TestReadWindowMissingTopic(t *testing.T) {
 	}
 }
 
+// scanTopic makes a topic of the given partitions holding n messages
+// "a-0".."a-(n-1)", alternately on partitions 0 and 1, and an admin.
+func scanTopic(t *testing.T, ctx context.Context, c Config, partitions, n int) (string, *Admin) {
+	t.Helper()
+	topic := unique(t, "tx")
+	if err := EnsureTopics(ctx, c, Topic{Name: topic, Partitions: partitions}); err != nil {
+		t.Fatal(err)
+	}
+	var msgs []kafka.Message
+	for i := range n {
+		msgs = append(msgs, kafka.Message{Topic: topic, Partition: i % 2, Value: fmt.Appendf(nil, "a-%d", i)})
+	}
+	writeTo(t, ctx, c, 10, msgs...)
+	return topic, newAdmin(t, c)
+}
+
 // TestScanAfterReadsWhatArrived: ScanAfter, from ScanWindow's ends, reads
 // exactly the messages written since (on every partition, one the ends do
 // not name from its start), reads nothing when more than maxRows wait or
@@ -241,16 +257,8 @@ func TestScanAfterReadsWhatArrived(t *testing.T) {
 			c := cfg(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			topic := unique(t, "tx")
-			if err := EnsureTopics(ctx, c, Topic{Name: topic, Partitions: 3}); err != nil {
-				t.Fatal(err)
-			}
+			topic, a := scanTopic(t, ctx, c, 3, 30)
 			var msgs []kafka.Message
-			for i := range 30 {
-				msgs = append(msgs, kafka.Message{Topic: topic, Partition: i % 2, Value: fmt.Appendf(nil, "a-%d", i)})
-			}
-			writeTo(t, ctx, c, 10, msgs...)
-			a := newAdmin(t, c)
 			var first []string
 			_, ends, err := a.ScanWindow(ctx, topic, time.Now().Add(-time.Hour), 0, func(v []byte, _ time.Time, _ int, _ int64) error {
 				first = append(first, string(v))
@@ -359,16 +367,8 @@ func TestScanAfterRetentionGap(t *testing.T) {
 			c := cfg(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			topic := unique(t, "tx")
-			if err := EnsureTopics(ctx, c, Topic{Name: topic, Partitions: 2}); err != nil {
-				t.Fatal(err)
-			}
+			topic, a := scanTopic(t, ctx, c, 2, 20)
 			var msgs []kafka.Message
-			for i := range 20 {
-				msgs = append(msgs, kafka.Message{Topic: topic, Partition: i % 2, Value: fmt.Appendf(nil, "a-%d", i)})
-			}
-			writeTo(t, ctx, c, 10, msgs...)
-			a := newAdmin(t, c)
 			nop := func([]byte, time.Time, int, int64) error { return nil }
 			_, ends, err := a.ScanWindow(ctx, topic, time.Now().Add(-time.Hour), 0, nop)
 			if err != nil || ends[0] != 10 || ends[1] != 10 {
