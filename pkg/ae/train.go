@@ -27,7 +27,7 @@ type Config struct {
 	// WeightDecay is decoupled (AdamW) decay on weights. Default 1e-5; negative disables.
 	WeightDecay float64
 	// SwapNoise is the probability that a field's input is replaced by the
-	// same field of another random row. Default 0.15; negative disables.
+	// same field of another random row. Default 0.25; negative disables.
 	SwapNoise float64
 	// GaussianNoise is the standard deviation added to scaled numeric inputs.
 	// Default 0.1; negative disables.
@@ -79,7 +79,7 @@ func (c Config) withDefaults() Config {
 	def(&c.WarmupEpochs, 1)
 	deff(&c.LearningRate, 1e-3)
 	deff(&c.WeightDecay, 1e-5)
-	deff(&c.SwapNoise, 0.15)
+	deff(&c.SwapNoise, 0.25)
 	deff(&c.GaussianNoise, 0.1)
 	deff(&c.MaskNoise, 0.05)
 	deff(&c.ValidationFraction, 0.1)

@@ -428,7 +428,8 @@ func syncWorkers(b *testing.B, c redis.UniversalClient, secret []byte) []*Exchan
 	var ws []*Exchange
 	for i := range 4 {
 		e, _ := New(Config{Client: c, ID: fmt.Sprint(i), Secret: secret})
-		fb := e.Attach("m1", threshold.NewBudget(0.005, threshold.WindowConfig{}))
+		// The scorers' accuracy (pkg/pipeline's budgetAlpha).
+		fb := e.Attach("m1", threshold.NewBudget(0.005, threshold.WindowConfig{Alpha: 0.001}))
 		for range 50_000 {
 			fb.Decide(math.Exp(rng.NormFloat64()))
 		}

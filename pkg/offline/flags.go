@@ -19,7 +19,7 @@ func AEFlags(fs *flag.FlagSet, c *ae.Config) {
 	fs.IntVar(&c.Patience, "patience", 4, "epochs without validation improvement before stopping")
 	fs.Float64Var(&c.LearningRate, "lr", 1e-3, "Adam learning rate")
 	fs.Float64Var(&c.WeightDecay, "weight-decay", 1e-5, "decoupled weight decay (negative: off)")
-	fs.Float64Var(&c.SwapNoise, "swap-noise", 0.15, "probability a field is swapped with another row's (negative: off)")
+	fs.Float64Var(&c.SwapNoise, "swap-noise", 0.25, "probability a field is swapped with another row's (negative: off)")
 	fs.Float64Var(&c.GaussianNoise, "gauss-noise", 0.1, "std of gaussian noise on scaled numeric inputs (negative: off)")
 	fs.Float64Var(&c.MaskNoise, "mask-noise", 0.05, "probability a field is masked as missing (negative: off)")
 	fs.Float64Var(&c.ValidationFraction, "val-frac", 0.1, "share of rows held back for validation")

@@ -61,10 +61,19 @@ func (c *Calibrated) Policy() string {
 	return "calibrated-p" + strconv.FormatFloat(c.Quantile*100, 'g', 4, 64)
 }
 
+// budgetAlpha is the relative accuracy of the budget's window sketches:
+// a bucket is above the threshold or below it whole, so a score tail that
+// crowds a bucket around the budget's quantile (a plateau, as when the
+// strangest records share one saturated field) alerted all of it or none
+// at the default 1% (0.5-2.3x the budget); at 0.1% the buckets are finer
+// than such plateaus. Each window sketch then holds up to 4,096 buckets
+// (32 KB, eleven to a window); segment budgets keep the default.
+const budgetAlpha = 0.001
+
 // seededBudget is a budget warm-started from b's calibration, so that a
 // model swap does not jump the alert rate.
 func seededBudget(b *model.Bundle, rate float64) *threshold.Budget {
-	bd := threshold.NewBudget(rate, threshold.WindowConfig{})
+	bd := threshold.NewBudget(rate, threshold.WindowConfig{Alpha: budgetAlpha})
 	bd.Seed(b.Calibration.Probs, b.Calibration.Values, seedWeight)
 	return bd
 }

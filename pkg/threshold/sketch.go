@@ -90,10 +90,20 @@ func (s *Sketch) grow(i int) int {
 		if s.offset+len(s.counts)-i > maxBuckets {
 			return s.offset
 		}
-		n := s.offset - i + len(s.counts)
-		grown := make([]uint64, n, n+n/4+8)
-		copy(grown[s.offset-i:], s.counts)
-		s.counts, s.offset = grown, i
+		n, shift := s.offset-i+len(s.counts), s.offset-i
+		if n <= cap(s.counts) {
+			// Room in place (a window's sketches are reset and refilled
+			// every interval): shift the counts up, no allocation.
+			old := len(s.counts)
+			s.counts = s.counts[:n]
+			copy(s.counts[shift:], s.counts[:old])
+			clear(s.counts[:shift])
+		} else {
+			grown := make([]uint64, n, n+n/4+8)
+			copy(grown[shift:], s.counts)
+			s.counts = grown
+		}
+		s.offset = i
 	} else if end := s.offset + len(s.counts); i >= end {
 		need := i - s.offset + 1
 		if need > maxBuckets {

@@ -142,3 +142,31 @@ func FuzzSketch(f *testing.F) {
 		}
 	})
 }
+
+// TestSketchGrowsDownInPlace: a reset sketch refilled with ever smaller
+// values (its lowest bucket moving down, shifted within the capacity it
+// kept) counts as a fresh one does, without allocating once it has room.
+func TestSketchGrowsDownInPlace(t *testing.T) {
+	s := NewSketch(0.001)
+	for x := 100.0; x > 0.5; x *= 0.97 {
+		s.Add(x)
+	}
+	fresh := NewSketch(0.001)
+	allocs := testing.AllocsPerRun(3, func() {
+		s.Reset()
+		for x := 90.0; x > 0.6; x *= 0.98 {
+			s.Add(x)
+		}
+	})
+	for x := 90.0; x > 0.6; x *= 0.98 {
+		fresh.Add(x)
+	}
+	if allocs != 0 {
+		t.Errorf("%v allocations refilling a reset sketch", allocs)
+	}
+	a, _ := s.MarshalBinary()
+	b, _ := fresh.MarshalBinary()
+	if string(a) != string(b) {
+		t.Fatalf("refilled sketch differs from a fresh one:\n%x\n%x", a, b)
+	}
+}

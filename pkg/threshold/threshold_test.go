@@ -1,6 +1,7 @@
 package threshold
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -124,12 +125,17 @@ func BenchmarkBudgetDecide(b *testing.B) {
 	for i := range xs {
 		xs[i] = lognormal(rng)
 	}
-	p := NewBudget(0.005, WindowConfig{})
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		p.Decide(xs[i&(1<<16-1)])
-		i++
+	// The package default, and the scorers' finer windows.
+	for _, alpha := range []float64{0.01, 0.001} {
+		b.Run(fmt.Sprint("alpha=", alpha), func(b *testing.B) {
+			p := NewBudget(0.005, WindowConfig{Alpha: alpha})
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				p.Decide(xs[i&(1<<16-1)])
+				i++
+			}
+		})
 	}
 }
 
@@ -229,5 +235,34 @@ func TestSeedAtModelSwap(t *testing.T) {
 	}
 	if rate := float64(alerts) / 10000; math.Abs(rate-0.005)/0.005 > 0.20 {
 		t.Fatalf("alert rate in the 10,000 events after the swap: %.3f%%", 100*rate)
+	}
+}
+
+// TestBudgetHeldOnAPlateau: a score tail with a plateau (3% of the scores
+// within 1.5% of each other around the 1% budget's quantile, as a model
+// whose strangest records share one saturated field gives). A bucket is
+// above the threshold or below it whole, so windows of 0.1% accuracy (the
+// scorers' budget, pkg/pipeline's budgetAlpha) hold the rate where the
+// default 1% buckets, wider than the plateau, alerted half of it.
+func TestBudgetHeldOnAPlateau(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 3} {
+		rng := rand.New(rand.NewPCG(seed, 8))
+		score := func(int) float64 {
+			switch u := rng.Float64(); {
+			case u < 0.005:
+				return 8 + 4*rng.Float64() // a few far above
+			case u < 0.035:
+				return 5.54 + 0.08*rng.Float64() // the plateau
+			default:
+				return math.Min(lognormal(rng), 5.5) // the body, below it
+			}
+		}
+		b := NewBudget(0.01, WindowConfig{Alpha: 0.001})
+		r := rates(func(x float64) bool { _, a := b.Decide(x); return a }, score, 400_000, 100_000)
+		for i, v := range r[1:] {
+			if math.Abs(v-0.01)/0.01 > 0.2 {
+				t.Errorf("seed %d, window %d: alert rate %.3f%%, budget 1%%", seed, i+1, 100*v)
+			}
+		}
 	}
 }
