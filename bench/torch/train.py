@@ -5,7 +5,7 @@ Fits a 30-64-16-64-30 denoising autoencoder (ReLU after the first and third
 layers, as pkg/ae) on 100,000 synthetic rows of 30 numeric fields (each
 row's fields share a normal "base" with weight j % 3, plus unit noise, as
 the Go benchmark draws them) for 20 full epochs of mini-batches of 256 with
-AdamW (lr 1e-3, weight decay 1e-5), swap noise 0.15 and gaussian noise 0.1
+AdamW (lr 1e-3, weight decay 1e-5), swap noise 0.25 and gaussian noise 0.1
 on the inputs and squared error against the clean rows. The Go trainer does
 a little more per epoch (mask noise, a clean pass over all rows to trim the
 worst 5%, a validation pass), so the comparison favours PyTorch slightly.
@@ -43,7 +43,7 @@ def main():
         perm = torch.randperm(n)
         for i in range(0, n, 256):
             xb = X[perm[i:i + 256]]
-            swap = torch.rand(xb.shape) < 0.15
+            swap = torch.rand(xb.shape) < 0.25
             donors = X[torch.randint(0, n, xb.shape), cols]
             xn = torch.where(swap, donors, xb) + 0.1 * torch.randn(xb.shape)
             opt.zero_grad(set_to_none=True)
