@@ -238,12 +238,19 @@ func scanTopic(t *testing.T, ctx context.Context, c Config, partitions, n int) (
 	if err := EnsureTopics(ctx, c, Topic{Name: topic, Partitions: partitions}); err != nil {
 		t.Fatal(err)
 	}
+	writeRound(t, ctx, c, topic, "a", n, 2)
+	return topic, newAdmin(t, c)
+}
+
+// writeRound writes n messages "prefix-0".."prefix-(n-1)" to topic, the
+// i-th on partition i % spread.
+func writeRound(t *testing.T, ctx context.Context, c Config, topic, prefix string, n, spread int) {
+	t.Helper()
 	var msgs []kafka.Message
 	for i := range n {
-		msgs = append(msgs, kafka.Message{Topic: topic, Partition: i % 2, Value: fmt.Appendf(nil, "a-%d", i)})
+		msgs = append(msgs, kafka.Message{Topic: topic, Partition: i % spread, Value: fmt.Appendf(nil, "%s-%d", prefix, i)})
 	}
 	writeTo(t, ctx, c, 10, msgs...)
-	return topic, newAdmin(t, c)
 }
 
 // TestScanAfterReadsWhatArrived: ScanAfter, from ScanWindow's ends, reads
@@ -258,7 +265,6 @@ func TestScanAfterReadsWhatArrived(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			topic, a := scanTopic(t, ctx, c, 3, 30)
-			var msgs []kafka.Message
 			var first []string
 			_, ends, err := a.ScanWindow(ctx, topic, time.Now().Add(-time.Hour), 0, func(v []byte, _ time.Time, _ int, _ int64) error {
 				first = append(first, string(v))
@@ -271,11 +277,7 @@ func TestScanAfterReadsWhatArrived(t *testing.T) {
 				t.Fatalf("ends %v, want 15, 15 and 0", ends)
 			}
 			delete(ends, 2) // as if partition 2 were added since
-			msgs = msgs[:0]
-			for i := range 12 {
-				msgs = append(msgs, kafka.Message{Topic: topic, Partition: i % 3, Value: fmt.Appendf(nil, "b-%d", i)})
-			}
-			writeTo(t, ctx, c, 10, msgs...)
+			writeRound(t, ctx, c, topic, "b", 12, 3)
 
 			var got []string
 			type at struct {
@@ -368,17 +370,12 @@ func TestScanAfterRetentionGap(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			topic, a := scanTopic(t, ctx, c, 2, 20)
-			var msgs []kafka.Message
 			nop := func([]byte, time.Time, int, int64) error { return nil }
 			_, ends, err := a.ScanWindow(ctx, topic, time.Now().Add(-time.Hour), 0, nop)
 			if err != nil || ends[0] != 10 || ends[1] != 10 {
 				t.Fatalf("window ends %v, %v", ends, err)
 			}
-			msgs = msgs[:0]
-			for i := range 20 {
-				msgs = append(msgs, kafka.Message{Topic: topic, Partition: i % 2, Value: fmt.Appendf(nil, "b-%d", i)})
-			}
-			writeTo(t, ctx, c, 10, msgs...)
+			writeRound(t, ctx, c, topic, "b", 20, 2)
 
 			// Partition 1 loses offsets 10 to 14, which the earlier scan had
 			// not read.

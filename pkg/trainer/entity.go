@@ -158,17 +158,16 @@ func (t *Trainer) seedEntities(ctx context.Context, b *model.Bundle, rep *entity
 	note := t.catchUp(ctx, rep)
 	seeded, replaced, kept, err := pipeline.SeedEntities(ctx, t.cfg.Entities, b, rep.reader, rep.txs, rep.pos)
 	var line string
-	switch {
-	case err != nil:
+	if err != nil {
 		t.log.Warn("entity states not seeded; the scorers start those entities from their own transactions", "seeded", seeded, "replaced", replaced, "err", err)
 		line = fmt.Sprintf("seeding failed after %d entity states (%d replaced): %v", seeded+replaced, replaced, err)
-	case replaced > 0:
-		line = fmt.Sprintf("%d entity states seeded, %d replaced by the replay's longer history, %d already stored", seeded, replaced, kept)
-	default:
-		line = fmt.Sprintf("%d entity states seeded, %d already stored", seeded, kept)
-	}
-	if err == nil {
+	} else {
 		t.log.Info("entity states seeded", "seeded", seeded, "replaced", replaced, "already_stored", kept)
+		line = fmt.Sprintf("%d entity states seeded", seeded)
+		if replaced > 0 {
+			line += fmt.Sprintf(", %d replaced by the replay's longer history", replaced)
+		}
+		line += fmt.Sprintf(", %d already stored", kept)
 	}
 	if note != "" {
 		line += "; " + note
