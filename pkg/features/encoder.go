@@ -339,6 +339,20 @@ func (e *Encoder) Width() (numCols, catFields, fields int) {
 // The encoder must come from FitEncoder or have passed Check (which
 // builds its lookups); Encode panics otherwise rather than encode nothing.
 func (e *Encoder) Encode(row []string, num []float32, cat []int32, miss []bool) (invalid int) {
+	return e.encode(row, nil, num, cat, miss)
+}
+
+// EncodeDecoded is Encode for a row that dec has just decoded: numbers dec
+// computed while it read them are taken from it, not parsed again (the
+// same values, bit for bit).
+func (e *Encoder) EncodeDecoded(dec *RowDecoder, row []string, num []float32, cat []int32, miss []bool) (invalid int) {
+	if len(dec.numOK) != len(row) {
+		panic("features: EncodeDecoded: the row is not dec's")
+	}
+	return e.encode(row, dec, num, cat, miss)
+}
+
+func (e *Encoder) encode(row []string, dec *RowDecoder, num []float32, cat []int32, miss []bool) (invalid int) {
 	if len(e.plan) != len(e.Fields) {
 		panic("features: Encode on an encoder that was neither fitted nor checked (call Check after decoding one)")
 	}
@@ -351,8 +365,11 @@ func (e *Encoder) Encode(row []string, num []float32, cat []int32, miss []bool) 
 		// Parse first: IsNull is only needed when a value does not parse.
 		switch f.kind {
 		case stepNumeric:
-			x, ok := parseDecimal(v) // the usual case, without parseNumber's call
-			if !ok {
+			var x float64
+			var ok bool
+			if dec != nil && int(f.src) < len(row) && dec.numOK[f.src] {
+				x, ok = dec.nums[f.src], true
+			} else if x, ok = parseDecimal(v); !ok { // the usual case, without parseNumber's call
 				x, ok = parseNumber(v)
 			}
 			if !ok {

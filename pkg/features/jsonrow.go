@@ -91,6 +91,12 @@ type RowDecoder struct {
 	mask    uint32
 	dupOf   []int32 // dupOf[j] >= 0: names[j] repeats names[dupOf[j]]; nil when names are distinct
 	present []bool
+	// nums[j] is names[j]'s value when numOK[j]: a number in the usual
+	// form, whose value the decoder computed from the digits it read to
+	// validate it (Encoder.EncodeDecoded uses it instead of parsing the
+	// text again).
+	nums    []float64
+	numOK   []bool
 	scratch []byte // unescaped string values of the current message
 	keyBuf  []byte // unescaped key being looked up
 
@@ -113,6 +119,8 @@ func NewRowDecoder(names []string) *RowDecoder {
 	d := &RowDecoder{
 		names:   append([]string(nil), names...),
 		present: make([]bool, len(names)),
+		nums:    make([]float64, len(names)),
+		numOK:   make([]bool, len(names)),
 		order:   make([]int32, 0, 32),
 	}
 	d.plainName = make([]bool, len(names))
@@ -234,10 +242,12 @@ func (d *RowDecoder) Decode(msg []byte, row []string) error {
 	}
 	clear(row)
 	clear(d.present)
+	clear(d.numOK)
 	d.scratch = d.scratch[:0]
 	if err := d.decode(msg, row); err != nil {
 		clear(row)
 		clear(d.present)
+		clear(d.numOK)
 		return err
 	}
 	if d.dupOf != nil {
@@ -245,6 +255,7 @@ func (d *RowDecoder) Decode(msg []byte, row []string) error {
 			if first >= 0 {
 				row[j] = row[first]
 				d.present[j] = d.present[first]
+				d.nums[j], d.numOK[j] = d.nums[first], d.numOK[first]
 			}
 		}
 	}
@@ -341,6 +352,14 @@ func (d *RowDecoder) decode(msg []byte, row []string) error {
 					val = jrBytesString(msg[start:i])
 				case c == 'n':
 					i, err = jrLiteral(msg, i, "null")
+				case c == '-' || c >= '0' && c <= '9':
+					if j, x := jrNumberValue(msg, i); j > 0 {
+						i = j
+						d.nums[slot], d.numOK[slot] = x, true
+					} else {
+						i, err = jrNumber(msg, i)
+					}
+					val = jrBytesString(msg[start:i])
 				default:
 					i, err = d.skipValue(msg, i)
 					val = jrBytesString(msg[start:i])
@@ -404,7 +423,7 @@ func (d *RowDecoder) skipValue(msg []byte, i int) (int, error) {
 	case c == 'n':
 		return jrLiteral(msg, i, "null")
 	case c == '-' || (c >= '0' && c <= '9'):
-		if j := jrNumberFast(msg, i); j > 0 {
+		if j, _ := jrNumberValue(msg, i); j > 0 {
 			return j, nil
 		}
 		return jrNumber(msg, i)
@@ -439,37 +458,63 @@ func jrDigits(msg []byte, j int) int {
 	return bits.TrailingZeros64(notDigit) >> 3
 }
 
-// jrNumberFast returns the end of the number starting at msg[i] when it
-// is the common -?(0|[1-9][0-9]*)(\.[0-9]+)? with each digit run under 8
-// bytes, read a word at a time, and 0 otherwise (an exponent, a long run,
-// the message's last bytes, or not a number): jrNumber decides those.
-func jrNumberFast(msg []byte, i int) int {
+// jrNumberValue returns the end and the value of the number starting at
+// msg[i] when it is the common -?(0|[1-9][0-9]*)(\.[0-9]+)? with each
+// digit run under 8 bytes, read a word at a time, and 0 otherwise (an
+// exponent, a long run, the message's last bytes, or not a number):
+// jrNumber decides those. The value is the digits as one integer over a
+// power of ten, one correctly rounded division as parseDecimal's, so it
+// has parseDecimal's bits for the same text.
+func jrNumberValue(msg []byte, i int) (int, float64) {
 	j := i
-	if msg[j] == '-' {
+	neg := msg[j] == '-'
+	if neg {
 		j++
 	}
 	if j+8 > len(msg) {
-		return 0
+		return 0, 0
 	}
+	w := binary.LittleEndian.Uint64(msg[j:])
 	k := jrDigits(msg, j)
 	if k == 0 || k == 8 || (k > 1 && msg[j] == '0') {
-		return 0
+		return 0, 0
 	}
+	mant := swarDigits(w, k)
 	j += k
+	frac := 0
 	if msg[j] == '.' {
 		j++
 		if j+8 > len(msg) {
-			return 0
+			return 0, 0
 		}
-		if k = jrDigits(msg, j); k == 0 || k == 8 {
-			return 0
+		w = binary.LittleEndian.Uint64(msg[j:])
+		if frac = jrDigits(msg, j); frac == 0 || frac == 8 {
+			return 0, 0
 		}
-		j += k
+		mant = mant*pow10u[frac] + swarDigits(w, frac)
+		j += frac
 	}
 	if c := msg[j]; c == 'e' || c == 'E' {
-		return 0
+		return 0, 0
 	}
-	return j
+	x := float64(mant) / pow10[frac]
+	if neg {
+		x = -x
+	}
+	return j, x
+}
+
+// pow10u holds 10^0..10^7 as integers.
+var pow10u = [8]uint64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7}
+
+// swarDigits returns the value of the k (1 to 7) ASCII digits in w's low
+// bytes, the first digit lowest: shifted so that they end at the top byte
+// (zeros before them are leading zeros), then summed in pairs, quads and
+// halves as parseDecimal does.
+func swarDigits(w uint64, k int) uint64 {
+	v := (w ^ 0x3030303030303030) << (64 - 8*uint(k))
+	v = v*10 + v>>8
+	return ((v&0x000000ff000000ff)*(100+1000000<<32) + (v>>16&0x000000ff000000ff)*(1+10000<<32)) >> 32
 }
 
 // jrNumber validates the number starting at msg[i] against the JSON grammar

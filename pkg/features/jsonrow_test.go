@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf16"
@@ -784,7 +786,8 @@ func TestRowDecoderMaxKeys(t *testing.T) {
 
 // TestNumberFastAgreesWithTheGrammar: wherever the word-at-a-time number
 // scanner answers, it ends the number where the byte-by-byte validator
-// does, and it answers for the common shapes.
+// does, with the value parseDecimal gives the text, bit for bit, and it
+// answers for the common shapes.
 func TestNumberFastAgreesWithTheGrammar(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 5))
 	const alphabet = "0123456789-.eE+x \xff"
@@ -804,10 +807,17 @@ func TestNumberFastAgreesWithTheGrammar(t *testing.T) {
 		if !(b[0] == '-' || jrIsDigit(b[0])) {
 			continue
 		}
-		if j := jrNumberFast(b, 0); j > 0 {
+		if j, x := jrNumberValue(b, 0); j > 0 {
 			answered++
 			if want, err := jrNumber(b, 0); err != nil || j != want {
 				t.Fatalf("%q: fast end %d, the grammar's %d (%v)", b, j, want, err)
+			}
+			// The value has the bits the encoder's parse gives the text.
+			if want, ok := parseDecimal(string(b[:j])); !ok || math.Float64bits(x) != math.Float64bits(want) {
+				t.Fatalf("%q: fast value %v (%#x), parseDecimal's %v (%#x, %v)", b[:j], x, math.Float64bits(x), want, math.Float64bits(want), ok)
+			}
+			if want, err := strconv.ParseFloat(string(b[:j]), 64); err != nil || x != want {
+				t.Fatalf("%q: fast value %v, strconv's %v (%v)", b[:j], x, want, err)
 			}
 		}
 	}
@@ -816,12 +826,12 @@ func TestNumberFastAgreesWithTheGrammar(t *testing.T) {
 	}
 	for _, s := range []string{"123.45,\"x\":1}", "-0.5}        ", "7,        ", "1234567.1234567}"} {
 		want, _ := jrNumber([]byte(s), 0)
-		if j := jrNumberFast([]byte(s), 0); j != want {
+		if j, _ := jrNumberValue([]byte(s), 0); j != want {
 			t.Errorf("%q: fast end %d, want %d", s, j, want)
 		}
 	}
 	for _, s := range []string{"1e5,       ", "12345678,       ", "1.5}", "01,        ", "-x,        ", "1.,        "} {
-		if j := jrNumberFast([]byte(s), 0); j != 0 {
+		if j, _ := jrNumberValue([]byte(s), 0); j != 0 {
 			t.Errorf("%q: the fast scanner answered %d, not left it to jrNumber", s, j)
 		}
 	}

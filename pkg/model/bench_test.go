@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -199,5 +200,56 @@ func TestScoringAllocatesNothing(t *testing.T) {
 	}
 	if len(reasons) != 3 || reasons[0].Contribution < reasons[1].Contribution {
 		t.Errorf("reasons %+v", reasons)
+	}
+}
+
+// TestJSONEncodesAsRows: a message decoded from JSON (its numbers valued
+// by the decoder while it reads them) encodes to the bits its fields give
+// as strings, and scores the same; a number in a form the decoder leaves
+// to the encoder's parse (an exponent, a long run of digits) too.
+func TestJSONEncodesAsRows(t *testing.T) {
+	bd, rows, msgs := benchBundle(t)
+	names := benchSchema().Names()
+	odd := map[string]any{}
+	if err := json.Unmarshal(msgs[0], &odd); err != nil {
+		t.Fatal(err)
+	}
+	oddRow := slices.Clone(rows[0])
+	for j, n := range names {
+		switch n {
+		case "n01":
+			odd[n] = json.RawMessage("1.5e-3")
+			oddRow[j] = "1.5e-3"
+		case "n02":
+			odd[n] = json.RawMessage("-12345678.123456789")
+			oddRow[j] = "-12345678.123456789"
+		}
+	}
+	oddMsg, err := json.Marshal(odd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, msgs = append(rows, oddRow), append(msgs, oddMsg)
+	const batch = 64
+	byRow, byJSON := bd.NewScorer(batch), bd.NewScorer(batch)
+	for from := 0; from < len(rows); from += batch {
+		n := min(batch, len(rows)-from)
+		for k := range n {
+			byRow.SetRow(k, rows[from+k])
+			if _, err := byJSON.SetJSON(k, msgs[from+k]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for k := range n * byRow.nc {
+			if a, b := byRow.d.Num[k], byJSON.d.Num[k]; math.Float32bits(a) != math.Float32bits(b) {
+				t.Fatalf("record %d, input %d: %v from the row, %v from JSON", from+k/byRow.nc, k%byRow.nc, a, b)
+			}
+		}
+		if !slices.Equal(byRow.d.Cat[:n*byRow.cf], byJSON.d.Cat[:n*byRow.cf]) || !slices.Equal(byRow.d.Miss[:n*byRow.nf], byJSON.d.Miss[:n*byRow.nf]) {
+			t.Fatalf("records %d-%d: categories or missing fields differ", from, from+n)
+		}
+		if a, b := byRow.Score(n), byJSON.Score(n); !slices.Equal(a, b) {
+			t.Fatalf("records %d-%d: scores differ", from, from+n)
+		}
 	}
 }

@@ -148,7 +148,10 @@ func (s *Scorer) SetJSON(i int, msg []byte) (invalid int, err error) {
 	if err := s.dec.Decode(msg, row); err != nil {
 		return 0, err
 	}
-	s.SetRow(i, row)
+	s.rows[i] = row
+	s.remember(i, row)
+	s.b.Encoder.EncodeDecoded(s.dec, row, s.d.Num[i*s.nc:(i+1)*s.nc], s.d.Cat[i*s.cf:(i+1)*s.cf], s.d.Miss[i*s.nf:(i+1)*s.nf])
+	s.classify(i, row)
 	// Decoded strings may live in the decoder's scratch: keep the message
 	// and decode again on demand instead.
 	s.rows[i], s.msgs[i] = nil, msg
