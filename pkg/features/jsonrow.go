@@ -2,6 +2,7 @@ package features
 
 import (
 	"encoding/binary"
+	"math"
 	"math/bits"
 	"strconv"
 	"strings"
@@ -352,7 +353,7 @@ func (d *RowDecoder) decode(msg []byte, row []string) error {
 					val = jrBytesString(msg[start:i])
 				case c == 'n':
 					i, err = jrLiteral(msg, i, "null")
-				case c == '-' || c >= '0' && c <= '9':
+				case jrNumberStart[c]: // one lookup: '-' or a digit by comparisons branched on the sign
 					if j, x := jrNumberValue(msg, i); j > 0 {
 						i = j
 						d.nums[slot], d.numOK[slot] = x, true
@@ -466,11 +467,13 @@ func jrDigits(msg []byte, j int) int {
 // power of ten, one correctly rounded division as parseDecimal's, so it
 // has parseDecimal's bits for the same text.
 func jrNumberValue(msg []byte, i int) (int, float64) {
-	j := i
-	neg := msg[j] == '-'
-	if neg {
-		j++
+	// The sign without a branch: half the numbers of a field may be
+	// negative, in no order a predictor can learn.
+	var neg uint64
+	if msg[i] == '-' {
+		neg = 1
 	}
+	j := i + int(neg)
 	if j+8 > len(msg) {
 		return 0, 0
 	}
@@ -498,10 +501,7 @@ func jrNumberValue(msg []byte, i int) (int, float64) {
 		return 0, 0
 	}
 	x := float64(mant) / pow10[frac]
-	if neg {
-		x = -x
-	}
-	return j, x
+	return j, math.Float64frombits(math.Float64bits(x) | neg<<63)
 }
 
 // pow10u holds 10^0..10^7 as integers.
@@ -565,6 +565,15 @@ func jrNumber(msg []byte, i int) (int, error) {
 
 // jrPlain[c] is true for bytes that stand for themselves inside a JSON
 // string and need no further checks: printable ASCII other than '"' and '\\'.
+// jrNumberStart marks the bytes a JSON number starts with.
+var jrNumberStart = func() (t [256]bool) {
+	t['-'] = true
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	return t
+}()
+
 var jrPlain = func() (t [256]bool) {
 	for c := 0x20; c < 0x80; c++ {
 		t[c] = c != '"' && c != '\\'
