@@ -343,6 +343,7 @@ func (d *RowDecoder) decode(msg []byte, row []string) error {
 			} else {
 				var val string
 				start := i
+				d.numOK[slot] = false // a repeated key's last value wins, number or not
 				switch c := msg[i]; {
 				case c == '"':
 					var b []byte

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/fraudstream/fraudstream/pkg/ae"
@@ -206,7 +207,8 @@ func TestScoringAllocatesNothing(t *testing.T) {
 // TestJSONEncodesAsRows: a message decoded from JSON (its numbers valued
 // by the decoder while it reads them) encodes to the bits its fields give
 // as strings, and scores the same; a number in a form the decoder leaves
-// to the encoder's parse (an exponent, a long run of digits) too.
+// to the encoder's parse (an exponent, a long run of digits) too, and a
+// repeated key whose last value is a string, a number or null.
 func TestJSONEncodesAsRows(t *testing.T) {
 	bd, rows, msgs := benchBundle(t)
 	names := benchSchema().Names()
@@ -230,6 +232,15 @@ func TestJSONEncodesAsRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	rows, msgs = append(rows, oddRow), append(msgs, oddMsg)
+	// A repeated key: the last value wins, whether or not an earlier one
+	// was a number the decoder valued.
+	for _, repeat := range []struct{ first, last string }{{`12.5`, `"abc"`}, {`"abc"`, `-7.25`}, {`3.5`, `null`}} {
+		msg := append([]byte(`{"n00":`+repeat.first+`,`), oddMsg[1:]...)
+		msg = append(msg[:len(msg)-1], []byte(`,"n00":`+repeat.last+`}`)...)
+		row := slices.Clone(oddRow)
+		row[slices.Index(names, "n00")] = strings.Trim(map[bool]string{true: "", false: repeat.last}[repeat.last == "null"], `"`)
+		rows, msgs = append(rows, row), append(msgs, msg)
+	}
 	const batch = 64
 	byRow, byJSON := bd.NewScorer(batch), bd.NewScorer(batch)
 	for from := 0; from < len(rows); from += batch {
