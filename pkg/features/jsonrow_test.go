@@ -510,6 +510,14 @@ func jrCheckStdlib(t *testing.T, d *RowDecoder, names []string, msg []byte) bool
 			if row[j] != want {
 				t.Fatalf("pass %d: %q: key %q = %q, encoding/json says %q", pass, msg, name, row[j], want)
 			}
+			// A number the decoder valued: the value of the last one, as
+			// the encoder would parse it from the row.
+			if d.numOK[j] {
+				x, err := strconv.ParseFloat(want, 64)
+				if ok && raw[0] == '"' || err != nil || math.Float64bits(x) != math.Float64bits(d.nums[j]) {
+					t.Fatalf("pass %d: %q: key %q valued %v, its value %q (%v)", pass, msg, name, d.nums[j], want, err)
+				}
+			}
 		}
 	}
 	return ok
