@@ -354,7 +354,7 @@ func (d *RowDecoder) decode(msg []byte, row []string) error {
 					val = jrBytesString(msg[start:i])
 				case c == 'n':
 					i, err = jrLiteral(msg, i, "null")
-				case jrNumberStart[c]: // one lookup: '-' or a digit by comparisons branched on the sign
+				case jrNumberStart[c]: // '-' or a digit in one lookup, not two comparisons that branch on the sign
 					if j, x := jrNumberValue(msg, i); j > 0 {
 						i = j
 						d.nums[slot], d.numOK[slot] = x, true
@@ -564,8 +564,6 @@ func jrNumber(msg []byte, i int) (int, error) {
 	return j, nil
 }
 
-// jrPlain[c] is true for bytes that stand for themselves inside a JSON
-// string and need no further checks: printable ASCII other than '"' and '\\'.
 // jrNumberStart marks the bytes a JSON number starts with.
 var jrNumberStart = func() (t [256]bool) {
 	t['-'] = true
@@ -575,6 +573,8 @@ var jrNumberStart = func() (t [256]bool) {
 	return t
 }()
 
+// jrPlain[c] is true for bytes that stand for themselves inside a JSON
+// string and need no further checks: printable ASCII other than '"' and '\\'.
 var jrPlain = func() (t [256]bool) {
 	for c := 0x20; c < 0x80; c++ {
 		t[c] = c != '"' && c != '\\'

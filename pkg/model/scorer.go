@@ -129,9 +129,20 @@ func (s *Scorer) Cap() int { return len(s.scores) }
 // returns the number of learned fields whose values were invalid (see
 // FieldState; numeric and timestamp ones are encoded as missing).
 func (s *Scorer) SetRow(i int, row []string) int {
+	return s.setRow(i, row, nil)
+}
+
+// setRow encodes row into slot i; dec, when set, has just decoded row
+// and gives the numbers it valued (Encoder.EncodeDecoded).
+func (s *Scorer) setRow(i int, row []string, dec *features.RowDecoder) int {
 	s.rows[i], s.msgs[i] = row, nil
 	s.remember(i, row)
-	s.b.Encoder.Encode(row, s.d.Num[i*s.nc:(i+1)*s.nc], s.d.Cat[i*s.cf:(i+1)*s.cf], s.d.Miss[i*s.nf:(i+1)*s.nf])
+	num, cat, miss := s.d.Num[i*s.nc:(i+1)*s.nc], s.d.Cat[i*s.cf:(i+1)*s.cf], s.d.Miss[i*s.nf:(i+1)*s.nf]
+	if dec != nil {
+		s.b.Encoder.EncodeDecoded(dec, row, num, cat, miss)
+	} else {
+		s.b.Encoder.Encode(row, num, cat, miss)
+	}
 	s.classify(i, row)
 	return int(s.invalid[i])
 }
@@ -148,10 +159,7 @@ func (s *Scorer) SetJSON(i int, msg []byte) (invalid int, err error) {
 	if err := s.dec.Decode(msg, row); err != nil {
 		return 0, err
 	}
-	s.rows[i] = row
-	s.remember(i, row)
-	s.b.Encoder.EncodeDecoded(s.dec, row, s.d.Num[i*s.nc:(i+1)*s.nc], s.d.Cat[i*s.cf:(i+1)*s.cf], s.d.Miss[i*s.nf:(i+1)*s.nf])
-	s.classify(i, row)
+	s.setRow(i, row, s.dec)
 	// Decoded strings may live in the decoder's scratch: keep the message
 	// and decode again on demand instead.
 	s.rows[i], s.msgs[i] = nil, msg
