@@ -13,6 +13,17 @@
 //	knn      the mean distance of the bottleneck embedding to its 10
 //	         nearest among (at most 5,000) training rows
 //	sum+knn  the ranks of sum and knn, added
+//	marg     each field's marginal rarity among the training rows (a
+//	         number's two-sided tail share, a category's share) as a
+//	         surprisal, summed: HBOS without bins
+//	sum+marg the ranks of sum and marg, added; sum+margz: both as z-scores
+//	         against the training rows', added; sum+margmax: the ranks of
+//	         sum and the largest marginal surprisal, added
+//
+// With SCORECOMBINE_DUMP=DIR it also writes DIR/SET_SEED.tsv: the split's
+// training row numbers and each test row's number, label and score, which
+// bench/suite/combine_iforest.py reads to rank-combine the score with an
+// IsolationForest fitted on the same split.
 //
 //	go run ./bench/scorecombine --input /tmp/suite/wine.csv
 //
@@ -25,8 +36,11 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/fraudstream/fraudstream/pkg/ae"
 	"github.com/fraudstream/fraudstream/pkg/evaluate"
@@ -52,7 +66,7 @@ func main() {
 	for i, r := range t.Rows {
 		labels[i], _ = evaluate.ParseLabel(r[li])
 	}
-	names := []string{"sum", "max", "sum+max", "fisher", "fisher3", "rankavg", "knn", "sum+knn"}
+	names := []string{"sum", "max", "sum+max", "fisher", "fisher3", "rankavg", "knn", "sum+knn", "marg", "sum+marg", "sum+margz", "sum+margmax"}
 	res := make([][]float64, len(names))
 	for seed := uint64(0); seed < 3; seed++ {
 		train, test := evaluate.StratifiedSplit(labels, 0.7, seed)
@@ -89,7 +103,11 @@ func main() {
 			}
 			return cs, ss, es
 		}
-		trC, _, trE := contrib(features.Project(schema, t.Names, trainRows))
+		trP := features.Project(schema, t.Names, trainRows)
+		teP := features.Project(schema, t.Names, pick(t.Rows, test))
+		marg, margMax := marginal(schema, trP, teP)
+		trMarg, _ := marginal(schema, trP, trP)
+		trC, trS, trE := contrib(trP)
 		teC, _, teE := contrib(features.Project(schema, t.Names, pick(t.Rows, test)))
 		if len(trE) > 5000 {
 			rng := rand.New(rand.NewPCG(seed, 11))
@@ -147,7 +165,7 @@ func main() {
 			for _, s := range ss[:min(3, len(ss))] {
 				f3 += s
 			}
-			vals := []float64{sum, mx, sum + mx, fs, f3, 0, knn[i], 0}
+			vals := []float64{sum, mx, sum + mx, fs, f3, 0, knn[i], 0, marg[i], 0, 0, 0}
 			for k := range vals {
 				sc[k] = append(sc[k], vals[k])
 			}
@@ -158,6 +176,26 @@ func main() {
 		for i := range rs {
 			sc[5][i] = rs[i] + rf[i]
 			sc[7][i] = rs[i] + rk[i]
+		}
+		rm := ranks(marg)
+		rmx := ranks(margMax)
+		ms, ss := meanSD(trS)
+		mm, sm := meanSD(trMarg)
+		for i := range rs {
+			sc[9][i] = rs[i] + rm[i]
+			sc[10][i] = (sc[0][i]-ms)/ss + (marg[i]-mm)/sm
+			sc[11][i] = rs[i] + rmx[i]
+		}
+		if d := os.Getenv("SCORECOMBINE_DUMP"); d != "" {
+			base := strings.TrimSuffix(filepath.Base(*input), ".csv")
+			w, _ := os.Create(fmt.Sprintf("%s/%s_%d.tsv", d, base, seed))
+			for i, r := range test {
+				fmt.Fprintf(w, "test\t%d\t%v\t%g\n", r, labels[r], sc[0][i])
+			}
+			for _, r := range train {
+				fmt.Fprintf(w, "train\t%d\n", r)
+			}
+			w.Close()
 		}
 		for k := range names {
 			res[k] = append(res[k], evaluate.AveragePrecision(sc[k], y))
@@ -189,4 +227,69 @@ func pick(rows [][]string, idx []int) [][]string {
 		out[i] = rows[j]
 	}
 	return out
+}
+
+func meanSD(x []float64) (float64, float64) {
+	m := 0.0
+	for _, v := range x {
+		m += v
+	}
+	m /= float64(len(x))
+	v := 0.0
+	for _, y := range x {
+		v += (y - m) * (y - m)
+	}
+	return m, math.Sqrt(v/float64(len(x))) + 1e-12
+}
+
+// marginal scores each row of te by how rare its values are in tr, field
+// by field: a number by its two-sided tail share, a category by its share.
+// It returns the summed surprisal and the largest.
+func marginal(s *features.Schema, tr, te [][]string) ([]float64, []float64) {
+	type col struct {
+		num    []float64
+		counts map[string]int
+	}
+	cols := make([]col, len(s.Fields))
+	for j, f := range s.Fields {
+		switch f.Kind {
+		case features.Numeric:
+			for _, r := range tr {
+				if v, err := strconv.ParseFloat(r[j], 64); err == nil {
+					cols[j].num = append(cols[j].num, v)
+				}
+			}
+			sort.Float64s(cols[j].num)
+		case features.Categorical:
+			cols[j].counts = map[string]int{}
+			for _, r := range tr {
+				cols[j].counts[r[j]]++
+			}
+		}
+	}
+	n := float64(len(tr))
+	out, outMax := make([]float64, len(te)), make([]float64, len(te))
+	for i, r := range te {
+		for j, f := range s.Fields {
+			var sv float64
+			switch f.Kind {
+			case features.Numeric:
+				v, err := strconv.ParseFloat(r[j], 64)
+				if err != nil || len(cols[j].num) == 0 {
+					continue
+				}
+				a := sort.SearchFloat64s(cols[j].num, v)                                                              // < v
+				b := len(cols[j].num) - sort.Search(len(cols[j].num), func(k int) bool { return cols[j].num[k] > v }) // > v
+				tail := float64(min(a, b))
+				sv = -math.Log((2*tail + 1) / (n + 1))
+			case features.Categorical:
+				sv = -math.Log(float64(cols[j].counts[r[j]]+1) / (n + 1))
+			default:
+				continue
+			}
+			out[i] += sv
+			outMax[i] = max(outMax[i], sv)
+		}
+	}
+	return out, outMax
 }
