@@ -80,6 +80,9 @@ func (s *Scorer) Score(d *Data, from, n int, scores, contrib []float32) {
 // the copy when the model's Norm has changed since the last call.
 func (s *Scorer) norms(n int) []float32 {
 	F := len(s.m.Fields)
+	if n == 1 {
+		return s.m.Norm // one row: Norm itself, without comparing the copy
+	}
 	if len(s.normRow) != F || !slices.Equal(s.normRow, s.m.Norm) {
 		s.normRow = append(s.normRow[:0], s.m.Norm...)
 		s.normRep = s.normRep[:0]
