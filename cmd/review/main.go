@@ -95,6 +95,7 @@ func simulate(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	epochs := fs.Int("epochs", 30, "maximum training epochs per daily model")
 	seed := fs.Uint64("seed", 1, "training seed")
 	asJSON := fs.Bool("json", false, "end with one JSON object of the figures")
+	reviewsOut := fs.String("reviews-out", "", "write every simulated review to this CSV file: run (learned or score-only), day, row (0-based data row of --input), label (1/0)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -115,6 +116,16 @@ func simulate(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	cfg := review.SimConfig{Names: t.Names, Rows: t.Rows, Label: *label, Pattern: *pattern, ReviewsPerDay: *perDay,
 		LabelDelay: *delay, TrainDays: *trainDays, AE: ae.Config{Seed: *seed, Epochs: *epochs}}
+	var reviews *bufio.Writer
+	if *reviewsOut != "" {
+		rf, err := os.Create(*reviewsOut)
+		if err != nil {
+			return err
+		}
+		defer rf.Close()
+		reviews = bufio.NewWriter(rf)
+		fmt.Fprintln(reviews, "run,day,row,label")
+	}
 	results := map[bool]review.SimResult{}
 	for _, learn := range []bool{true, false} {
 		name := "learned"
@@ -127,11 +138,21 @@ func simulate(_ context.Context, args []string, stdout, stderr io.Writer) error 
 			fmt.Fprintf(stdout, "%-10s %s  tx %6d  reviews %4d  frauds %4d  precision %.2f  cumulative %5d%s\n",
 				name, d.Day, d.Transactions, d.Reviews, d.Frauds, float64(d.Frauds)/float64(max(d.Reviews, 1)), d.CumFrauds, map[bool]string{true: "  (re-ranked)"}[d.Reranked])
 		}
+		if reviews != nil {
+			c.Reviewed = func(day string, row int, fraud bool) {
+				fmt.Fprintf(reviews, "%s,%s,%d,%d\n", name, day, row, map[bool]int{true: 1}[fraud])
+			}
+		}
 		r, err := review.Simulate(c)
 		if err != nil {
 			return err
 		}
 		results[learn] = r
+	}
+	if reviews != nil {
+		if err := reviews.Flush(); err != nil {
+			return fmt.Errorf("--reviews-out: %w", err)
+		}
 	}
 	l, s := results[true], results[false]
 	fmt.Fprintf(stdout, "frauds found: learned %d, score-only %d of %d reviews each; precision in the second half: learned %.3f, score-only %.3f",

@@ -31,9 +31,10 @@ func TestSimulateJSON(t *testing.T) {
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	reviewsPath := filepath.Join(t.TempDir(), "reviews.csv")
 	var out, errs bytes.Buffer
 	err := run(context.Background(), []string{"simulate", "--input", path, "--label", "label", "--pattern", "kind", "--reviews-per-day", "5",
-		"--label-delay", "48h", "--train-days", "3", "--epochs", "3", "--json"}, &out, &errs)
+		"--label-delay", "48h", "--train-days", "3", "--epochs", "3", "--json", "--reviews-out", reviewsPath}, &out, &errs)
 	if err != nil {
 		t.Fatal(err, errs.String())
 	}
@@ -50,6 +51,37 @@ func TestSimulateJSON(t *testing.T) {
 	}
 	if got["reviews"] != 9*5 || got["frauds_found_score_only"] > got["reviews"] || got["patterns_first_100_score_only"] != 2 {
 		t.Errorf("figures %v\n%s", got, out.String())
+	}
+	// --reviews-out lists every review of both runs: the rows and labels
+	// of the file, as many as the figures count.
+	rb, err := os.ReadFile(reviewsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl := strings.Split(strings.TrimSpace(string(rb)), "\n")
+	if rl[0] != "run,day,row,label" || len(rl) != 1+2*9*5 {
+		t.Fatalf("reviews file: header %q, %d lines", rl[0], len(rl))
+	}
+	data := strings.Split(strings.TrimSpace(b.String()), "\n")[1:]
+	found := map[string]int{}
+	for _, l := range rl[1:] {
+		var run, day string
+		var row, lab int
+		f := strings.Split(l, ",")
+		if len(f) != 4 {
+			t.Fatalf("reviews line %q", l)
+		}
+		run, day = f[0], f[1]
+		fmt.Sscan(f[2], &row)
+		fmt.Sscan(f[3], &lab)
+		cols := strings.Split(data[row], ",")
+		if cols[5] != fmt.Sprint(lab) || !strings.HasPrefix(cols[1], day) {
+			t.Fatalf("review %q: the file's row %d is %q", l, row, data[row])
+		}
+		found[run] += lab
+	}
+	if found["learned"] != int(got["frauds_found_learned"]) || found["score-only"] != int(got["frauds_found_score_only"]) {
+		t.Errorf("reviews file counts %v frauds, the figures %v", found, got)
 	}
 	// A missing label column is named.
 	err = run(context.Background(), []string{"simulate", "--input", path, "--label", "is_fraud"}, &out, &errs)

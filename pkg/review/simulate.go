@@ -41,6 +41,9 @@ type SimConfig struct {
 	AE    ae.Config
 	// Progress, when set, receives each day's figures as they come.
 	Progress func(DayStats)
+	// Reviewed, when set, receives each review as it is made: the day,
+	// the reviewed row (an index into Rows) and its true label.
+	Reviewed func(day string, row int, fraud bool)
 }
 
 // DayStats is one simulated day.
@@ -227,6 +230,9 @@ func Simulate(cfg SimConfig) (SimResult, error) {
 			i := c.Ref
 			f, _ := evaluate.ParseLabel(cfg.Rows[i][li])
 			labels = append(labels, label{i, f, d.Add(cfg.LabelDelay)})
+			if cfg.Reviewed != nil {
+				cfg.Reviewed(ds.Day, i, f)
+			}
 			ds.Reviews++
 			if f {
 				ds.Frauds++
