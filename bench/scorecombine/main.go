@@ -22,8 +22,9 @@
 //
 // With SCORECOMBINE_DUMP=DIR it also writes DIR/SET_SEED.tsv: the split's
 // training row numbers and each test row's number, label and score, which
-// bench/suite/combine_iforest.py reads to rank-combine the score with an
-// IsolationForest fitted on the same split.
+// bench/suite/combine_peers.py reads to rank-combine the score with an
+// IsolationForest and a subsampled nearest-neighbour distance fitted on the
+// same split.
 //
 //	go run ./bench/scorecombine --input /tmp/suite/wine.csv
 //
