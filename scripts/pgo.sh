@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+trap 'rm -rf "$tmp" cmd/scorer/default.pgo.tmp cmd/loadtest/default.pgo.tmp' EXIT
 go build -pgo=off -o "$tmp/loadtest" ./cmd/loadtest
 (cd "$tmp" && ./loadtest drain --messages 2000000 --cpuprofile "$tmp/drain.prof" >/dev/null)
 go test -pgo=off -c -o "$tmp/model.test" ./pkg/model
@@ -22,8 +22,11 @@ for b in JSONOneAtATime EncodeScoreBatch; do
 	GOMAXPROCS=1 "$tmp/model.test" -test.run '^$' -test.bench "^Benchmark$b\$" -test.benchtime 4s \
 		-test.cpuprofile "$tmp/$b.prof" >/dev/null
 done
-go tool pprof -proto "$tmp/drain.prof" "$tmp/JSONOneAtATime.prof" "$tmp/EncodeScoreBatch.prof" \
-	>"$tmp/merged.pgo" 2>/dev/null
-cp "$tmp/merged.pgo" cmd/scorer/default.pgo
-cp "$tmp/merged.pgo" cmd/loadtest/default.pgo
+go tool pprof -proto "$tmp/drain.prof" "$tmp/JSONOneAtATime.prof" "$tmp/EncodeScoreBatch.prof" >"$tmp/merged.pgo"
+# go build reads default.pgo by itself, so a truncated one would break every
+# build: each is written beside itself, then both are renamed into place.
+cp "$tmp/merged.pgo" cmd/scorer/default.pgo.tmp
+cp "$tmp/merged.pgo" cmd/loadtest/default.pgo.tmp
+mv cmd/scorer/default.pgo.tmp cmd/scorer/default.pgo
+mv cmd/loadtest/default.pgo.tmp cmd/loadtest/default.pgo
 ls -l cmd/scorer/default.pgo cmd/loadtest/default.pgo

@@ -33,6 +33,9 @@ def main():
     df = pd.read_csv(a.input)
     rv = pd.read_csv(a.reviews)
     rv = rv[rv.run == "learned"]
+    # A review names its record by its line in --input (the header is line
+    # 1); this file has one line a record.
+    rv = rv.assign(row=rv.line - 2)
     assert (df.label.values[rv.row.values] == rv.label.values).all(), "reviews do not match --input"
     day = df.TX_TIME_DAYS.values
     lab = df.label.values
@@ -63,6 +66,9 @@ def main():
         kd = r.rday + a.delay
         leads.append(dict(row=r.row, kd=kd, T=term[r.row], sc=sc[r.row], amt=amt[r.row],
                           card=sum(1 for k in known[cust[r.row]] if k <= kd)))
+    if not leads:
+        print("no confirmed frauds to follow")
+        return
     L = pd.DataFrame(leads)
     print("leads by scenario and the card's confirmed frauds when the label is known (1, 2, 3+):")
     print(pd.crosstab(L.card.clip(upper=3), L.sc).to_string())

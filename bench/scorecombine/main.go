@@ -189,14 +189,17 @@ func main() {
 		}
 		if d := os.Getenv("SCORECOMBINE_DUMP"); d != "" {
 			base := strings.TrimSuffix(filepath.Base(*input), ".csv")
-			w, _ := os.Create(fmt.Sprintf("%s/%s_%d.tsv", d, base, seed))
+			var buf strings.Builder
 			for i, r := range test {
-				fmt.Fprintf(w, "test\t%d\t%v\t%g\n", r, labels[r], sc[0][i])
+				fmt.Fprintf(&buf, "test\t%d\t%v\t%g\n", r, labels[r], sc[0][i])
 			}
 			for _, r := range train {
-				fmt.Fprintf(w, "train\t%d\n", r)
+				fmt.Fprintf(&buf, "train\t%d\n", r)
 			}
-			w.Close()
+			if err := os.WriteFile(fmt.Sprintf("%s/%s_%d.tsv", d, base, seed), []byte(buf.String()), 0o644); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
 		}
 		for k := range names {
 			res[k] = append(res[k], evaluate.AveragePrecision(sc[k], y))

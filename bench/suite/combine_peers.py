@@ -3,7 +3,7 @@ where the DAE falls behind (issue 10's private suite: anomalies that one or
 two fields separate, dense clusters of near-identical records), on the same
 splits: scikit-learn's IsolationForest, and the distance to the k-th nearest
 neighbour among a random subsample of the training rows (ten subsamples,
-averaged: a subsample holds only a few members of a dense cluster, which is
+summed: a subsample holds only a few members of a dense cluster, which is
 how IsolationForest sees through them). Reads the files bench/scorecombine
 writes with SCORECOMBINE_DUMP:
 
@@ -50,8 +50,10 @@ def main(suite="/tmp/suite", dumps="/tmp/scd"):
         res = {}
         for seed in range(3):
             tr, te, lab, dae = [], [], [], []
-            for line in open(f"{dumps}/{name}_{seed}.tsv"):
-                p = line.rstrip("\n").split("\t")
+            with open(f"{dumps}/{name}_{seed}.tsv") as fh:
+                dump = fh.read().splitlines()
+            for line in dump:
+                p = line.split("\t")
                 if p[0] == "train":
                     tr.append(int(p[1]))
                 else:

@@ -19,6 +19,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -95,7 +96,7 @@ func simulate(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	epochs := fs.Int("epochs", 30, "maximum training epochs per daily model")
 	seed := fs.Uint64("seed", 1, "training seed")
 	asJSON := fs.Bool("json", false, "end with one JSON object of the figures")
-	reviewsOut := fs.String("reviews-out", "", "write every simulated review to this CSV file: run (learned or score-only), day, row (0-based data row of --input), label (1/0)")
+	reviewsOut := fs.String("reviews-out", "", "write every simulated review to this CSV file, in queue order within a day: run (learned or score-only), day, line (the record's line in --input; a CSV header is line 1), label (1/0)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -116,15 +117,12 @@ func simulate(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	cfg := review.SimConfig{Names: t.Names, Rows: t.Rows, Label: *label, Pattern: *pattern, ReviewsPerDay: *perDay,
 		LabelDelay: *delay, TrainDays: *trainDays, AE: ae.Config{Seed: *seed, Epochs: *epochs}}
-	var reviews *bufio.Writer
+	// The reviews are kept until both runs are done (about 25 bytes each,
+	// two runs of reviews-per-day a day), so a failed run leaves no
+	// half-written file.
+	var reviews *bytes.Buffer
 	if *reviewsOut != "" {
-		rf, err := os.Create(*reviewsOut)
-		if err != nil {
-			return err
-		}
-		defer rf.Close()
-		reviews = bufio.NewWriter(rf)
-		fmt.Fprintln(reviews, "run,day,row,label")
+		reviews = bytes.NewBufferString("run,day,line,label\n")
 	}
 	results := map[bool]review.SimResult{}
 	for _, learn := range []bool{true, false} {
@@ -140,7 +138,7 @@ func simulate(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		if reviews != nil {
 			c.Reviewed = func(day string, row int, fraud bool) {
-				fmt.Fprintf(reviews, "%s,%s,%d,%d\n", name, day, row, map[bool]int{true: 1}[fraud])
+				fmt.Fprintf(reviews, "%s,%s,%d,%d\n", name, day, t.Lines[row], map[bool]int{true: 1}[fraud])
 			}
 		}
 		r, err := review.Simulate(c)
@@ -150,7 +148,7 @@ func simulate(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		results[learn] = r
 	}
 	if reviews != nil {
-		if err := reviews.Flush(); err != nil {
+		if err := os.WriteFile(*reviewsOut, reviews.Bytes(), 0o644); err != nil {
 			return fmt.Errorf("--reviews-out: %w", err)
 		}
 	}
