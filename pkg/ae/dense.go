@@ -167,6 +167,30 @@ func clamp(dst, src []float32, lo, hi float32) {
 	}
 }
 
+// rootRatio writes sqrt(max(e[i] / norm[i], 0)) into dst[i]; dst may be
+// e. NaN stays NaN, and -0 stays -0, as clamp then a square root leave
+// them.
+func rootRatio(dst, e, norm []float32) {
+	e, norm = e[:len(dst)], norm[:len(dst)]
+	n := 0
+	if useAsm {
+		n = len(dst) &^ 7
+		rootRatioAsm(dst[:n], e[:n], norm[:n])
+	}
+	for i := n; i < len(dst); i++ {
+		dst[i] = rootAtLeast0(e[i] / norm[i])
+	}
+}
+
+// rootAtLeast0 is sqrt(max(v, 0)) with clamp's NaN and zeros: a float32
+// square root through float64 is correctly rounded.
+func rootAtLeast0(v float32) float32 {
+	if v < 0 {
+		v = 0
+	}
+	return float32(math.Sqrt(float64(v)))
+}
+
 // sqdiff writes (a[i] - b[i])² into dst[i]; dst may be a or b.
 func sqdiff(dst, a, b []float32) {
 	a, b = a[:len(dst)], b[:len(dst)]

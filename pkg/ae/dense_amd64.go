@@ -51,6 +51,12 @@ func clampAsm(dst, src []float32, lo, hi float32) {
 }
 
 // sqdiffAsm runs sqdiffAVX2 on len(dst), a multiple of 8.
+func rootRatioAsm(dst, e, norm []float32) {
+	if len(dst) > 0 {
+		rootRatioAVX2(unsafe.SliceData(dst), unsafe.SliceData(e), unsafe.SliceData(norm), len(dst))
+	}
+}
+
 func sqdiffAsm(dst, a, b []float32) {
 	if len(dst) > 0 {
 		sqdiffAVX2(unsafe.SliceData(dst), unsafe.SliceData(a), unsafe.SliceData(b), len(dst))

@@ -2517,6 +2517,62 @@ sqdiffdone:
 	VZEROUPPER
 	RET
 
+// func rootRatioAVX2(dst *float32, e *float32, norm *float32, n int)
+// Requires: AVX
+TEXT ·rootRatioAVX2(SB), NOSPLIT, $0-32
+	MOVQ   dst+0(FP), AX
+	MOVQ   e+8(FP), CX
+	MOVQ   norm+16(FP), DX
+	MOVQ   n+24(FP), BX
+	VXORPS Y0, Y0, Y0
+
+rootratio32:
+	CMPQ    BX, $0x20
+	JL      rootratio8
+	VMOVUPS (CX), Y1
+	VDIVPS  (DX), Y1, Y1
+	VMOVUPS 32(CX), Y2
+	VDIVPS  32(DX), Y2, Y2
+	VMOVUPS 64(CX), Y3
+	VDIVPS  64(DX), Y3, Y3
+	VMOVUPS 96(CX), Y4
+	VDIVPS  96(DX), Y4, Y4
+	VMAXPS  Y1, Y0, Y1
+	VSQRTPS Y1, Y1
+	VMOVUPS Y1, (AX)
+	VMAXPS  Y2, Y0, Y2
+	VSQRTPS Y2, Y2
+	VMOVUPS Y2, 32(AX)
+	VMAXPS  Y3, Y0, Y3
+	VSQRTPS Y3, Y3
+	VMOVUPS Y3, 64(AX)
+	VMAXPS  Y4, Y0, Y4
+	VSQRTPS Y4, Y4
+	VMOVUPS Y4, 96(AX)
+	ADDQ    $0x80, CX
+	ADDQ    $0x80, DX
+	ADDQ    $0x80, AX
+	SUBQ    $0x20, BX
+	JMP     rootratio32
+
+rootratio8:
+	TESTQ   BX, BX
+	JZ      rootratiodone
+	VMOVUPS (CX), Y1
+	VDIVPS  (DX), Y1, Y1
+	VMAXPS  Y1, Y0, Y1
+	VSQRTPS Y1, Y1
+	VMOVUPS Y1, (AX)
+	ADDQ    $0x20, CX
+	ADDQ    $0x20, DX
+	ADDQ    $0x20, AX
+	SUBQ    $0x08, BX
+	JMP     rootratio8
+
+rootratiodone:
+	VZEROUPPER
+	RET
+
 // func adamAVX2(w *float32, g0 *float32, g1 *float32, mom *float32, vel *float32, n int, alpha float32, decay float32)
 // Requires: AVX
 TEXT ·adamAVX2(SB), NOSPLIT, $0-56

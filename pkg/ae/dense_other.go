@@ -14,6 +14,10 @@ func clampAsm(dst, src []float32, lo, hi float32) {
 	panic("ae: no assembly kernel in this build")
 }
 
+func rootRatioAsm(dst, e, norm []float32) {
+	panic("ae: no assembly kernel in this build")
+}
+
 func sqdiffAsm(dst, a, b []float32) {
 	panic("ae: no assembly kernel in this build")
 }

@@ -1,7 +1,6 @@
 package ae
 
 import (
-	"math"
 	"slices"
 
 	"github.com/viterin/vek/vek32"
@@ -53,23 +52,31 @@ func (s *Scorer) Score(d *Data, from, n int, scores, contrib []float32) {
 	m.forward(s.b, n)
 	fe := m.batchErrors(s.b, d, from, n)
 	// Contributions for the whole batch at once: e_f / Norm_f, missing
-	// numeric fields replaced by their surprisal, then sqrt.
+	// numeric fields replaced by their surprisal, then (unless Linear)
+	// sqrt of at least 0 (rounding can leave -1e-7), in one pass.
 	c := fe // scratch when the caller wants no contributions
 	if contrib != nil {
 		c = contrib[:n*F]
-		vek32.Div_Into(c, fe, s.norms(n))
-	} else {
-		vek32.Div_Inplace(c, s.norms(n))
 	}
 	miss := d.Miss[from*F : (from+n)*F]
-	for i := nextTrue(miss, 0); i >= 0; i = nextTrue(miss, i+1) {
-		if f := i % F; m.catIdx[f] < 0 {
-			c[i] = m.MissSurprisal[f]
+	if m.Linear {
+		if contrib != nil {
+			vek32.Div_Into(c, fe, s.norms(n))
+		} else {
+			vek32.Div_Inplace(c, s.norms(n)) // vek forbids dst aliasing an input
 		}
-	}
-	if !m.Linear {
-		clamp(c, c, 0, float32(math.Inf(1))) // rounding can leave -1e-7
-		vek32.Sqrt_Inplace(c)
+		for i := nextTrue(miss, 0); i >= 0; i = nextTrue(miss, i+1) {
+			if f := i % F; m.catIdx[f] < 0 {
+				c[i] = m.MissSurprisal[f]
+			}
+		}
+	} else {
+		rootRatio(c, fe, s.norms(n))
+		for i := nextTrue(miss, 0); i >= 0; i = nextTrue(miss, i+1) {
+			if f := i % F; m.catIdx[f] < 0 {
+				c[i] = rootAtLeast0(m.MissSurprisal[f])
+			}
+		}
 	}
 	for r := range n {
 		scores[r] = sum(c[r*F : (r+1)*F])

@@ -37,6 +37,7 @@ func main() {
 	dense512()
 	clamp()
 	sqdiff()
+	rootRatio()
 	adam()
 	reluGrad()
 	lse()
@@ -143,6 +144,63 @@ func sqdiff() {
 	SUBQ(U8(8), n)
 	JMP(LabelRef("sqdiff8"))
 	Label("sqdiffdone")
+	VZEROUPPER()
+	RET()
+}
+
+// rootRatio emits rootRatioAVX2(dst, e, norm, n): dst[i] =
+// sqrt(max(e[i] / norm[i], 0)), each field's contribution to a score, in
+// one pass instead of a division, a clamp and a square root over the
+// batch (three calls that took 3% of a message scored alone). The
+// operations are the ones those passes make, each correctly rounded, so
+// the bits are the same; VMAXPS keeps x, as clampAVX2 does, when x is NaN
+// or either zero.
+func rootRatio() {
+	TEXT("rootRatioAVX2", NOSPLIT, "func(dst, e, norm *float32, n int)")
+	Pragma("noescape")
+	Doc(
+		"rootRatioAVX2 writes sqrt(max(e[i] / norm[i], 0)) into dst[i] for",
+		"i < n, n a multiple of 8; NaN stays NaN. dst may be e. Requires AVX.",
+	)
+	dst := Load(Param("dst"), GP64())
+	e := Load(Param("e"), GP64())
+	norm := Load(Param("norm"), GP64())
+	n := Load(Param("n"), GP64())
+	zero := YMM()
+	VXORPS(zero, zero, zero)
+	Label("rootratio32")
+	CMPQ(n, U8(32))
+	JL(LabelRef("rootratio8"))
+	v := [4]VecVirtual{YMM(), YMM(), YMM(), YMM()}
+	for i := range v {
+		VMOVUPS(Mem{Base: e, Disp: 32 * i}, v[i])
+		VDIVPS(Mem{Base: norm, Disp: 32 * i}, v[i], v[i])
+	}
+	for i := range v {
+		VMAXPS(v[i], zero, v[i])
+		VSQRTPS(v[i], v[i])
+		VMOVUPS(v[i], Mem{Base: dst, Disp: 32 * i})
+	}
+	ADDQ(U8(128), e)
+	ADDQ(U8(128), norm)
+	ADDQ(U8(128), dst)
+	SUBQ(U8(32), n)
+	JMP(LabelRef("rootratio32"))
+	Label("rootratio8")
+	TESTQ(n, n)
+	JZ(LabelRef("rootratiodone"))
+	x := YMM()
+	VMOVUPS(Mem{Base: e}, x)
+	VDIVPS(Mem{Base: norm}, x, x)
+	VMAXPS(x, zero, x)
+	VSQRTPS(x, x)
+	VMOVUPS(x, Mem{Base: dst})
+	ADDQ(U8(32), e)
+	ADDQ(U8(32), norm)
+	ADDQ(U8(32), dst)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("rootratio8"))
+	Label("rootratiodone")
 	VZEROUPPER()
 	RET()
 }
