@@ -151,10 +151,11 @@ func sqdiff() {
 // rootRatio emits rootRatioAVX2(dst, e, norm, n): dst[i] =
 // sqrt(max(e[i] / norm[i], 0)), each field's contribution to a score, in
 // one pass instead of a division, a clamp and a square root over the
-// batch (three calls that took 3% of a message scored alone). The
-// operations are the ones those passes make, each correctly rounded, so
-// the bits are the same; VMAXPS keeps x, as clampAVX2 does, when x is NaN
-// or either zero.
+// batch (three calls that took 3% of a message scored alone). The division
+// and the root are correctly rounded (the square root it replaced, vek32's,
+// was a reciprocal estimate and a Newton step, whose bits depend on the
+// CPU), so the portable fallback gives the same bits; VMAXPS keeps x, as
+// clampAVX2 does, when x is NaN or either zero.
 func rootRatio() {
 	TEXT("rootRatioAVX2", NOSPLIT, "func(dst, e, norm *float32, n int)")
 	Pragma("noescape")
