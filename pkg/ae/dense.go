@@ -167,18 +167,18 @@ func clamp(dst, src []float32, lo, hi float32) {
 	}
 }
 
-// rootRatio writes sqrt(max(e[i] / norm[i], 0)) into dst[i]; dst may be
-// e. NaN stays NaN, and -0 stays -0, as clamp then a square root leave
+// rootScaled writes sqrt(max(e[i] * scale[i], 0)) into dst[i]; dst may
+// be e. NaN stays NaN, and -0 stays -0, as clamp then a square root leave
 // them.
-func rootRatio(dst, e, norm []float32) {
-	e, norm = e[:len(dst)], norm[:len(dst)]
+func rootScaled(dst, e, scale []float32) {
+	e, scale = e[:len(dst)], scale[:len(dst)]
 	n := 0
 	if useAsm {
 		n = len(dst) &^ 7
-		rootRatioAsm(dst[:n], e[:n], norm[:n])
+		rootScaledAsm(dst[:n], e[:n], scale[:n])
 	}
 	for i := n; i < len(dst); i++ {
-		dst[i] = rootAtLeast0(e[i] / norm[i])
+		dst[i] = rootAtLeast0(e[i] * scale[i])
 	}
 }
 

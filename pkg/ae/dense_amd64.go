@@ -51,9 +51,9 @@ func clampAsm(dst, src []float32, lo, hi float32) {
 }
 
 // sqdiffAsm runs sqdiffAVX2 on len(dst), a multiple of 8.
-func rootRatioAsm(dst, e, norm []float32) {
+func rootScaledAsm(dst, e, scale []float32) {
 	if len(dst) > 0 {
-		rootRatioAVX2(unsafe.SliceData(dst), unsafe.SliceData(e), unsafe.SliceData(norm), len(dst))
+		rootScaledAVX2(unsafe.SliceData(dst), unsafe.SliceData(e), unsafe.SliceData(scale), len(dst))
 	}
 }
 

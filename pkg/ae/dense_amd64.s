@@ -2517,26 +2517,26 @@ sqdiffdone:
 	VZEROUPPER
 	RET
 
-// func rootRatioAVX2(dst *float32, e *float32, norm *float32, n int)
+// func rootScaledAVX2(dst *float32, e *float32, scale *float32, n int)
 // Requires: AVX
-TEXT ·rootRatioAVX2(SB), NOSPLIT, $0-32
+TEXT ·rootScaledAVX2(SB), NOSPLIT, $0-32
 	MOVQ   dst+0(FP), AX
 	MOVQ   e+8(FP), CX
-	MOVQ   norm+16(FP), DX
+	MOVQ   scale+16(FP), DX
 	MOVQ   n+24(FP), BX
 	VXORPS Y0, Y0, Y0
 
-rootratio32:
+rootscaled32:
 	CMPQ    BX, $0x20
-	JL      rootratio8
+	JL      rootscaled8
 	VMOVUPS (CX), Y1
-	VDIVPS  (DX), Y1, Y1
+	VMULPS  (DX), Y1, Y1
 	VMOVUPS 32(CX), Y2
-	VDIVPS  32(DX), Y2, Y2
+	VMULPS  32(DX), Y2, Y2
 	VMOVUPS 64(CX), Y3
-	VDIVPS  64(DX), Y3, Y3
+	VMULPS  64(DX), Y3, Y3
 	VMOVUPS 96(CX), Y4
-	VDIVPS  96(DX), Y4, Y4
+	VMULPS  96(DX), Y4, Y4
 	VMAXPS  Y1, Y0, Y1
 	VSQRTPS Y1, Y1
 	VMOVUPS Y1, (AX)
@@ -2553,13 +2553,13 @@ rootratio32:
 	ADDQ    $0x80, DX
 	ADDQ    $0x80, AX
 	SUBQ    $0x20, BX
-	JMP     rootratio32
+	JMP     rootscaled32
 
-rootratio8:
+rootscaled8:
 	TESTQ   BX, BX
-	JZ      rootratiodone
+	JZ      rootscaleddone
 	VMOVUPS (CX), Y1
-	VDIVPS  (DX), Y1, Y1
+	VMULPS  (DX), Y1, Y1
 	VMAXPS  Y1, Y0, Y1
 	VSQRTPS Y1, Y1
 	VMOVUPS Y1, (AX)
@@ -2567,9 +2567,9 @@ rootratio8:
 	ADDQ    $0x20, DX
 	ADDQ    $0x20, AX
 	SUBQ    $0x08, BX
-	JMP     rootratio8
+	JMP     rootscaled8
 
-rootratiodone:
+rootscaleddone:
 	VZEROUPPER
 	RET
 

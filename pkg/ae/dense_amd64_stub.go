@@ -35,11 +35,11 @@ func clampAVX2(dst *float32, src *float32, n int, lo float32, hi float32)
 //go:noescape
 func sqdiffAVX2(dst *float32, a *float32, b *float32, n int)
 
-// rootRatioAVX2 writes sqrt(max(e[i] / norm[i], 0)) into dst[i] for
+// rootScaledAVX2 writes sqrt(max(e[i] * scale[i], 0)) into dst[i] for
 // i < n, n a multiple of 8; NaN stays NaN. dst may be e. Requires AVX.
 //
 //go:noescape
-func rootRatioAVX2(dst *float32, e *float32, norm *float32, n int)
+func rootScaledAVX2(dst *float32, e *float32, scale *float32, n int)
 
 // adamAVX2 takes one AdamW step for i < n, n a multiple of 8: with
 // g = g0[i] + g1[i], mom[i] = 0.9 mom[i] + 0.1 g, vel[i] = 0.999 vel[i] +

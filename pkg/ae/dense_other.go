@@ -14,7 +14,7 @@ func clampAsm(dst, src []float32, lo, hi float32) {
 	panic("ae: no assembly kernel in this build")
 }
 
-func rootRatioAsm(dst, e, norm []float32) {
+func rootScaledAsm(dst, e, scale []float32) {
 	panic("ae: no assembly kernel in this build")
 }
 

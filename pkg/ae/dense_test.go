@@ -322,6 +322,40 @@ func TestBiasChangeTakesEffect(t *testing.T) {
 	})
 }
 
+// TestNormChangeTakesEffect: a Scorer notices Norm changed in place
+// (training sets it after the scorer it validates with exists), for one
+// row and for a batch: it keeps 1/Norm repeated per row and rebuilds it
+// when Norm's bits change. Four times the normaliser halves a
+// contribution (its square root).
+func TestNormChangeTakesEffect(t *testing.T) {
+	kernels(t, func(t *testing.T) {
+		m, err := New(testFields, 64, 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.init(rand.New(rand.NewPCG(2, 2)))
+		d := randomData(m, 3, 2)
+		clear(d.Miss)
+		F := len(m.Fields)
+		s := NewScorer(m, 3)
+		for _, n := range []int{1, 3} {
+			scores := make([]float32, n)
+			before := make([]float32, n*F)
+			s.Score(d, 0, n, scores, before)
+			for f := range m.Norm {
+				m.Norm[f] *= 4
+			}
+			after := make([]float32, n*F)
+			s.Score(d, 0, n, scores, after)
+			for i := range after {
+				if math.Abs(float64(after[i]-before[i]/2)) > 1e-5*(1+float64(before[i])) {
+					t.Fatalf("n=%d: contribution %d is %v after Norm ×4, was %v", n, i, after[i], before[i])
+				}
+			}
+		}
+	})
+}
+
 // TestClamp: clamp bounds every element, lengths with and without a
 // ragged tail, in place and not; NaN stays NaN, as vek32's vector
 // MinimumNumber/MaximumNumber (which the input clip and Score's max(0, ·)
@@ -362,39 +396,41 @@ func TestClamp(t *testing.T) {
 	})
 }
 
-// TestRootRatio: sqrt(max(e/norm, 0)) is the correctly rounded square
-// root of the correctly rounded ratio clamped as clamp does, bit for bit,
-// with NaN, ±Inf, ±0, negative ratios and ragged lengths, in place and
-// not, with every kernel. (The three passes it replaced took vek32's
-// square root, which is not correctly rounded: sqrt of 0x402f5786 gave
-// 0x3fd3dde3 where the nearest float32 is 0x3fd3dde4; that case is
-// among the inputs.)
-func TestRootRatio(t *testing.T) {
+// TestRootScaled: sqrt(max(e·scale, 0)) is the correctly rounded square
+// root of the correctly rounded product clamped as clamp does, bit for
+// bit, with NaN, ±Inf, ±0, negative products and ragged lengths, in place
+// and not, with every kernel. (The square root it replaced, vek32's, is
+// not correctly rounded: sqrt of 0x402f5786 gave 0x3fd3dde3 where the
+// nearest float32 is 0x3fd3dde4; that case is among the inputs.)
+func TestRootScaled(t *testing.T) {
 	kernels(t, func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(13, 13))
 		special := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 0, float32(math.Copysign(0, -1)), -1e-7, 1e-38, 3e38}
 		for n := range 70 {
-			e, norm := randSlice(rng, n), randSlice(rng, n)
+			e, scale := randSlice(rng, n), randSlice(rng, n)
 			for i := range n {
 				e[i] *= 50
-				norm[i] = float32(math.Abs(float64(norm[i]))) + 0.01
+				scale[i] = 1 / (float32(math.Abs(float64(scale[i]))) + 0.01)
 				if rng.IntN(5) == 0 {
 					e[i] = special[rng.IntN(len(special))]
 				}
 				if rng.IntN(20) == 0 {
-					norm[i] = special[rng.IntN(len(special))]
+					scale[i] = special[rng.IntN(len(special))]
 				}
 			}
 			if n == 9 {
-				e[4], norm[4] = 2.6082249, 0.9520052 // the ratio 0x402f5786
+				e[4], scale[4] = math.Float32frombits(0x402f5786), 1 // its root is 0x3fd3dde4
 			}
 			want := make([]float32, n)
 			for i := range n {
-				q := e[i] / norm[i]
+				q := e[i] * scale[i]
 				if q < 0 { // NaN and -0 stay, as in clamp
 					q = 0
 				}
 				want[i] = float32(math.Sqrt(float64(q)))
+			}
+			if n == 9 && math.Float32bits(want[4]) != 0x3fd3dde4 {
+				t.Fatalf("reference root of 0x402f5786: %#x", math.Float32bits(want[4]))
 			}
 			for _, inPlace := range []bool{false, true} {
 				dst := make([]float32, n)
@@ -403,11 +439,11 @@ func TestRootRatio(t *testing.T) {
 					copy(dst, e)
 					x = dst
 				}
-				rootRatio(dst, x, norm)
+				rootScaled(dst, x, scale)
 				for i := range n {
 					if math.Float32bits(dst[i]) != math.Float32bits(want[i]) && !(dst[i] != dst[i] && want[i] != want[i]) {
-						t.Fatalf("n=%d inPlace=%v: sqrt(max(%v/%v, 0)) = %v (%#x), the three passes %v (%#x)",
-							n, inPlace, e[i], norm[i], dst[i], math.Float32bits(dst[i]), want[i], math.Float32bits(want[i]))
+						t.Fatalf("n=%d inPlace=%v: sqrt(max(%v·%v, 0)) = %v (%#x), want %v (%#x)",
+							n, inPlace, e[i], scale[i], dst[i], math.Float32bits(dst[i]), want[i], math.Float32bits(want[i]))
 					}
 				}
 			}

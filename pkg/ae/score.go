@@ -1,7 +1,7 @@
 package ae
 
 import (
-	"slices"
+	"unsafe"
 
 	"github.com/viterin/vek/vek32"
 )
@@ -12,9 +12,9 @@ import (
 type Scorer struct {
 	m *Model
 	b *buffers
-	// normRow is the Norm that normRep (Norm repeated Cap times) was built
-	// from.
-	normRow, normRep []float32
+	// normRow is the Norm that normRep (Norm repeated Cap times) and
+	// scaleRep (1/Norm repeated Cap times) were built from.
+	normRow, normRep, scaleRep []float32
 }
 
 // NewScorer returns a scorer for batches of up to batchCap rows.
@@ -52,8 +52,9 @@ func (s *Scorer) Score(d *Data, from, n int, scores, contrib []float32) {
 	m.forward(s.b, n)
 	fe := m.batchErrors(s.b, d, from, n)
 	// Contributions for the whole batch at once: e_f / Norm_f, missing
-	// numeric fields replaced by their surprisal, then (unless Linear)
-	// sqrt of at least 0 (rounding can leave -1e-7), in one pass.
+	// numeric fields replaced by their surprisal; unless Linear, sqrt of
+	// at least 0 (rounding can leave -1e-7) of e_f · (1/Norm_f), in one
+	// pass.
 	c := fe // scratch when the caller wants no contributions
 	if contrib != nil {
 		c = contrib[:n*F]
@@ -71,7 +72,7 @@ func (s *Scorer) Score(d *Data, from, n int, scores, contrib []float32) {
 			}
 		}
 	} else {
-		rootRatio(c, fe, s.norms(n))
+		rootScaled(c, fe, s.scales(n))
 		for i := nextTrue(miss, 0); i >= 0; i = nextTrue(miss, i+1) {
 			if f := i % F; m.catIdx[f] < 0 {
 				c[i] = rootAtLeast0(m.MissSurprisal[f])
@@ -86,18 +87,31 @@ func (s *Scorer) Score(d *Data, from, n int, scores, contrib []float32) {
 // norms returns the model's normalisers repeated for n rows, rebuilding
 // the copy when the model's Norm has changed since the last call.
 func (s *Scorer) norms(n int) []float32 {
+	s.refresh()
+	return s.normRep[:n*len(s.m.Fields)]
+}
+
+// scales returns 1/Norm repeated for n rows, as norms does Norm.
+func (s *Scorer) scales(n int) []float32 {
+	s.refresh()
+	return s.scaleRep[:n*len(s.m.Fields)]
+}
+
+// refresh rebuilds normRep and scaleRep when the model's Norm has changed
+// since they were built (training moves it in place).
+func (s *Scorer) refresh() {
 	F := len(s.m.Fields)
-	if n == 1 {
-		return s.m.Norm // one row: Norm itself, without comparing the copy
+	if len(s.normRow) == F && sameBits(s.normRow, s.m.Norm) {
+		return
 	}
-	if len(s.normRow) != F || !slices.Equal(s.normRow, s.m.Norm) {
-		s.normRow = append(s.normRow[:0], s.m.Norm...)
-		s.normRep = s.normRep[:0]
-		for range s.b.cap {
-			s.normRep = append(s.normRep, s.normRow...)
+	s.normRow = append(s.normRow[:0], s.m.Norm...)
+	s.normRep, s.scaleRep = s.normRep[:0], s.scaleRep[:0]
+	for range s.b.cap {
+		s.normRep = append(s.normRep, s.normRow...)
+		for _, v := range s.normRow {
+			s.scaleRep = append(s.scaleRep, 1/v)
 		}
 	}
-	return s.normRep[:n*F]
 }
 
 // sum adds x with four partial sums, so that short rows do not wait on
@@ -226,4 +240,17 @@ func (s *Scorer) Impute(d *Data, from, n, iters int) {
 			}
 		}
 	}
+}
+
+// sameBits reports whether a and b hold the same float32 bits: one
+// memequal over the bytes, several times faster than comparing floats one
+// by one, which a message scored alone paid on every call.
+func sameBits(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 {
+		return true
+	}
+	return string(unsafe.Slice((*byte)(unsafe.Pointer(&a[0])), 4*len(a))) == string(unsafe.Slice((*byte)(unsafe.Pointer(&b[0])), 4*len(b)))
 }

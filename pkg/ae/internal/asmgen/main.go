@@ -37,7 +37,7 @@ func main() {
 	dense512()
 	clamp()
 	sqdiff()
-	rootRatio()
+	rootScaled()
 	adam()
 	reluGrad()
 	lse()
@@ -148,34 +148,35 @@ func sqdiff() {
 	RET()
 }
 
-// rootRatio emits rootRatioAVX2(dst, e, norm, n): dst[i] =
-// sqrt(max(e[i] / norm[i], 0)), each field's contribution to a score, in
-// one pass instead of a division, a clamp and a square root over the
-// batch (three calls that took 3% of a message scored alone). The division
-// and the root are correctly rounded (the square root it replaced, vek32's,
-// was a reciprocal estimate and a Newton step, whose bits depend on the
-// CPU), so the portable fallback gives the same bits; VMAXPS keeps x, as
-// clampAVX2 does, when x is NaN or either zero.
-func rootRatio() {
-	TEXT("rootRatioAVX2", NOSPLIT, "func(dst, e, norm *float32, n int)")
+// rootScaled emits rootScaledAVX2(dst, e, scale, n): dst[i] =
+// sqrt(max(e[i] * scale[i], 0)), each field's contribution to a score
+// (scale is 1/Norm), in one pass instead of a division, a clamp and a
+// square root over the batch (three calls that took 3% of a message scored
+// alone). The product and the root are correctly rounded (the square root
+// it replaced, vek32's, was a reciprocal estimate and a Newton step, whose
+// bits depend on the CPU), so the portable fallback gives the same bits; a
+// product, not a quotient, because the root already keeps the divider
+// busy. VMAXPS keeps x, as clampAVX2 does, when x is NaN or either zero.
+func rootScaled() {
+	TEXT("rootScaledAVX2", NOSPLIT, "func(dst, e, scale *float32, n int)")
 	Pragma("noescape")
 	Doc(
-		"rootRatioAVX2 writes sqrt(max(e[i] / norm[i], 0)) into dst[i] for",
+		"rootScaledAVX2 writes sqrt(max(e[i] * scale[i], 0)) into dst[i] for",
 		"i < n, n a multiple of 8; NaN stays NaN. dst may be e. Requires AVX.",
 	)
 	dst := Load(Param("dst"), GP64())
 	e := Load(Param("e"), GP64())
-	norm := Load(Param("norm"), GP64())
+	scale := Load(Param("scale"), GP64())
 	n := Load(Param("n"), GP64())
 	zero := YMM()
 	VXORPS(zero, zero, zero)
-	Label("rootratio32")
+	Label("rootscaled32")
 	CMPQ(n, U8(32))
-	JL(LabelRef("rootratio8"))
+	JL(LabelRef("rootscaled8"))
 	v := [4]VecVirtual{YMM(), YMM(), YMM(), YMM()}
 	for i := range v {
 		VMOVUPS(Mem{Base: e, Disp: 32 * i}, v[i])
-		VDIVPS(Mem{Base: norm, Disp: 32 * i}, v[i], v[i])
+		VMULPS(Mem{Base: scale, Disp: 32 * i}, v[i], v[i])
 	}
 	for i := range v {
 		VMAXPS(v[i], zero, v[i])
@@ -183,25 +184,25 @@ func rootRatio() {
 		VMOVUPS(v[i], Mem{Base: dst, Disp: 32 * i})
 	}
 	ADDQ(U8(128), e)
-	ADDQ(U8(128), norm)
+	ADDQ(U8(128), scale)
 	ADDQ(U8(128), dst)
 	SUBQ(U8(32), n)
-	JMP(LabelRef("rootratio32"))
-	Label("rootratio8")
+	JMP(LabelRef("rootscaled32"))
+	Label("rootscaled8")
 	TESTQ(n, n)
-	JZ(LabelRef("rootratiodone"))
+	JZ(LabelRef("rootscaleddone"))
 	x := YMM()
 	VMOVUPS(Mem{Base: e}, x)
-	VDIVPS(Mem{Base: norm}, x, x)
+	VMULPS(Mem{Base: scale}, x, x)
 	VMAXPS(x, zero, x)
 	VSQRTPS(x, x)
 	VMOVUPS(x, Mem{Base: dst})
 	ADDQ(U8(32), e)
-	ADDQ(U8(32), norm)
+	ADDQ(U8(32), scale)
 	ADDQ(U8(32), dst)
 	SUBQ(U8(8), n)
-	JMP(LabelRef("rootratio8"))
-	Label("rootratiodone")
+	JMP(LabelRef("rootscaled8"))
+	Label("rootscaleddone")
 	VZEROUPPER()
 	RET()
 }
