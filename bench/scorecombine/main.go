@@ -109,7 +109,7 @@ func main() {
 		marg, margMax := marginal(schema, trP, teP)
 		trMarg, _ := marginal(schema, trP, trP)
 		trC, trS, trE := contrib(trP)
-		teC, _, teE := contrib(features.Project(schema, t.Names, pick(t.Rows, test)))
+		teC, _, teE := contrib(teP)
 		if len(trE) > 5000 {
 			rng := rand.New(rand.NewPCG(seed, 11))
 			rng.Shuffle(len(trE), func(i, j int) { trE[i], trE[j] = trE[j], trE[i] })

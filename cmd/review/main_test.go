@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -88,9 +89,14 @@ func TestSimulateJSON(t *testing.T) {
 	if found["learned"] != int(got["frauds_found_learned"]) || found["score-only"] != int(got["frauds_found_score_only"]) {
 		t.Errorf("reviews file counts %v frauds, the figures %v", found, got)
 	}
-	// A missing label column is named.
-	err = run(context.Background(), []string{"simulate", "--input", path, "--label", "is_fraud"}, &out, &errs)
+	// A missing label column is named, and a failed run writes no
+	// reviews file.
+	failedPath := filepath.Join(t.TempDir(), "failed.csv")
+	err = run(context.Background(), []string{"simulate", "--input", path, "--label", "is_fraud", "--reviews-out", failedPath}, &out, &errs)
 	if err == nil || !strings.Contains(err.Error(), `no label column "is_fraud"`) {
 		t.Errorf("missing label column: %v", err)
+	}
+	if _, err := os.Stat(failedPath); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a failed run left a reviews file: %v", err)
 	}
 }

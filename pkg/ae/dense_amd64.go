@@ -50,13 +50,14 @@ func clampAsm(dst, src []float32, lo, hi float32) {
 	}
 }
 
-// sqdiffAsm runs sqdiffAVX2 on len(dst), a multiple of 8.
+// rootScaledAsm runs rootScaledAVX2 on len(dst), a multiple of 8.
 func rootScaledAsm(dst, e, scale []float32) {
 	if len(dst) > 0 {
 		rootScaledAVX2(unsafe.SliceData(dst), unsafe.SliceData(e), unsafe.SliceData(scale), len(dst))
 	}
 }
 
+// sqdiffAsm runs sqdiffAVX2 on len(dst), a multiple of 8.
 func sqdiffAsm(dst, a, b []float32) {
 	if len(dst) > 0 {
 		sqdiffAVX2(unsafe.SliceData(dst), unsafe.SliceData(a), unsafe.SliceData(b), len(dst))

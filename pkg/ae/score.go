@@ -59,24 +59,22 @@ func (s *Scorer) Score(d *Data, from, n int, scores, contrib []float32) {
 	if contrib != nil {
 		c = contrib[:n*F]
 	}
-	miss := d.Miss[from*F : (from+n)*F]
-	if m.Linear {
-		if contrib != nil {
-			vek32.Div_Into(c, fe, s.norms(n))
-		} else {
-			vek32.Div_Inplace(c, s.norms(n)) // vek forbids dst aliasing an input
-		}
-		for i := nextTrue(miss, 0); i >= 0; i = nextTrue(miss, i+1) {
-			if f := i % F; m.catIdx[f] < 0 {
-				c[i] = m.MissSurprisal[f]
-			}
-		}
-	} else {
+	switch {
+	case !m.Linear:
 		rootScaled(c, fe, s.scales(n))
-		for i := nextTrue(miss, 0); i >= 0; i = nextTrue(miss, i+1) {
-			if f := i % F; m.catIdx[f] < 0 {
-				c[i] = rootAtLeast0(m.MissSurprisal[f])
+	case contrib != nil:
+		vek32.Div_Into(c, fe, s.norms(n))
+	default:
+		vek32.Div_Inplace(c, s.norms(n)) // vek forbids dst aliasing an input
+	}
+	miss := d.Miss[from*F : (from+n)*F]
+	for i := nextTrue(miss, 0); i >= 0; i = nextTrue(miss, i+1) {
+		if f := i % F; m.catIdx[f] < 0 {
+			v := m.MissSurprisal[f]
+			if !m.Linear {
+				v = rootAtLeast0(v)
 			}
+			c[i] = v
 		}
 	}
 	for r := range n {
@@ -100,8 +98,7 @@ func (s *Scorer) scales(n int) []float32 {
 // refresh rebuilds normRep and scaleRep when the model's Norm has changed
 // since they were built (training moves it in place).
 func (s *Scorer) refresh() {
-	F := len(s.m.Fields)
-	if len(s.normRow) == F && sameBits(s.normRow, s.m.Norm) {
+	if sameBits(s.normRow, s.m.Norm) {
 		return
 	}
 	s.normRow = append(s.normRow[:0], s.m.Norm...)

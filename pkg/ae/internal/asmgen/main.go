@@ -68,35 +68,9 @@ func clamp() {
 		VMAXPS(x, lo, x)
 		VMINPS(x, hi, x)
 	}
-	Label("clamp32")
-	CMPQ(n, U8(32))
-	JL(LabelRef("clamp8"))
-	v := [4]VecVirtual{YMM(), YMM(), YMM(), YMM()}
-	for i := range v {
-		VMOVUPS(Mem{Base: src, Disp: 32 * i}, v[i])
-	}
-	for i := range v {
-		bound(v[i])
-		VMOVUPS(v[i], Mem{Base: dst, Disp: 32 * i})
-	}
-	ADDQ(U8(128), src)
-	ADDQ(U8(128), dst)
-	SUBQ(U8(32), n)
-	JMP(LabelRef("clamp32"))
-	Label("clamp8")
-	TESTQ(n, n)
-	JZ(LabelRef("clampdone"))
-	x := YMM()
-	VMOVUPS(Mem{Base: src}, x)
-	bound(x)
-	VMOVUPS(x, Mem{Base: dst})
-	ADDQ(U8(32), src)
-	ADDQ(U8(32), dst)
-	SUBQ(U8(8), n)
-	JMP(LabelRef("clamp8"))
-	Label("clampdone")
-	VZEROUPPER()
-	RET()
+	elementwise("clamp", dst, n, []Register{src}, func(v VecVirtual, disp int) {
+		VMOVUPS(Mem{Base: src, Disp: disp}, v)
+	}, bound)
 }
 
 // sqdiff emits sqdiffAVX2(dst, a, b, n): dst[i] = (a[i] - b[i])² for n a
@@ -113,39 +87,12 @@ func sqdiff() {
 	a := Load(Param("a"), GP64())
 	b := Load(Param("b"), GP64())
 	n := Load(Param("n"), GP64())
-	Label("sqdiff32")
-	CMPQ(n, U8(32))
-	JL(LabelRef("sqdiff8"))
-	v := [4]VecVirtual{YMM(), YMM(), YMM(), YMM()}
-	for i := range v {
-		VMOVUPS(Mem{Base: a, Disp: 32 * i}, v[i])
-		VSUBPS(Mem{Base: b, Disp: 32 * i}, v[i], v[i])
-	}
-	for i := range v {
-		VMULPS(v[i], v[i], v[i])
-		VMOVUPS(v[i], Mem{Base: dst, Disp: 32 * i})
-	}
-	ADDQ(U8(128), a)
-	ADDQ(U8(128), b)
-	ADDQ(U8(128), dst)
-	SUBQ(U8(32), n)
-	JMP(LabelRef("sqdiff32"))
-	Label("sqdiff8")
-	TESTQ(n, n)
-	JZ(LabelRef("sqdiffdone"))
-	x := YMM()
-	VMOVUPS(Mem{Base: a}, x)
-	VSUBPS(Mem{Base: b}, x, x)
-	VMULPS(x, x, x)
-	VMOVUPS(x, Mem{Base: dst})
-	ADDQ(U8(32), a)
-	ADDQ(U8(32), b)
-	ADDQ(U8(32), dst)
-	SUBQ(U8(8), n)
-	JMP(LabelRef("sqdiff8"))
-	Label("sqdiffdone")
-	VZEROUPPER()
-	RET()
+	elementwise("sqdiff", dst, n, []Register{a, b}, func(v VecVirtual, disp int) {
+		VMOVUPS(Mem{Base: a, Disp: disp}, v)
+		VSUBPS(Mem{Base: b, Disp: disp}, v, v)
+	}, func(v VecVirtual) {
+		VMULPS(v, v, v)
+	})
 }
 
 // rootScaled emits rootScaledAVX2(dst, e, scale, n): dst[i] =
@@ -170,39 +117,52 @@ func rootScaled() {
 	n := Load(Param("n"), GP64())
 	zero := YMM()
 	VXORPS(zero, zero, zero)
-	Label("rootscaled32")
+	elementwise("rootscaled", dst, n, []Register{e, scale}, func(v VecVirtual, disp int) {
+		VMOVUPS(Mem{Base: e, Disp: disp}, v)
+		VMULPS(Mem{Base: scale, Disp: disp}, v, v)
+	}, func(v VecVirtual) {
+		VMAXPS(v, zero, v)
+		VSQRTPS(v, v)
+	})
+}
+
+// elementwise emits the loop the one-pass element kernels share: four
+// vectors (32 floats) at a time while n ≥ 32, then one at a time while
+// n > 0 (n a multiple of 8). load fills v from the inputs at byte offset
+// disp; finish completes it in place before it is stored at dst. The four
+// loads come before the four finishes, so their latencies overlap. Each
+// input pointer, then dst, advances; the function returns after.
+func elementwise(name string, dst, n Register, ins []Register, load func(v VecVirtual, disp int), finish func(v VecVirtual)) {
+	advance := func(bytes int) {
+		for _, p := range append(ins, dst) {
+			ADDQ(U8(bytes), p)
+		}
+	}
+	Label(name + "32")
 	CMPQ(n, U8(32))
-	JL(LabelRef("rootscaled8"))
+	JL(LabelRef(name + "8"))
 	v := [4]VecVirtual{YMM(), YMM(), YMM(), YMM()}
 	for i := range v {
-		VMOVUPS(Mem{Base: e, Disp: 32 * i}, v[i])
-		VMULPS(Mem{Base: scale, Disp: 32 * i}, v[i], v[i])
+		load(v[i], 32*i)
 	}
 	for i := range v {
-		VMAXPS(v[i], zero, v[i])
-		VSQRTPS(v[i], v[i])
+		finish(v[i])
 		VMOVUPS(v[i], Mem{Base: dst, Disp: 32 * i})
 	}
-	ADDQ(U8(128), e)
-	ADDQ(U8(128), scale)
-	ADDQ(U8(128), dst)
+	advance(128)
 	SUBQ(U8(32), n)
-	JMP(LabelRef("rootscaled32"))
-	Label("rootscaled8")
+	JMP(LabelRef(name + "32"))
+	Label(name + "8")
 	TESTQ(n, n)
-	JZ(LabelRef("rootscaleddone"))
+	JZ(LabelRef(name + "done"))
 	x := YMM()
-	VMOVUPS(Mem{Base: e}, x)
-	VMULPS(Mem{Base: scale}, x, x)
-	VMAXPS(x, zero, x)
-	VSQRTPS(x, x)
+	load(x, 0)
+	finish(x)
 	VMOVUPS(x, Mem{Base: dst})
-	ADDQ(U8(32), e)
-	ADDQ(U8(32), scale)
-	ADDQ(U8(32), dst)
+	advance(32)
 	SUBQ(U8(8), n)
-	JMP(LabelRef("rootscaled8"))
-	Label("rootscaleddone")
+	JMP(LabelRef(name + "8"))
+	Label(name + "done")
 	VZEROUPPER()
 	RET()
 }
