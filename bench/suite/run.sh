@@ -10,7 +10,7 @@ set -euo pipefail
 dir=${1:-/tmp/suite}; shift || true
 cd "$(dirname "$0")/../.."
 go build -o /tmp/fraudstream-quality ./cmd/quality
-for f in wine wdbc olive hawks attrition cells digits email hpc churn lending_club diamonds; do
+for f in wine wdbc olive hawks attrition cells digits email hpc churn lending_club diamonds shuttle; do
 	printf '%s\t' "$f"
 	/tmp/fraudstream-quality --input "$dir/$f.csv" "$@" 2>/dev/null | awk '{print $3}'
 done | awk '{s += $2; n++; print} END {printf "mean\t%.4f\n", s / n}'
