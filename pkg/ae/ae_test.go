@@ -319,3 +319,92 @@ func TestConstantFieldIsNotNoise(t *testing.T) {
 		t.Fatalf("a new value of the constant field contributes %v; normal rows at most %v", c[1], most)
 	}
 }
+
+// TestSoftTargets: with SoftTargets a numeric value beyond the input clip
+// is measured against the clip plus the log of its excess, so it still
+// scores above a nearer one but not as its square would; a value within the
+// clip, and every other field, score exactly as against the raw target.
+// Both layouts (all-numeric: one vector pass over the batch with a Go tail;
+// mixed: row by row), every kernel, and a row scored alone.
+func TestSoftTargets(t *testing.T) {
+	kernels(t, func(t *testing.T) {
+		numeric := []Field{{Name: "a", Numeric: 1}, {Name: "b", Numeric: 1}, {Name: "c", Numeric: 1}}
+		for _, fields := range [][]Field{numeric, testFields} {
+			m, err := New(fields, 32, 8)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.init(rand.New(rand.NewPCG(3, 3)))
+			for f := range m.Norm {
+				m.Norm[f] = 0.5
+			}
+			F := len(fields)
+			// Field 0's values: within the clip, then ever further out,
+			// in the rows the vector pass covers and in its tail.
+			vals := []float32{5, 50, -5000, 1e6}
+			d := NewData(m, len(vals))
+			rng := rand.New(rand.NewPCG(4, 4))
+			for i := range d.Num {
+				d.Num[i] = float32(rng.NormFloat64())
+			}
+			for r, v := range vals {
+				d.Num[r*m.numCols+m.numOff[0]] = v
+			}
+			score := func(soft bool, from, n int) ([]float32, []float32) {
+				m.SoftTargets = soft
+				s := NewScorer(m, len(vals))
+				sc, c := make([]float32, n), make([]float32, n*F)
+				s.Score(d, from, n, sc, c)
+				return sc, c
+			}
+			_, raw := score(false, 0, len(vals))
+			_, soft := score(true, 0, len(vals))
+			s := NewScorer(m, len(vals))
+			s.Score(d, 0, len(vals), make([]float32, len(vals)), nil)
+			for r, v := range vals {
+				y := s.Output(r)[m.outOff[0]]
+				e := y - softTarget(v, m.InputClip)
+				if want := rootAtLeast0(e * e * (1 / m.Norm[0])); soft[r*F] != want {
+					t.Fatalf("%d fields, value %v: contribution %v, want %v", F, v, soft[r*F], want)
+				}
+				for f := 1; f < F; f++ {
+					if soft[r*F+f] != raw[r*F+f] {
+						t.Fatalf("%d fields, value %v: field %d contributes %v, %v against the raw target", F, v, f, soft[r*F+f], raw[r*F+f])
+					}
+				}
+				// A row scored alone gets the batch's bits.
+				_, one := score(true, r, 1)
+				if one[0] != soft[r*F] {
+					t.Fatalf("%d fields, value %v: alone %v, in the batch %v", F, v, one[0], soft[r*F])
+				}
+			}
+			if soft[0] != raw[0] {
+				t.Fatalf("%d fields: a value within the clip contributes %v, %v against the raw target", F, soft[0], raw[0])
+			}
+			for r := 1; r < len(vals); r++ {
+				if !(soft[r*F] > soft[(r-1)*F]) || !(soft[r*F] < raw[r*F]) {
+					t.Fatalf("%d fields: contributions %v (raw %v) for values %v", F, soft, raw, vals)
+				}
+			}
+			if got, want := softTarget(-5000, 10), float32(-(10 + math.Log1p(4990))); got != want {
+				t.Fatalf("softTarget(-5000, 10) = %v, want %v", got, want)
+			}
+		}
+	})
+}
+
+// TestTrainSetsSoftTargets: new models measure errors against soft
+// targets unless RawTargets asks for the old way.
+func TestTrainSetsSoftTargets(t *testing.T) {
+	m0, _ := New(testFields, 16, 4)
+	d := randomData(m0, 200, 1)
+	for _, raw := range []bool{false, true} {
+		m, _, err := Train(testFields, d, Config{Seed: 1, Epochs: 1, Hidden: 16, Bottleneck: 4, RawTargets: raw})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.SoftTargets == raw {
+			t.Fatalf("RawTargets %v: SoftTargets %v", raw, m.SoftTargets)
+		}
+	}
+}

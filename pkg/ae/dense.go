@@ -191,18 +191,26 @@ func rootAtLeast0(v float32) float32 {
 	return float32(math.Sqrt(float64(v)))
 }
 
-// sqdiff writes (a[i] - b[i])² into dst[i]; dst may be a or b.
-func sqdiff(dst, a, b []float32) {
+// sqdiff writes (a[i] - b[i])² into dst[i] (dst may be a or b) and
+// reports whether some |b[i]| exceeds lim (NaN does not).
+func sqdiff(dst, a, b []float32, lim float32) bool {
 	a, b = a[:len(dst)], b[:len(dst)]
 	n := 0
+	outside := false
 	if useAsm {
 		n = len(dst) &^ 7
-		sqdiffAsm(dst[:n], a[:n], b[:n])
+		outside = sqdiffAsm(dst[:n], a[:n], b[:n], lim)
 	}
 	for i := n; i < len(dst); i++ {
 		v := a[i] - b[i]
 		dst[i] = v * v
+		outside = outside || abs32(b[i]) > lim
 	}
+	return outside
+}
+
+func abs32(x float32) float32 {
+	return math.Float32frombits(math.Float32bits(x) &^ (1 << 31))
 }
 
 // reluGrad sets g[i] to 0 where act[i] <= 0: the gradient through the

@@ -58,10 +58,11 @@ func rootScaledAsm(dst, e, scale []float32) {
 }
 
 // sqdiffAsm runs sqdiffAVX2 on len(dst), a multiple of 8.
-func sqdiffAsm(dst, a, b []float32) {
-	if len(dst) > 0 {
-		sqdiffAVX2(unsafe.SliceData(dst), unsafe.SliceData(a), unsafe.SliceData(b), len(dst))
+func sqdiffAsm(dst, a, b []float32, lim float32) bool {
+	if len(dst) == 0 {
+		return false
 	}
+	return sqdiffAVX2(unsafe.SliceData(dst), unsafe.SliceData(a), unsafe.SliceData(b), len(dst), lim) != 0
 }
 
 // adamAsm runs adamAVX2 on len(w), a multiple of 8; adam has checked the

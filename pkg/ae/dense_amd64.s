@@ -2467,33 +2467,51 @@ clampdone:
 	VZEROUPPER
 	RET
 
-// func sqdiffAVX2(dst *float32, a *float32, b *float32, n int)
+// func sqdiffAVX2(dst *float32, a *float32, b *float32, n int, lim float32) uint32
 // Requires: AVX
-TEXT ·sqdiffAVX2(SB), NOSPLIT, $0-32
-	MOVQ dst+0(FP), AX
-	MOVQ a+8(FP), CX
-	MOVQ b+16(FP), DX
-	MOVQ n+24(FP), BX
+TEXT ·sqdiffAVX2(SB), NOSPLIT, $0-44
+	MOVQ         dst+0(FP), AX
+	MOVQ         a+8(FP), CX
+	MOVQ         b+16(FP), DX
+	MOVQ         n+24(FP), BX
+	VBROADCASTSS lim+32(FP), Y0
+	VXORPS       Y1, Y1, Y1
 
 sqdiff32:
 	CMPQ    BX, $0x20
 	JL      sqdiff8
-	VMOVUPS (CX), Y0
-	VSUBPS  (DX), Y0, Y0
-	VMOVUPS 32(CX), Y1
-	VSUBPS  32(DX), Y1, Y1
-	VMOVUPS 64(CX), Y2
-	VSUBPS  64(DX), Y2, Y2
-	VMOVUPS 96(CX), Y3
-	VSUBPS  96(DX), Y3, Y3
-	VMULPS  Y0, Y0, Y0
-	VMOVUPS Y0, (AX)
-	VMULPS  Y1, Y1, Y1
-	VMOVUPS Y1, 32(AX)
+	VMOVUPS (DX), Y3
+	VMOVUPS (CX), Y2
+	VSUBPS  Y3, Y2, Y2
+	VANDPS  absMask<>+0(SB), Y3, Y3
+	VCMPPS  $0x1e, Y0, Y3, Y3
+	VORPS   Y3, Y1, Y1
+	VMOVUPS 32(DX), Y4
+	VMOVUPS 32(CX), Y3
+	VSUBPS  Y4, Y3, Y3
+	VANDPS  absMask<>+0(SB), Y4, Y4
+	VCMPPS  $0x1e, Y0, Y4, Y4
+	VORPS   Y4, Y1, Y1
+	VMOVUPS 64(DX), Y5
+	VMOVUPS 64(CX), Y4
+	VSUBPS  Y5, Y4, Y4
+	VANDPS  absMask<>+0(SB), Y5, Y5
+	VCMPPS  $0x1e, Y0, Y5, Y5
+	VORPS   Y5, Y1, Y1
+	VMOVUPS 96(DX), Y6
+	VMOVUPS 96(CX), Y5
+	VSUBPS  Y6, Y5, Y5
+	VANDPS  absMask<>+0(SB), Y6, Y6
+	VCMPPS  $0x1e, Y0, Y6, Y6
+	VORPS   Y6, Y1, Y1
 	VMULPS  Y2, Y2, Y2
-	VMOVUPS Y2, 64(AX)
+	VMOVUPS Y2, (AX)
 	VMULPS  Y3, Y3, Y3
-	VMOVUPS Y3, 96(AX)
+	VMOVUPS Y3, 32(AX)
+	VMULPS  Y4, Y4, Y4
+	VMOVUPS Y4, 64(AX)
+	VMULPS  Y5, Y5, Y5
+	VMOVUPS Y5, 96(AX)
 	ADDQ    $0x80, CX
 	ADDQ    $0x80, DX
 	ADDQ    $0x80, AX
@@ -2503,10 +2521,14 @@ sqdiff32:
 sqdiff8:
 	TESTQ   BX, BX
 	JZ      sqdiffdone
-	VMOVUPS (CX), Y0
-	VSUBPS  (DX), Y0, Y0
-	VMULPS  Y0, Y0, Y0
-	VMOVUPS Y0, (AX)
+	VMOVUPS (DX), Y3
+	VMOVUPS (CX), Y2
+	VSUBPS  Y3, Y2, Y2
+	VANDPS  absMask<>+0(SB), Y3, Y3
+	VCMPPS  $0x1e, Y0, Y3, Y3
+	VORPS   Y3, Y1, Y1
+	VMULPS  Y2, Y2, Y2
+	VMOVUPS Y2, (AX)
 	ADDQ    $0x20, CX
 	ADDQ    $0x20, DX
 	ADDQ    $0x20, AX
@@ -2514,8 +2536,20 @@ sqdiff8:
 	JMP     sqdiff8
 
 sqdiffdone:
+	VMOVMSKPS Y1, AX
+	MOVL      AX, ret+40(FP)
 	VZEROUPPER
 	RET
+
+DATA absMask<>+0(SB)/4, $0x7fffffff
+DATA absMask<>+4(SB)/4, $0x7fffffff
+DATA absMask<>+8(SB)/4, $0x7fffffff
+DATA absMask<>+12(SB)/4, $0x7fffffff
+DATA absMask<>+16(SB)/4, $0x7fffffff
+DATA absMask<>+20(SB)/4, $0x7fffffff
+DATA absMask<>+24(SB)/4, $0x7fffffff
+DATA absMask<>+28(SB)/4, $0x7fffffff
+GLOBL absMask<>(SB), RODATA|NOPTR, $32
 
 // func rootScaledAVX2(dst *float32, e *float32, scale *float32, n int)
 // Requires: AVX

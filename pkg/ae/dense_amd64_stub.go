@@ -30,10 +30,11 @@ func denseAVX512(a *float32, w *float32, bias *float32, c *float32, lda int, ldc
 func clampAVX2(dst *float32, src *float32, n int, lo float32, hi float32)
 
 // sqdiffAVX2 writes (a[i] - b[i])² into dst[i] for i < n, n a multiple
-// of 8. dst may be a or b. Requires AVX.
+// of 8, and returns nonzero when |b[i]| > lim for some i (NaN is not).
+// dst may be a or b. Requires AVX.
 //
 //go:noescape
-func sqdiffAVX2(dst *float32, a *float32, b *float32, n int)
+func sqdiffAVX2(dst *float32, a *float32, b *float32, n int, lim float32) uint32
 
 // rootScaledAVX2 writes sqrt(max(e[i] * scale[i], 0)) into dst[i] for
 // i < n, n a multiple of 8; NaN stays NaN. dst may be e. Requires AVX.

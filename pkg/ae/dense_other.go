@@ -18,7 +18,7 @@ func rootScaledAsm(dst, e, scale []float32) {
 	panic("ae: no assembly kernel in this build")
 }
 
-func sqdiffAsm(dst, a, b []float32) {
+func sqdiffAsm(dst, a, b []float32, lim float32) bool {
 	panic("ae: no assembly kernel in this build")
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -456,6 +457,7 @@ func TestRootScaled(t *testing.T) {
 func TestSqdiff(t *testing.T) {
 	kernels(t, func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(11, 11))
+		nan := float32(math.NaN())
 		for n := range 70 {
 			a, b := randSlice(rng, n), randSlice(rng, n)
 			for _, inPlace := range []bool{false, true} {
@@ -465,7 +467,28 @@ func TestSqdiff(t *testing.T) {
 					copy(dst, a)
 					x = dst
 				}
-				sqdiff(dst, x, b)
+				lim := float32(math.Inf(1))
+				if n > 0 && inPlace {
+					// A limit that only one element (each in turn, in the
+					// vector blocks and the tail) passes, or that NaN
+					// does not.
+					b2 := slices.Clone(b)
+					for j := range n {
+						for _, v := range []float32{1e3, -1e3, nan} {
+							b2[j] = v
+							copy(dst, a)
+							want := !(v != v)
+							if got := sqdiff(dst, dst, b2, 100); got != want {
+								t.Fatalf("n=%d: b[%d]=%v: outside %v, want %v", n, j, v, got, want)
+							}
+							b2[j] = b[j]
+						}
+					}
+					copy(dst, a)
+				}
+				if sqdiff(dst, x, b, lim) {
+					t.Fatalf("n=%d: outside an infinite limit", n)
+				}
 				for i := range n {
 					v := a[i] - b[i]
 					if want := v * v; dst[i] != want {

@@ -26,10 +26,14 @@
 // Training minimises the mean over rows of Σ_f e_f, with targets clipped
 // to ±InputClip so that extreme rows in the unlabelled data cannot dominate
 // the gradient. A record's anomaly score is Σ_f √(e_f / Norm_f) (or
-// Σ_f e_f / Norm_f with Linear), with unclipped targets, where Norm_f is
-// field f's mean error on held-out validation rows (top 1% left out): every
-// field contributes about 1 for a typical record whatever its scale, and
-// each term is field f's contribution, the "reason". A missing numeric
+// Σ_f e_f / Norm_f with Linear), where Norm_f is field f's mean error on
+// held-out validation rows (top 1% left out): every field contributes about
+// 1 for a typical record whatever its scale, and each term is field f's
+// contribution, the "reason". A target beyond ±InputClip counts as
+// ±(InputClip + ln(1 + excess)) (SoftTargets; models fitted before it use
+// the target as it is): still stranger the further out, but a field whose
+// ordinary rows sometimes read thousands of scale units (a sensor's spikes)
+// no longer puts those rows above every anomaly. A missing numeric
 // field has no error; it contributes √MissSurprisal_f, the surprise of
 // seeing it missing (−ln of its smoothed missing rate in training), so that
 // blanking fields cannot make a record look normal.

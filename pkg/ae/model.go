@@ -49,6 +49,11 @@ type Model struct {
 	// Linear selects contributions e_f/Norm_f; by default they are
 	// sqrt(e_f/Norm_f), so that one extreme field cannot drown the others.
 	Linear bool `json:"linear,omitempty"`
+	// SoftTargets measures a score's numeric errors against a target
+	// beyond ±InputClip as softTarget(t) (the clip plus the log of the
+	// excess) rather than t itself (see targetErrors). Train sets it; models
+	// trained before it existed score against t, as they always have.
+	SoftTargets bool `json:"soft_targets,omitempty"`
 	// W[l] is dims[l]×dims[l+1], row-major; B[l] has dims[l+1] entries.
 	// The input rows of W[0] are the NumCols numeric columns, then for each
 	// field in order its sparse rows: a numeric field's missing indicator, or
@@ -471,9 +476,41 @@ func anyActive(sp []int32) bool {
 	return and >= 0
 }
 
+// targetErrors writes the squared errors of outputs y against numeric
+// targets t into dst (not y), as scores measure them: against t itself, so
+// that a value far outside the training range scores high although the
+// network's inputs are clipped; with SoftTargets, a target beyond
+// ±InputClip counts as softTarget(t), which still grows with t but only
+// logarithmically. One pass when no target lies beyond the clip (sqdiff
+// says so), the usual case; the few that do are measured again here.
+func (m *Model) targetErrors(dst, y, t []float32) {
+	clip := m.InputClip
+	if !sqdiff(dst, y, t, clip) || !m.SoftTargets {
+		return
+	}
+	for i, v := range t {
+		if abs32(v) > clip {
+			e := y[i] - softTarget(v, clip)
+			dst[i] = e * e
+		}
+	}
+}
+
+// softTarget is t within ±clip and, beyond it, ±(clip + ln(1 + |t| − clip))
+// with t's sign: continuous, increasing, and ln-slow past the clip, so a
+// value a thousand units out scores above one ten units out but does not
+// drown every other field (or every other record) as its square would.
+func softTarget(t, clip float32) float32 {
+	a := abs32(t)
+	if !(a > clip) {
+		return t
+	}
+	return float32(math.Copysign(float64(clip)+math.Log1p(float64(a-clip)), float64(t)))
+}
+
 // batchErrors writes each field's reconstruction error for rows
 // [from, from+n) into b.ferr (n × F) as fieldErrors does for scoring
-// (unclipped targets) and returns it. When every field is one numeric
+// (targets as targetErrors takes them) and returns it. When every field is one numeric
 // column, errors, outputs and targets line up element for element, so it
 // works on the whole batch in one vector pass.
 func (m *Model) batchErrors(b *buffers, d *Data, from, n int) []float32 {
@@ -483,7 +520,7 @@ func (m *Model) batchErrors(b *buffers, d *Data, from, n int) []float32 {
 		m.fieldErrors(b, d, from, n, nil, 0, false)
 		return fe
 	}
-	sqdiff(fe, b.act[3][:n*F], d.Num[from*F:(from+n)*F])
+	m.targetErrors(fe, b.act[3][:n*F], d.Num[from*F:(from+n)*F])
 	miss := d.Miss[from*F : (from+n)*F]
 	for i := nextTrue(miss, 0); i >= 0; i = nextTrue(miss, i+1) {
 		fe[i] = 0
@@ -533,7 +570,7 @@ func (m *Model) fieldErrors(b *buffers, d *Data, from, n int, grad []float32, gs
 					diff[i] = v * v
 				}
 			} else {
-				sqdiff(diff, yr[:nc], t) // scoring: one pass
+				m.targetErrors(diff, yr[:nc], t) // scoring: one pass
 			}
 		}
 		for f := range F {
@@ -622,12 +659,15 @@ func (m *Model) columnErrors(b *buffers, d *Data, from, n int, grad []float32, g
 	fe := b.ferr[:n*F]
 	y := b.act[3][:n*F]
 	t := d.Num[from*F : (from+n)*F]
-	if clipTargets {
-		clamp(fe, t, -m.InputClip, m.InputClip)
-	} else {
-		copy(fe, t)
-	}
-	if grad != nil {
+	switch {
+	case grad == nil && !clipTargets:
+		m.targetErrors(fe, y, t)
+	case grad != nil:
+		if clipTargets {
+			clamp(fe, t, -m.InputClip, m.InputClip)
+		} else {
+			copy(fe, t)
+		}
 		grad = grad[:n*F]
 		k := 2 * gscale
 		for i, v := range fe {
@@ -635,7 +675,8 @@ func (m *Model) columnErrors(b *buffers, d *Data, from, n int, grad []float32, g
 			grad[i] = k * dv
 			fe[i] = dv * dv
 		}
-	} else {
+	default:
+		clamp(fe, t, -m.InputClip, m.InputClip)
 		for i, v := range fe {
 			dv := y[i] - v
 			fe[i] = dv * dv

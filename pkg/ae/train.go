@@ -52,6 +52,10 @@ type Config struct {
 	InputClip float64
 	// Linear scores with e_f/Norm_f instead of sqrt(e_f/Norm_f). Default false.
 	Linear bool
+	// RawTargets leaves Model.SoftTargets off: scores measure a numeric
+	// error against the target however far beyond the input clip it lies,
+	// as models before soft targets did. Default false.
+	RawTargets bool
 	// Seed makes training deterministic (for any GOMAXPROCS).
 	Seed uint64
 	// Progress, when non-nil, is called after every epoch.
@@ -143,6 +147,7 @@ func Train(fields []Field, d *Data, cfg Config) (*Model, *Result, error) {
 	}
 	m.InputClip = float32(cfg.InputClip)
 	m.Linear = cfg.Linear
+	m.SoftTargets = !cfg.RawTargets
 	if err := checkData(m, d); err != nil {
 		return nil, nil, err
 	}

@@ -69,8 +69,13 @@ func TestBundleRoundTrip(t *testing.T) {
 	if got.Calibration.Quantile(0.995) != b.Calibration.Quantile(0.995) {
 		t.Fatal("calibration lost")
 	}
-	// The decoded model scores exactly as the original.
+	if !got.Model.SoftTargets {
+		t.Fatal("soft targets lost")
+	}
+	// The decoded model scores exactly as the original, amounts far beyond
+	// the input clip (soft targets) included.
 	rows := testRows(200, 9)
+	rows[3][1], rows[7][1] = "1e9", "250000"
 	s1, s2 := b.NewScorer(256), got.NewScorer(256)
 	for i, r := range rows {
 		s1.SetRow(i, r)
@@ -87,6 +92,13 @@ func TestBundleRoundTrip(t *testing.T) {
 	if !bytes.Equal(data, again) {
 		t.Fatal("re-encoding changed the bytes")
 	}
+	// A model scoring against raw targets stays one.
+	b.Model.SoftTargets = false
+	raw, _ := b.MarshalBinary()
+	if got, err := Unmarshal(raw); err != nil || got.Model.SoftTargets {
+		t.Fatalf("raw targets: %v, soft %v", err, got != nil && got.Model.SoftTargets)
+	}
+	b.Model.SoftTargets = true
 	path := filepath.Join(t.TempDir(), "m.bin")
 	if err := b.WriteFile(path); err != nil {
 		t.Fatal(err)

@@ -73,25 +73,42 @@ func clamp() {
 	}, bound)
 }
 
-// sqdiff emits sqdiffAVX2(dst, a, b, n): dst[i] = (a[i] - b[i])² for n a
-// multiple of 8, one pass where vek32's Sub_Into and Mul_Into take three
-// (its _Into forms copy first).
+// sqdiff emits sqdiffAVX2(dst, a, b, n, lim): dst[i] = (a[i] - b[i])² for
+// n a multiple of 8, one pass where vek32's Sub_Into and Mul_Into take three
+// (its _Into forms copy first). It also returns nonzero when some |b[i]|
+// exceeds lim (never for NaN): b holds a score's targets, and a model with
+// soft targets measures those beyond its input clip again, in Go, which the
+// kernel's one compare a vector spares every batch without them.
 func sqdiff() {
-	TEXT("sqdiffAVX2", NOSPLIT, "func(dst, a, b *float32, n int)")
+	TEXT("sqdiffAVX2", NOSPLIT, "func(dst, a, b *float32, n int, lim float32) uint32")
 	Pragma("noescape")
 	Doc(
 		"sqdiffAVX2 writes (a[i] - b[i])² into dst[i] for i < n, n a multiple",
-		"of 8. dst may be a or b. Requires AVX.",
+		"of 8, and returns nonzero when |b[i]| > lim for some i (NaN is not).",
+		"dst may be a or b. Requires AVX.",
 	)
 	dst := Load(Param("dst"), GP64())
 	a := Load(Param("a"), GP64())
 	b := Load(Param("b"), GP64())
 	n := Load(Param("n"), GP64())
+	lim, acc := YMM(), YMM()
+	VBROADCASTSS(NewParamAddr("lim", 32), lim)
+	VXORPS(acc, acc, acc)
+	abs := uconst("absMask", 0x7fffffff)
 	elementwise("sqdiff", dst, n, []Register{a, b}, func(v VecVirtual, disp int) {
+		t := YMM()
+		VMOVUPS(Mem{Base: b, Disp: disp}, t)
 		VMOVUPS(Mem{Base: a, Disp: disp}, v)
-		VSUBPS(Mem{Base: b, Disp: disp}, v, v)
+		VSUBPS(t, v, v)
+		VANDPS(abs, t, t)
+		VCMPPS(U8(0x1e), lim, t, t) // GT_OQ: |b| > lim, false for NaN
+		VORPS(t, acc, acc)
 	}, func(v VecVirtual) {
 		VMULPS(v, v, v)
+	}, func() {
+		r := GP32()
+		VMOVMSKPS(acc, r)
+		Store(r, ReturnIndex(0))
 	})
 }
 
@@ -129,10 +146,11 @@ func rootScaled() {
 // elementwise emits the loop the one-pass element kernels share: four
 // vectors (32 floats) at a time while n ≥ 32, then one at a time while
 // n > 0 (n a multiple of 8). load fills v from the inputs at byte offset
-// disp; finish completes it in place before it is stored at dst. The four
+// disp; finish completes it in place before it is stored at dst; epilogue,
+// when given, runs after the loop (to store a result). The four
 // loads come before the four finishes, so their latencies overlap. Each
 // input pointer, then dst, advances; the function returns after.
-func elementwise(name string, dst, n Register, ins []Register, load func(v VecVirtual, disp int), finish func(v VecVirtual)) {
+func elementwise(name string, dst, n Register, ins []Register, load func(v VecVirtual, disp int), finish func(v VecVirtual), epilogue ...func()) {
 	advance := func(bytes int) {
 		for _, p := range append(ins, dst) {
 			ADDQ(U8(bytes), p)
@@ -163,6 +181,9 @@ func elementwise(name string, dst, n Register, ins []Register, load func(v VecVi
 	SUBQ(U8(8), n)
 	JMP(LabelRef(name + "8"))
 	Label(name + "done")
+	for _, e := range epilogue {
+		e()
+	}
 	VZEROUPPER()
 	RET()
 }
