@@ -15,6 +15,10 @@ type Scorer struct {
 	// normRow is the Norm that normRep (Norm repeated Cap times) and
 	// scaleRep (1/Norm repeated Cap times) were built from.
 	normRow, normRep, scaleRep []float32
+	// one and oneRow are ExpectedMasked's own buffers and row, made on
+	// its first call, so that it leaves the batch's outputs as they are.
+	one    *buffers
+	oneRow *Data
 }
 
 // NewScorer returns a scorer for batches of up to batchCap rows.
@@ -149,8 +153,40 @@ func (s *Scorer) Output(i int) []float32 {
 // its predicted numeric columns (scaled units), or, for a categorical
 // field, nil and the most likely level.
 func (s *Scorer) Expected(i, f int) (num []float32, level int) {
+	return s.m.expected(s.Output(i), f)
+}
+
+// ExpectedMasked returns field f's reconstruction for row i of d with f
+// itself masked (marked missing, as mask noise trains the network to fill
+// in; a categorical field at its MISSING level): what the rest of the
+// record leads the model to expect, whatever f's own value. Expected gives
+// the reconstruction a score measured, which for a value far from
+// anything in training is the network's extrapolation (an amount of 700
+// reconstructed as 0), and so no answer to "what was expected here". It
+// runs one row through the network on its own buffers, so Output and
+// Expected still describe the last batch; num is valid until the next
+// call.
+func (s *Scorer) ExpectedMasked(d *Data, i, f int) (num []float32, level int) {
 	m := s.m
-	y := s.Output(i)
+	if s.one == nil {
+		s.one, s.oneRow = newBuffers(m, 1, false), NewData(m, 1)
+	}
+	r, F, nc := s.oneRow, len(m.Fields), m.numCols
+	copy(r.Num, d.Num[i*nc:(i+1)*nc])
+	copy(r.Cat, d.Cat[i*m.catFields:(i+1)*m.catFields])
+	copy(r.Miss, d.Miss[i*F:(i+1)*F])
+	if c := m.catIdx[f]; c >= 0 {
+		r.Cat[c] = 0
+	} else {
+		r.Miss[f] = true
+	}
+	m.fillInput(s.one, r, 0, 1)
+	m.forward(s.one, 1)
+	return m.expected(s.one.act[3][:m.out], f)
+}
+
+// expected reads field f's reconstruction from one row's outputs y.
+func (m *Model) expected(y []float32, f int) (num []float32, level int) {
 	off := m.outOff[f]
 	if m.catIdx[f] < 0 {
 		return y[off : off+m.Fields[f].Numeric], -1

@@ -237,3 +237,56 @@ func reasonsOnePass(s *Scorer, i, k int, dst []Reason) []Reason {
 	}
 	return dst
 }
+
+// TestExpectedIgnoresTheFieldsOwnValue: a numeric or timestamp field's
+// expected value is what the rest of the record leads the model to expect,
+// so it is the same whatever the field's own value (the network's
+// reconstruction of an amount far outside training is an extrapolation:
+// the handbook's 700 amounts came back as 0), follows the record's other
+// fields, and leaves the batch's outputs as they were.
+func TestExpectedIgnoresTheFieldsOwnValue(t *testing.T) {
+	b := fitTest(t)
+	idx := func(name string) int {
+		return slices.IndexFunc(b.Encoder.Fields, func(f features.EncodedField) bool { return f.Name == name })
+	}
+	amount, ts, merchant := idx("amount"), idx("ts"), idx("merchant")
+	amounts := []string{"20", "200", "5000", "1e7", ""}
+	sc := b.NewScorer(2 * len(amounts))
+	for i, a := range amounts {
+		sc.SetRow(i, []string{"1", a, "m3", "2024-03-01 10:00:00", "FR"})
+		sc.SetRow(len(amounts)+i, []string{"2", a, "m0", "2024-03-01 10:00:00", "FR"})
+	}
+	sc.Score(2 * len(amounts))
+	before := make([]string, 2*len(amounts))
+	for i := range before {
+		before[i] = sc.Expected(i, merchant)
+	}
+	typical := func(i int) float64 {
+		v, err := strconv.ParseFloat(sc.Expected(i, amount), 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for g := range 2 {
+		first := g * len(amounts)
+		for i := first; i < first+len(amounts); i++ {
+			if a, w := sc.Expected(i, amount), sc.Expected(first, amount); a != w {
+				t.Fatalf("amount %q: expected %s, %s for amount %q", amounts[i-first], a, w, amounts[0])
+			}
+			if a, w := sc.Expected(i, ts), sc.Expected(first, ts); a != w {
+				t.Fatalf("amount %q: expected time %s, %s for amount %q", amounts[i-first], a, w, amounts[0])
+			}
+		}
+	}
+	// Merchant m3's amounts are about e³ ≈ 20, m0's about 1: this small
+	// test model (8 epochs) expects 6.5 and 3.7.
+	if m3, m0 := typical(0), typical(len(amounts)); !(m3 > 1.5*m0) || m3 > 60 {
+		t.Fatalf("expected amount %v at m3, %v at m0", m3, m0)
+	}
+	for i := range before {
+		if got := sc.Expected(i, merchant); got != before[i] {
+			t.Fatalf("row %d: expected merchant %q after the masked reconstructions, %q before", i, got, before[i])
+		}
+	}
+}

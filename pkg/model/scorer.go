@@ -277,13 +277,26 @@ func fromKey(key uint64) (int, float32) {
 	return int(^uint32(key)), math.Float32frombits(uint32(key >> 32))
 }
 
-// Expected returns field f's reconstruction in slot i, in original units:
-// a numeric value within the range seen in training, a category (empty when
-// the model expects the field to be missing, UnseenValue when it expects a
-// value outside the training vocabulary) or a weekday and time.
+// Expected returns what the model expected of field f in slot i, in
+// original units: for a numeric field a value within the range seen in
+// training, and for a timestamp a weekday and time, each reconstructed with
+// the field itself masked (ae.Scorer.ExpectedMasked), so that it is what the
+// rest of the record leads the model to expect, not the network's
+// extrapolation of a value far outside training (a 700 amount read back
+// as 0); for a categorical field the reconstruction's most likely
+// category (empty when the model expects the field to be missing,
+// UnseenValue when it expects a value outside the training vocabulary).
+// A numeric or timestamp field costs one row through the network: the
+// scorers describe only their alerts.
 func (s *Scorer) Expected(i, f int) string {
-	num, level := s.s.Expected(i, f)
 	ef := &s.b.Encoder.Fields[f]
+	var num []float32
+	var level int
+	if ef.Kind == features.Categorical {
+		num, level = s.s.Expected(i, f)
+	} else {
+		num, level = s.s.ExpectedMasked(s.d, i, f)
+	}
 	switch ef.Kind {
 	case features.Categorical:
 		switch level {

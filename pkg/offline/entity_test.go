@@ -202,6 +202,10 @@ func TestEntityScoreIgnoresRowOrder(t *testing.T) {
 // the same model outputs to their last printed digit (sameCSV). Not byte for byte: scores.csv was
 // written on an AMD EPYC, and an Intel Xeon's float32 sums (its kernels,
 // and the portable ones) round some scores differently in the sixth digit.
+// A numeric or timestamp reason's expected value is left out on both
+// sides: since 2026-12-05 it is the reconstruction with the field masked
+// (model.Scorer.Expected), a different question from the one that build
+// answered; TestExpectedIgnoresTheFieldsOwnValue covers it.
 func TestPreEntityBundleScoresAsBefore(t *testing.T) {
 	dir := filepath.Join("testdata", "pre_entity")
 	want, err := os.ReadFile(filepath.Join(dir, "scores.csv"))
@@ -214,13 +218,30 @@ func TestPreEntityBundleScoresAsBefore(t *testing.T) {
 		if err := ScoreFile(context.Background(), cfg, nil, &out, &log); err != nil {
 			t.Fatal(err)
 		}
-		if err := sameCSV(out.String(), string(want)); err != nil {
+		if err := sameCSV(blankMaskedExpected(out.String()), blankMaskedExpected(string(want))); err != nil {
 			t.Fatalf("history %v: the output differs from the pre-entity build's: %v", history, err)
 		}
 		if history != nil && !strings.Contains(log.String(), "--history is unused") {
 			t.Errorf("no warning that --history is unused:\n%s", log.String())
 		}
 	}
+}
+
+// blankMaskedExpected empties every reason's expected value that has no
+// probability, that is, every numeric or timestamp reason's.
+func blankMaskedExpected(csv string) string {
+	lines := strings.Split(csv, "\n")
+	header := strings.Split(lines[0], ",")
+	for i := 1; i < len(lines); i++ {
+		cells := strings.Split(lines[i], ",")
+		for j, h := range header {
+			if p, ok := strings.CutSuffix(h, "_expected"); ok && j+1 < len(cells) && header[j+1] == p+"_probability" && cells[j+1] == "" {
+				cells[j] = ""
+			}
+		}
+		lines[i] = strings.Join(cells, ",")
+	}
+	return strings.Join(lines, "\n")
 }
 
 // sameCSV compares two CSV outputs cell by cell. Text, ids and observed
