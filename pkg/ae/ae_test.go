@@ -408,3 +408,31 @@ func TestTrainSetsSoftTargets(t *testing.T) {
 		}
 	}
 }
+
+// TestNormFloor: a field the network reconstructs almost exactly (here a
+// copy of another) gets a normaliser of at least normFloor times the
+// fields' mean, not its own tiny error, which would make its smallest
+// deviation the largest contribution of all.
+func TestNormFloor(t *testing.T) {
+	fields := []Field{{Name: "x", Numeric: 1}, {Name: "copy", Numeric: 1}, {Name: "n1", Numeric: 1}, {Name: "n2", Numeric: 1}}
+	m0, _ := New(fields, 32, 8)
+	d := NewData(m0, 3000)
+	rng := rand.New(rand.NewPCG(8, 8))
+	for r := range d.N {
+		x := float32(rng.NormFloat64())
+		d.Num[r*4], d.Num[r*4+1] = x, x
+		d.Num[r*4+2], d.Num[r*4+3] = float32(rng.NormFloat64()), float32(rng.NormFloat64())
+	}
+	m, _, err := Train(fields, d, Config{Seed: 1, Epochs: 10, Hidden: 32, Bottleneck: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noise := (m.Norm[2] + m.Norm[3]) / 2
+	var mean float32
+	for _, v := range m.Norm {
+		mean += v / float32(len(m.Norm))
+	}
+	if !(m.Norm[1] >= normFloor*noise/2) || !(m.Norm[1] <= mean) {
+		t.Fatalf("normalisers %v: the copied field's is not floored at %v of the mean", m.Norm, normFloor)
+	}
+}
