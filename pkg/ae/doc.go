@@ -27,8 +27,10 @@
 // to ±InputClip so that extreme rows in the unlabelled data cannot dominate
 // the gradient. A record's anomaly score is Σ_f √(e_f / Norm_f) (or
 // Σ_f e_f / Norm_f with Linear), where Norm_f is field f's mean error on
-// held-out validation rows (top 1% left out): every field contributes about
-// 1 for a typical record whatever its scale, and each term is field f's
+// held-out validation rows (top 1% left out; at least half the fields' mean,
+// so a field reconstructed far better than the rest cannot make its small
+// deviations the largest terms): every field contributes about 1 for a
+// typical record whatever its scale, and each term is field f's
 // contribution, the "reason". A target beyond ±InputClip counts as
 // ±(InputClip + ln(1 + excess)) (SoftTargets; models fitted before it use
 // the target as it is): still stranger the further out, but a field whose
