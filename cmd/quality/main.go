@@ -77,7 +77,7 @@ flags:`)
 	fs.IntVar(&cfg.WarmupEpochs, "warmup", 0, "epochs before trimming (0: default)")
 	maxLevels := fs.Int("max-levels", 0, "categorical vocabulary cap (0: default)")
 	fs.BoolVar(&cfg.Linear, "linear", false, "score with linear contributions e/Norm instead of their square roots")
-	fs.BoolVar(&cfg.RawTargets, "raw-targets", false, "measure numeric errors against values beyond the input clip as they are (as models before soft targets did)")
+	fs.BoolVar(&cfg.RawTargets, "raw-targets", false, "measure numeric errors against values beyond the input clip as they are (as models before soft targets did; the normalisers' floor stays)")
 	if err := fs.Parse(args); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			err = errUsage

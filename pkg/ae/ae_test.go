@@ -427,12 +427,13 @@ func TestNormFloor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	noise := (m.Norm[2] + m.Norm[3]) / 2
 	var mean float32
 	for _, v := range m.Norm {
 		mean += v / float32(len(m.Norm))
 	}
-	if !(m.Norm[1] >= normFloor*noise/2) || !(m.Norm[1] <= mean) {
+	// Floored at half the mean before flooring: 0.48 of the mean after,
+	// here; its own error (the old floor of a thousandth) was 0.29.
+	if !(m.Norm[1] >= 0.4*mean) || !(m.Norm[1] <= mean) {
 		t.Fatalf("normalisers %v: the copied field's is not floored at %v of the mean", m.Norm, normFloor)
 	}
 }

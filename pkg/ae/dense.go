@@ -202,9 +202,9 @@ func sqdiff(dst, a, b []float32, lim float32) bool {
 		outside = sqdiffAsm(dst[:n], a[:n], b[:n], lim)
 	}
 	for i := n; i < len(dst); i++ {
+		outside = outside || abs32(b[i]) > lim // before dst, which may be b
 		v := a[i] - b[i]
 		dst[i] = v * v
-		outside = outside || abs32(b[i]) > lim
 	}
 	return outside
 }

@@ -477,7 +477,8 @@ func anyActive(sp []int32) bool {
 }
 
 // targetErrors writes the squared errors of outputs y against numeric
-// targets t into dst (not y), as scores measure them: against t itself, so
+// targets t into dst (neither y nor t), as scores, the normalisers and
+// contamination trimming measure them: against t itself, so
 // that a value far outside the training range scores high although the
 // network's inputs are clipped; with SoftTargets, a target beyond
 // ±InputClip counts as softTarget(t), which still grows with t but only

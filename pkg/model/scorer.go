@@ -183,7 +183,8 @@ func (s *Scorer) Contributions(i int) []float32 { return s.contrib[i*s.nf : (i+1
 // observed category is the model's most likely one (its contribution is
 // the model's ordinary uncertainty, "channel=pos (expected pos)"), and
 // fields that contribute nothing. Numeric and timestamp fields are kept:
-// their error is a distance from the expectation. It allocates nothing.
+// their error is a distance from the reconstruction (Expected describes
+// the field masked instead, which can differ). It allocates nothing.
 func (s *Scorer) Reasons(i, k int, dst []Reason) []Reason {
 	dst = dst[:0]
 	if k <= 0 {
@@ -287,7 +288,7 @@ func fromKey(key uint64) (int, float32) {
 // category (empty when the model expects the field to be missing,
 // UnseenValue when it expects a value outside the training vocabulary).
 // A numeric or timestamp field costs one row through the network: the
-// scorers describe only their alerts.
+// pipeline describes only its alerts; scorer score describes every row.
 func (s *Scorer) Expected(i, f int) string {
 	ef := &s.b.Encoder.Fields[f]
 	var num []float32

@@ -94,7 +94,8 @@ func TestRerankerOrdersOnlyTheTop(t *testing.T) {
 	// 15 reviewed days, 4 frauds a day. Re-ranking the whole day finds 38
 	// against the score-only run's 55; with only the top re-ranked, the
 	// two runs land within a fraud or two of each other as the model's
-	// details move (54 and 54, 55 and 54, 54 and 55 on 2026-12-05).
+	// details move (54 and 54, 55 and 54, 54 and 55 on 2026-12-05), so
+	// the learning run may be up to 3 below.
 	if l.Frauds < s.Frauds-3 || l.Frauds < 50 {
 		t.Errorf("learned run found %d frauds, score-only %d, of 60", l.Frauds, s.Frauds)
 	}
