@@ -273,10 +273,7 @@ func TestConstantFieldIsNotNoise(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mean float32
-	for _, v := range m.Norm {
-		mean += v / float32(len(m.Norm))
-	}
+	mean := meanNorm(m)
 	// fitNorm's mean includes the constant field's own (tiny) error.
 	if m.Norm[1] < 0.5*mean {
 		t.Fatalf("constant field's normaliser %g, fields' mean %g", m.Norm[1], mean)
@@ -427,13 +424,19 @@ func TestNormFloor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mean float32
-	for _, v := range m.Norm {
-		mean += v / float32(len(m.Norm))
-	}
+	mean := meanNorm(m)
 	// Floored at half the mean before flooring: 0.48 of the mean after,
 	// here; its own error (the old floor of a thousandth) was 0.29.
 	if !(m.Norm[1] >= 0.4*mean) || !(m.Norm[1] <= mean) {
 		t.Fatalf("normalisers %v: the copied field's is not floored at %v of the mean", m.Norm, normFloor)
 	}
+}
+
+// meanNorm is the mean of m's normalisers, the scale fitNorm floors by.
+func meanNorm(m *Model) float32 {
+	var mean float32
+	for _, v := range m.Norm {
+		mean += v / float32(len(m.Norm))
+	}
+	return mean
 }

@@ -478,9 +478,9 @@ func anyActive(sp []int32) bool {
 
 // targetErrors writes the squared errors of outputs y against numeric
 // targets t into dst (neither y nor t), as scores, the normalisers and
-// contamination trimming measure them: against t itself, so
-// that a value far outside the training range scores high although the
-// network's inputs are clipped; with SoftTargets, a target beyond
+// contamination trimming measure them: against t itself, so that a value
+// far outside the training range scores high although the network's inputs
+// are clipped; with SoftTargets, a target beyond
 // ±InputClip counts as softTarget(t), which still grows with t but only
 // logarithmically. One pass when no target lies beyond the clip (sqdiff
 // says so), the usual case; the few that do are measured again here.
@@ -511,9 +511,9 @@ func softTarget(t, clip float32) float32 {
 
 // batchErrors writes each field's reconstruction error for rows
 // [from, from+n) into b.ferr (n × F) as fieldErrors does for scoring
-// (targets as targetErrors takes them) and returns it. When every field is one numeric
-// column, errors, outputs and targets line up element for element, so it
-// works on the whole batch in one vector pass.
+// (targets as targetErrors takes them) and returns it. When every field is
+// one numeric column, errors, outputs and targets line up element for
+// element, so it works on the whole batch in one vector pass.
 func (m *Model) batchErrors(b *buffers, d *Data, from, n int) []float32 {
 	F := len(m.Fields)
 	fe := b.ferr[:n*F]

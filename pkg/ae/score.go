@@ -39,12 +39,11 @@ func (s *Scorer) Cap() int { return s.b.cap }
 // the row's field contributions sqrt(e_f / Norm_f) (e_f / Norm_f when
 // Model.Linear), a missing numeric field contributing sqrt(MissSurprisal_f)
 // instead, and, when contrib is non-nil, contrib[i*F+f] holds field f's
-// contribution. Numeric
-// errors are measured against the target beyond the input clip too, so
-// values far outside the training range score high: against the value
-// itself, or, with Model.SoftTargets (set by Train unless
-// Config.RawTargets), against the
-// clip plus the log of the excess (see targetErrors). After Score, Output and Expected describe the same rows.
+// contribution. Numeric errors are measured against the target beyond the
+// input clip too, so values far outside the training range score high:
+// against the value itself, or, with Model.SoftTargets (set by Train unless
+// Config.RawTargets), against the clip plus the log of the excess (see
+// targetErrors). After Score, Output and Expected describe the same rows.
 // n = 0 (a batch whose every record was set aside) does nothing.
 func (s *Scorer) Score(d *Data, from, n int, scores, contrib []float32) {
 	m := s.m
