@@ -317,75 +317,89 @@ func TestConstantFieldIsNotNoise(t *testing.T) {
 	}
 }
 
-// TestSoftTargets: with SoftTargets a numeric value beyond the input clip
-// is measured against the clip plus the log of its excess, so it still
-// scores above a nearer one but not as its square would; a value within the
-// clip, and every other field, score exactly as against the raw target.
-// Both layouts (all-numeric: one vector pass over the batch with a Go tail;
-// mixed: row by row), every kernel, and a row scored alone.
+// TestSoftTargets: with SoftTargets a numeric value beyond ±softFrom() is
+// measured against that start plus the log of its excess, so it still
+// scores above a nearer one but not as its square would; a value within
+// it, and every other field, score exactly as against the raw target.
+// Both starts (the clip, where bundles without SoftFrom begin, and
+// SoftFrom), both layouts (all-numeric: one vector pass over the batch
+// with a Go tail; mixed: row by row), every kernel, and a row scored alone.
 func TestSoftTargets(t *testing.T) {
 	kernels(t, func(t *testing.T) {
 		numeric := []Field{{Name: "a", Numeric: 1}, {Name: "b", Numeric: 1}, {Name: "c", Numeric: 1}}
 		for _, fields := range [][]Field{numeric, testFields} {
-			m, err := New(fields, 32, 8)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m.init(rand.New(rand.NewPCG(3, 3)))
-			for f := range m.Norm {
-				m.Norm[f] = 0.5
-			}
-			F := len(fields)
-			// Field 0's values: within the clip, then ever further out,
-			// in the rows the vector pass covers and in its tail.
-			vals := []float32{5, 50, -5000, 1e6}
-			d := NewData(m, len(vals))
-			rng := rand.New(rand.NewPCG(4, 4))
-			for i := range d.Num {
-				d.Num[i] = float32(rng.NormFloat64())
-			}
-			for r, v := range vals {
-				d.Num[r*m.numCols+m.numOff[0]] = v
-			}
-			score := func(soft bool, from, n int) ([]float32, []float32) {
-				m.SoftTargets = soft
-				s := NewScorer(m, len(vals))
-				sc, c := make([]float32, n), make([]float32, n*F)
-				s.Score(d, from, n, sc, c)
-				return sc, c
-			}
-			_, raw := score(false, 0, len(vals))
-			_, soft := score(true, 0, len(vals))
-			s := NewScorer(m, len(vals))
-			s.Score(d, 0, len(vals), make([]float32, len(vals)), nil)
-			for r, v := range vals {
-				y := s.Output(r)[m.outOff[0]]
-				e := y - softTarget(v, m.InputClip)
-				if want := rootAtLeast0(e * e * (1 / m.Norm[0])); soft[r*F] != want {
-					t.Fatalf("%d fields, value %v: contribution %v, want %v", F, v, soft[r*F], want)
+			for _, start := range []float32{0, 50} {
+				m, err := New(fields, 32, 8)
+				if err != nil {
+					t.Fatal(err)
 				}
-				for f := 1; f < F; f++ {
-					if soft[r*F+f] != raw[r*F+f] {
-						t.Fatalf("%d fields, value %v: field %d contributes %v, %v against the raw target", F, v, f, soft[r*F+f], raw[r*F+f])
+				m.init(rand.New(rand.NewPCG(3, 3)))
+				m.SoftFrom = start
+				for f := range m.Norm {
+					m.Norm[f] = 0.5
+				}
+				from := m.softFrom()
+				if start == 0 && from != m.InputClip || start > 0 && from != start {
+					t.Fatalf("SoftFrom %v: soft targets begin at %v", start, from)
+				}
+				F := len(fields)
+				// Field 0's values: within the clip, then ever further out,
+				// in the rows the vector pass covers and in its tail.
+				vals := []float32{5, 30, 200, -5000, 1e6}
+				d := NewData(m, len(vals))
+				rng := rand.New(rand.NewPCG(4, 4))
+				for i := range d.Num {
+					d.Num[i] = float32(rng.NormFloat64())
+				}
+				for r, v := range vals {
+					d.Num[r*m.numCols+m.numOff[0]] = v
+				}
+				score := func(soft bool, from, n int) ([]float32, []float32) {
+					m.SoftTargets = soft
+					s := NewScorer(m, len(vals))
+					sc, c := make([]float32, n), make([]float32, n*F)
+					s.Score(d, from, n, sc, c)
+					return sc, c
+				}
+				_, raw := score(false, 0, len(vals))
+				_, soft := score(true, 0, len(vals))
+				s := NewScorer(m, len(vals))
+				s.Score(d, 0, len(vals), make([]float32, len(vals)), nil)
+				for r, v := range vals {
+					y := s.Output(r)[m.outOff[0]]
+					e := y - softTarget(v, from)
+					if want := rootAtLeast0(e * e * (1 / m.Norm[0])); soft[r*F] != want {
+						t.Fatalf("%d fields, from %v, value %v: contribution %v, want %v", F, from, v, soft[r*F], want)
+					}
+					if abs32(v) <= from && soft[r*F] != raw[r*F] {
+						t.Fatalf("%d fields, from %v: a value %v within it contributes %v, %v against the raw target", F, from, v, soft[r*F], raw[r*F])
+					}
+					if abs32(v) > from && !(soft[r*F] < raw[r*F]) {
+						t.Fatalf("%d fields, from %v: a value %v beyond it contributes %v, %v against the raw target", F, from, v, soft[r*F], raw[r*F])
+					}
+					for f := 1; f < F; f++ {
+						if soft[r*F+f] != raw[r*F+f] {
+							t.Fatalf("%d fields, value %v: field %d contributes %v, %v against the raw target", F, v, f, soft[r*F+f], raw[r*F+f])
+						}
+					}
+					// A row scored alone gets the batch's bits.
+					_, one := score(true, r, 1)
+					if one[0] != soft[r*F] {
+						t.Fatalf("%d fields, value %v: alone %v, in the batch %v", F, v, one[0], soft[r*F])
 					}
 				}
-				// A row scored alone gets the batch's bits.
-				_, one := score(true, r, 1)
-				if one[0] != soft[r*F] {
-					t.Fatalf("%d fields, value %v: alone %v, in the batch %v", F, v, one[0], soft[r*F])
+				for r := 1; r < len(vals); r++ {
+					if !(soft[r*F] > soft[(r-1)*F]) {
+						t.Fatalf("%d fields, from %v: contributions %v (raw %v) for values %v", F, from, soft, raw, vals)
+					}
 				}
 			}
-			if soft[0] != raw[0] {
-				t.Fatalf("%d fields: a value within the clip contributes %v, %v against the raw target", F, soft[0], raw[0])
-			}
-			for r := 1; r < len(vals); r++ {
-				if !(soft[r*F] > soft[(r-1)*F]) || !(soft[r*F] < raw[r*F]) {
-					t.Fatalf("%d fields: contributions %v (raw %v) for values %v", F, soft, raw, vals)
-				}
-			}
-			if got, want := softTarget(-5000, 10), float32(-(10 + math.Log1p(4990))); got != want {
-				t.Fatalf("softTarget(-5000, 10) = %v, want %v", got, want)
-			}
+		}
+		if got, want := softTarget(-5000, 10), float32(-(10 + math.Log1p(4990))); got != want {
+			t.Fatalf("softTarget(-5000, 10) = %v, want %v", got, want)
+		}
+		if got, want := softTarget(-5000, 50), float32(-(50 + math.Log1p(4950))); got != want {
+			t.Fatalf("softTarget(-5000, 50) = %v, want %v", got, want)
 		}
 	})
 }
@@ -402,6 +416,9 @@ func TestTrainSetsSoftTargets(t *testing.T) {
 		}
 		if m.SoftTargets == raw {
 			t.Fatalf("RawTargets %v: SoftTargets %v", raw, m.SoftTargets)
+		}
+		if want := map[bool]float32{false: SoftFromClips * m.InputClip, true: 0}[raw]; m.SoftFrom != want {
+			t.Fatalf("RawTargets %v: soft targets begin at %v, want %v", raw, m.SoftFrom, want)
 		}
 	}
 }

@@ -31,8 +31,9 @@
 // so a field reconstructed far better than the rest cannot make its small
 // deviations the largest terms): every field contributes about 1 for a
 // typical record whatever its scale, and each term is field f's
-// contribution, the "reason". A target beyond ±InputClip counts as
-// ±(InputClip + ln(1 + excess)) (SoftTargets; models fitted before it use
+// contribution, the "reason". A target beyond ±SoftFrom (SoftFromClips
+// input clips; InputClip for models fitted before SoftFrom) counts as
+// ±(SoftFrom + ln(1 + excess)) (SoftTargets; models fitted before it use
 // the target as it is): still stranger the further out, but a field whose
 // ordinary rows sometimes read thousands of scale units (a sensor's spikes)
 // no longer puts those rows above every anomaly. A missing numeric

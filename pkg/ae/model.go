@@ -50,10 +50,14 @@ type Model struct {
 	// sqrt(e_f/Norm_f), so that one extreme field cannot drown the others.
 	Linear bool `json:"linear,omitempty"`
 	// SoftTargets measures a score's numeric errors against a target
-	// beyond ±InputClip as softTarget(t) (the clip plus the log of the
+	// beyond ±SoftFrom as softTarget(t) (SoftFrom plus the log of the
 	// excess) rather than t itself (see targetErrors). Train sets it; models
 	// trained before it existed score against t, as they always have.
 	SoftTargets bool `json:"soft_targets,omitempty"`
+	// SoftFrom is where soft targets begin, in scale units; 0 means
+	// InputClip, where the models that first had soft targets began them.
+	// Train sets SoftFromClips × InputClip.
+	SoftFrom float32 `json:"soft_from,omitempty"`
 	// W[l] is dims[l]×dims[l+1], row-major; B[l] has dims[l+1] entries.
 	// The input rows of W[0] are the NumCols numeric columns, then for each
 	// field in order its sparse rows: a numeric field's missing indicator, or
@@ -480,33 +484,46 @@ func anyActive(sp []int32) bool {
 // targets t into dst (neither y nor t), as scores, the normalisers and
 // contamination trimming measure them: against t itself, so that a value
 // far outside the training range scores high although the network's inputs
-// are clipped; with SoftTargets, a target beyond
-// ±InputClip counts as softTarget(t), which still grows with t but only
-// logarithmically. One pass when no target lies beyond the clip (sqdiff
-// says so), the usual case; the few that do are measured again here.
+// are clipped; with SoftTargets, a target beyond ±softFrom() counts as
+// softTarget(t), which still grows with t but only logarithmically. One
+// pass when no target lies that far out (sqdiff says so), the usual case;
+// the few that do are measured again here.
 func (m *Model) targetErrors(dst, y, t []float32) {
-	clip := m.InputClip
-	if !sqdiff(dst, y, t, clip) || !m.SoftTargets {
+	if !m.SoftTargets {
+		sqdiff(dst, y, t, m.InputClip)
+		return
+	}
+	from := m.softFrom()
+	if !sqdiff(dst, y, t, from) {
 		return
 	}
 	for i, v := range t {
-		if abs32(v) > clip {
-			e := y[i] - softTarget(v, clip)
+		if abs32(v) > from {
+			e := y[i] - softTarget(v, from)
 			dst[i] = e * e
 		}
 	}
 }
 
-// softTarget is t within ±clip and, beyond it, ±(clip + ln(1 + |t| − clip))
-// with t's sign: continuous, increasing, and ln-slow past the clip, so a
-// value a thousand units out scores above one ten units out but does not
-// drown every other field (or every other record) as its square would.
-func softTarget(t, clip float32) float32 {
+// softFrom is where soft targets begin: SoftFrom, or InputClip for the
+// models fitted before SoftFrom existed.
+func (m *Model) softFrom() float32 {
+	if m.SoftFrom > 0 {
+		return m.SoftFrom
+	}
+	return m.InputClip
+}
+
+// softTarget is t within ±from and, beyond it, ±(from + ln(1 + |t| − from))
+// with t's sign: continuous, increasing, and ln-slow past from, so a value
+// a thousand units out scores above one sixty units out but does not drown
+// every other field (or every other record) as its square would.
+func softTarget(t, from float32) float32 {
 	a := abs32(t)
-	if !(a > clip) {
+	if !(a > from) {
 		return t
 	}
-	return float32(math.Copysign(float64(clip)+math.Log1p(float64(a-clip)), float64(t)))
+	return float32(math.Copysign(float64(from)+math.Log1p(float64(a-from)), float64(t)))
 }
 
 // batchErrors writes each field's reconstruction error for rows

@@ -171,6 +171,7 @@ type header struct {
 	InputClip   float32           `json:"input_clip"`
 	Linear      bool              `json:"linear,omitempty"`
 	SoftTargets bool              `json:"soft_targets,omitempty"`
+	SoftFrom    float32           `json:"soft_from,omitempty"`
 	Norm        []float32         `json:"norm"`
 	Miss        []float32         `json:"miss_surprisal"`
 	Calibration Calibration       `json:"calibration"`
@@ -184,7 +185,7 @@ func (b *Bundle) MarshalBinary() ([]byte, error) {
 		return nil, errors.New("model: bundle lacks an encoder or a model")
 	}
 	h := header{Encoder: b.Encoder, Fields: b.Model.Fields, Hidden: b.Model.Hidden, Bottleneck: b.Model.Bottleneck,
-		InputClip: b.Model.InputClip, Linear: b.Model.Linear, SoftTargets: b.Model.SoftTargets, Norm: b.Model.Norm, Miss: b.Model.MissSurprisal, Calibration: b.Calibration, Meta: b.Meta, Entity: b.Entity}
+		InputClip: b.Model.InputClip, Linear: b.Model.Linear, SoftTargets: b.Model.SoftTargets, SoftFrom: b.Model.SoftFrom, Norm: b.Model.Norm, Miss: b.Model.MissSurprisal, Calibration: b.Calibration, Meta: b.Meta, Entity: b.Entity}
 	hj, err := json.Marshal(h)
 	if err != nil {
 		return nil, fmt.Errorf("model: encode header: %w", err)
@@ -308,6 +309,10 @@ func decode(body []byte) (*Bundle, error) {
 	m.InputClip = h.InputClip
 	m.Linear = h.Linear
 	m.SoftTargets = h.SoftTargets
+	if h.SoftFrom < 0 || math.IsNaN(float64(h.SoftFrom)) || math.IsInf(float64(h.SoftFrom), 0) {
+		return nil, fmt.Errorf("model: soft targets' start %v is not a finite positive number", h.SoftFrom)
+	}
+	m.SoftFrom = h.SoftFrom
 	m.Norm = h.Norm
 	m.MissSurprisal = h.Miss
 	rest := body[fixed+int(hlen):]

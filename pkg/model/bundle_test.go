@@ -69,8 +69,8 @@ func TestBundleRoundTrip(t *testing.T) {
 	if got.Calibration.Quantile(0.995) != b.Calibration.Quantile(0.995) {
 		t.Fatal("calibration lost")
 	}
-	if !got.Model.SoftTargets {
-		t.Fatal("soft targets lost")
+	if !got.Model.SoftTargets || got.Model.SoftFrom != ae.SoftFromClips*got.Model.InputClip {
+		t.Fatalf("soft targets lost: %v from %v", got.Model.SoftTargets, got.Model.SoftFrom)
 	}
 	// The decoded model scores exactly as the original, amounts far beyond
 	// the input clip (soft targets) included.
@@ -99,6 +99,24 @@ func TestBundleRoundTrip(t *testing.T) {
 		t.Fatalf("raw targets: %v, soft %v", err, got != nil && got.Model.SoftTargets)
 	}
 	b.Model.SoftTargets = true
+	// A bundle whose soft targets begin at the clip (written before
+	// soft_from existed) keeps them there, and a bad start is refused.
+	from := b.Model.SoftFrom
+	b.Model.SoftFrom = 0
+	old, _ := b.MarshalBinary()
+	if bytes.Contains(old, []byte("soft_from")) {
+		t.Fatal("a zero start is written out")
+	}
+	if got, err := Unmarshal(old); err != nil || got.Model.SoftFrom != 0 {
+		t.Fatalf("a bundle without soft_from: %v, start %v", err, got.Model.SoftFrom)
+	}
+	b.Model.SoftFrom = -1
+	if bad, _ := b.MarshalBinary(); bad != nil {
+		if _, err := Unmarshal(bad); err == nil {
+			t.Fatal("a negative start was accepted")
+		}
+	}
+	b.Model.SoftFrom = from
 	path := filepath.Join(t.TempDir(), "m.bin")
 	if err := b.WriteFile(path); err != nil {
 		t.Fatal(err)

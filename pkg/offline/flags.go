@@ -23,7 +23,7 @@ func AEFlags(fs *flag.FlagSet, c *ae.Config) {
 	fs.Float64Var(&c.GaussianNoise, "gauss-noise", 0.1, "std of gaussian noise on scaled numeric inputs (negative: off)")
 	fs.Float64Var(&c.MaskNoise, "mask-noise", 0.05, "probability a field is masked as missing (negative: off)")
 	fs.Float64Var(&c.ValidationFraction, "val-frac", 0.1, "share of rows held back for validation")
-	fs.Float64Var(&c.TrimFraction, "trim", 0.05, "share of highest-error training rows left out after warm-up (contamination defence; negative: off)")
+	fs.Float64Var(&c.TrimFraction, "trim", 0.08, "share of highest-error training rows left out after warm-up (contamination defence; negative: off)")
 	fs.IntVar(&c.WarmupEpochs, "warmup", 1, "epochs before trimming starts")
 	fs.BoolVar(&c.Linear, "linear", false, "score with linear field contributions e/norm instead of sqrt(e/norm)")
 	fs.BoolVar(&c.RawTargets, "raw-targets", false, "measure scores' numeric errors against values beyond the input clip as they are, not the clip plus the log of the excess")
