@@ -8,7 +8,7 @@ the Go benchmark draws them) for 20 full epochs of mini-batches of 256 with
 AdamW (lr 1e-3, weight decay 1e-5), swap noise 0.25 and gaussian noise 0.1
 on the inputs and squared error against the clean rows. The Go trainer does
 a little more per epoch (mask noise, a clean pass over all rows to trim the
-worst 5%, a validation pass), so the comparison favours PyTorch slightly.
+worst 8%, a validation pass), so the comparison favours PyTorch slightly.
 Prints one line: "torch <seconds>".
 """
 

@@ -42,7 +42,8 @@ func (s *Scorer) Cap() int { return s.b.cap }
 // contribution. Numeric errors are measured against the target beyond the
 // input clip too, so values far outside the training range score high:
 // against the value itself, or, with Model.SoftTargets (set by Train unless
-// Config.RawTargets), against the clip plus the log of the excess (see
+// Config.RawTargets), beyond ±SoftFrom (the clip for models fitted
+// before SoftFrom) against SoftFrom plus the log of the excess (see
 // targetErrors). After Score, Output and Expected describe the same rows.
 // n = 0 (a batch whose every record was set aside) does nothing.
 func (s *Scorer) Score(d *Data, from, n int, scores, contrib []float32) {

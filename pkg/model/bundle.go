@@ -310,7 +310,7 @@ func decode(body []byte) (*Bundle, error) {
 	m.Linear = h.Linear
 	m.SoftTargets = h.SoftTargets
 	if h.SoftFrom < 0 || math.IsNaN(float64(h.SoftFrom)) || math.IsInf(float64(h.SoftFrom), 0) {
-		return nil, fmt.Errorf("model: soft targets' start %v is not a finite positive number", h.SoftFrom)
+		return nil, fmt.Errorf("model: soft targets' start %v is not a finite non-negative number (0: the input clip)", h.SoftFrom)
 	}
 	m.SoftFrom = h.SoftFrom
 	m.Norm = h.Norm

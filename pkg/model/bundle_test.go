@@ -103,18 +103,27 @@ func TestBundleRoundTrip(t *testing.T) {
 	// soft_from existed) keeps them there, and a bad start is refused.
 	from := b.Model.SoftFrom
 	b.Model.SoftFrom = 0
-	old, _ := b.MarshalBinary()
+	old, err := b.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if bytes.Contains(old, []byte("soft_from")) {
 		t.Fatal("a zero start is written out")
 	}
-	if got, err := Unmarshal(old); err != nil || got.Model.SoftFrom != 0 {
-		t.Fatalf("a bundle without soft_from: %v, start %v", err, got.Model.SoftFrom)
+	got, err = Unmarshal(old)
+	if err != nil {
+		t.Fatalf("a bundle without soft_from: %v", err)
+	}
+	if got.Model.SoftFrom != 0 || got.Model.SoftTargets != true {
+		t.Fatalf("a bundle without soft_from: soft %v from %v", got.Model.SoftTargets, got.Model.SoftFrom)
 	}
 	b.Model.SoftFrom = -1
-	if bad, _ := b.MarshalBinary(); bad != nil {
-		if _, err := Unmarshal(bad); err == nil {
-			t.Fatal("a negative start was accepted")
-		}
+	bad, err := b.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Unmarshal(bad); err == nil {
+		t.Fatal("a negative start was accepted")
 	}
 	b.Model.SoftFrom = from
 	path := filepath.Join(t.TempDir(), "m.bin")

@@ -26,7 +26,7 @@ func AEFlags(fs *flag.FlagSet, c *ae.Config) {
 	fs.Float64Var(&c.TrimFraction, "trim", 0.08, "share of highest-error training rows left out after warm-up (contamination defence; negative: off)")
 	fs.IntVar(&c.WarmupEpochs, "warmup", 1, "epochs before trimming starts")
 	fs.BoolVar(&c.Linear, "linear", false, "score with linear field contributions e/norm instead of sqrt(e/norm)")
-	fs.BoolVar(&c.RawTargets, "raw-targets", false, "measure scores' numeric errors against values beyond the input clip as they are, not the clip plus the log of the excess")
+	fs.BoolVar(&c.RawTargets, "raw-targets", false, "measure scores' numeric errors against values beyond the input clip as they are, not (past 50 scale units, five clips) 50 plus the log of the excess")
 }
 
 // KeyFiles is a flag of key file paths that may be repeated, each use a

@@ -77,7 +77,7 @@ func clamp() {
 // n a multiple of 8, one pass where vek32's Sub_Into and Mul_Into take three
 // (its _Into forms copy first). It also returns nonzero when some |b[i]|
 // exceeds lim (never for NaN): b holds a score's targets, and a model with
-// soft targets measures those beyond its input clip again, in Go, which the
+// soft targets measures those beyond where they begin (SoftFrom) again, in Go, which the
 // kernel's one compare a vector spares every batch without them.
 func sqdiff() {
 	TEXT("sqdiffAVX2", NOSPLIT, "func(dst, a, b *float32, n int, lim float32) uint32")
