@@ -24,7 +24,7 @@ import time
 # make_suite sets single-threaded BLAS defaults before numpy loads; import
 # it first so that they hold here too.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_suite import baselines  # noqa: E402  (same protocol, same detectors)
+from make_suite import measure, write_baselines  # noqa: E402  (same protocol, same detectors)
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -73,24 +73,12 @@ def main(npzdir, outdir="/tmp/adbench"):
             continue
         df = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
         df["label"] = y
-        df.to_csv(os.path.join(outdir, f"{name}.csv"), index=False, float_format="%.10g")
-        df = pd.read_csv(os.path.join(outdir, f"{name}.csv"))
-        res = baselines(df)
+        df, _ = measure(outdir, name, df, summary, per_seed, float_format="%.10g")
         n, a = len(df), int(df["label"].sum())
-        summary.append({
-            "dataset": name, "rows": n, "anomalies": a,
-            "IF_AUPRC": np.mean([r["IF"] for r in res]),
-            "PCA_AUPRC": np.mean([r["PCA"] for r in res]),
-            "MAHA_AUPRC": np.mean([r["MAHA"] for r in res]),
-        })
-        per_seed.extend({"dataset": name, **r} for r in res)
         print(f"{name:12s} rows={n:6d} anom={a:5d} ({100*a/n:4.1f}%) feats={X.shape[1]:3d} "
               f"IF={summary[-1]['IF_AUPRC']:.3f} PCA={summary[-1]['PCA_AUPRC']:.3f} "
               f"MAHA={summary[-1]['MAHA_AUPRC']:.3f}  [{time.time()-t0:.1f}s]", flush=True)
-    pd.DataFrame(summary).to_csv(os.path.join(outdir, "baselines.tsv"), sep="\t",
-                                 index=False, float_format="%.4f")
-    pd.DataFrame(per_seed).to_csv(os.path.join(outdir, "baselines_per_seed.tsv"),
-                                  sep="\t", index=False, float_format="%.4f")
+    write_baselines(outdir, summary, per_seed)
 
 
 if __name__ == "__main__":

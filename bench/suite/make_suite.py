@@ -262,6 +262,32 @@ def baselines(df):
     return rows
 
 
+def measure(outdir, name, df, summary, per_seed, float_format=None):
+    """Writes OUTDIR/NAME.csv, re-reads it (so the baselines see exactly what
+    a user of the file sees), runs the baselines, and appends the set's means
+    to summary and every seed's figures to per_seed. Returns the re-read
+    frame and the per-seed results."""
+    path = os.path.join(outdir, f"{name}.csv")
+    df.to_csv(path, index=False, float_format=float_format)
+    df = pd.read_csv(path)
+    res = baselines(df)
+    summary.append({
+        "dataset": name, "rows": len(df), "anomalies": int(df["label"].sum()),
+        "IF_AUPRC": np.mean([r["IF"] for r in res]),
+        "PCA_AUPRC": np.mean([r["PCA"] for r in res]),
+        "MAHA_AUPRC": np.mean([r["MAHA"] for r in res]),
+    })
+    per_seed.extend({"dataset": name, **r} for r in res)
+    return df, res
+
+
+def write_baselines(outdir, summary, per_seed):
+    pd.DataFrame(summary).to_csv(os.path.join(outdir, "baselines.tsv"), sep="\t",
+                                 index=False, float_format="%.4f")
+    pd.DataFrame(per_seed).to_csv(os.path.join(outdir, "baselines_per_seed.tsv"),
+                                  sep="\t", index=False, float_format="%.4f")
+
+
 def main(outdir="/tmp/suite"):
     os.makedirs(outdir, exist_ok=True)
     summary, per_seed = [], []
@@ -269,28 +295,14 @@ def main(outdir="/tmp/suite"):
         t0 = time.time()
         df = builder()
         assert df.columns[-1] == "label" and not df.isna().any().any(), name
-        df.to_csv(os.path.join(outdir, f"{name}.csv"), index=False)
-        # re-read the CSV so baselines see exactly what a user of the file sees
-        df = pd.read_csv(os.path.join(outdir, f"{name}.csv"))
-        res = baselines(df)
+        df, res = measure(outdir, name, df, summary, per_seed)
         n, a = len(df), int(df["label"].sum())
         ncat = int(sum(not pd.api.types.is_numeric_dtype(df[c]) for c in df.columns[:-1]))
-        summary.append({
-            "dataset": name, "rows": n, "anomalies": a,
-            "IF_AUPRC": np.mean([r["IF"] for r in res]),
-            "PCA_AUPRC": np.mean([r["PCA"] for r in res]),
-            "MAHA_AUPRC": np.mean([r["MAHA"] for r in res]),
-        })
-        for r in res:
-            per_seed.append({"dataset": name, **r})
         print(f"{name:13s} rows={n:6d} anom={a:5d} ({100*a/n:4.1f}%) "
               f"feats={df.shape[1]-1:3d} (cat={ncat:2d}, enc={res[0]['n_features_encoded']:3d}) "
               f"IF={summary[-1]['IF_AUPRC']:.3f} PCA={summary[-1]['PCA_AUPRC']:.3f} "
               f"MAHA={summary[-1]['MAHA_AUPRC']:.3f}  [{time.time()-t0:.1f}s]", flush=True)
-    pd.DataFrame(summary).to_csv(os.path.join(outdir, "baselines.tsv"), sep="\t",
-                                 index=False, float_format="%.4f")
-    pd.DataFrame(per_seed).to_csv(os.path.join(outdir, "baselines_per_seed.tsv"),
-                                  sep="\t", index=False, float_format="%.4f")
+    write_baselines(outdir, summary, per_seed)
 
 
 if __name__ == "__main__":
