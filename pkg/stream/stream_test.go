@@ -43,6 +43,7 @@ func TestContract(t *testing.T) {
 			t.Run("at-least-once", func(t *testing.T) { testAtLeastOnce(t, cfg(t)) })
 			t.Run("uncommitted are redelivered", func(t *testing.T) { testRedelivery(t, cfg(t)) })
 			t.Run("dead letters", func(t *testing.T) { testDeadLetter(t, cfg(t)) })
+			t.Run("tail from a time", func(t *testing.T) { testTailFrom(t, cfg(t)) })
 		})
 	}
 }
@@ -269,5 +270,64 @@ func BenchmarkWriteOne(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// testTailFrom checks where a tail begins. Where no record is at or after
+// the time, it begins at the end as a concrete offset: kafka-go's own
+// lookup answers "the end, whenever the reader first fetches", and a record
+// written before that fetch was skipped.
+func testTailFrom(t *testing.T, cfg Config) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	topic := unique(t, "tail")
+	if err := EnsureTopics(ctx, cfg, Topic{Name: topic, Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if at, err := startOffset(ctx, cfg, topic, 0, time.Unix(0, 0)); err != nil || at != 0 {
+		t.Fatalf("an empty partition's start: %d, %v; want 0", at, err)
+	}
+	produce(t, ctx, cfg, topic, 3, 3)
+	later := time.Now().Add(time.Hour)
+	for _, c := range []struct {
+		since time.Time
+		want  int64
+	}{{time.Unix(0, 0), 0}, {later, 3}} {
+		if at, err := startOffset(ctx, cfg, topic, 0, c.since); err != nil || at != c.want {
+			t.Fatalf("start at %s: %d, %v; want %d", c.since, at, err, c.want)
+		}
+	}
+	// A tail from after every record reads only what is written later.
+	got := make(chan kafka.Message, 16)
+	tctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- Tail(tctx, cfg, topic, later, func(ms []kafka.Message) {
+			for _, m := range ms {
+				got <- m
+			}
+		})
+	}()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	p, err := NewProducer(cfg, ProducerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Write(ctx, kafka.Message{Topic: topic, Value: []byte("new")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		if string(m.Value) != "new" || m.Offset != 3 {
+			t.Fatalf("the tail's first record: offset %d %q; want offset 3 \"new\"", m.Offset, m.Value)
+		}
+	case <-ctx.Done():
+		t.Fatal("the record written after the tail began was not read")
 	}
 }

@@ -45,10 +45,11 @@ func tailPartition(ctx context.Context, cfg Config, topic string, p int, since t
 		r := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Brokers, Topic: topic, Partition: p, Dialer: cfg.dialer(),
 			MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 100 * time.Millisecond, ErrorLogger: cfg.errorLogger()})
 		var err error
-		if next >= 0 {
+		if next < 0 {
+			next, err = startOffset(ctx, cfg, topic, p, since)
+		}
+		if err == nil {
 			err = r.SetOffset(next)
-		} else {
-			err = r.SetOffsetAt(ctx, since)
 		}
 		if err == nil {
 			next, err = tailRead(ctx, r, handle)
@@ -68,6 +69,44 @@ func tailPartition(ctx context.Context, cfg Config, topic string, p int, since t
 		}
 		backoff = min(2*backoff, 10*time.Second)
 	}
+}
+
+// startOffset is where a partition's tail begins: the first record at or
+// after since or, where there is none, the partition's end as it was
+// before the lookup. kafka-go's SetOffsetAt turns "none" into LastOffset,
+// which its reader resolves only on its first fetch, so a record written
+// in between was skipped (a CI run lost a dead letter that way).
+func startOffset(ctx context.Context, cfg Config, topic string, p int, since time.Time) (int64, error) {
+	if len(cfg.Brokers) == 0 {
+		return 0, errors.New("stream: no brokers")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var err error
+	for _, b := range cfg.Brokers {
+		var conn *kafka.Conn
+		conn, err = cfg.dialer().DialLeader(ctx, "tcp", b, topic, p)
+		if err != nil {
+			continue
+		}
+		dl, _ := ctx.Deadline()
+		conn.SetDeadline(dl)
+		// The end first: a record appended after it is read either way.
+		end, lerr := conn.ReadLastOffset()
+		var at int64
+		if lerr == nil {
+			at, lerr = conn.ReadOffset(since)
+		}
+		conn.Close()
+		if lerr != nil {
+			return 0, fmt.Errorf("stream: %s[%d]: offset at %s: %w", topic, p, since.Format(time.RFC3339), lerr)
+		}
+		if at < 0 {
+			return end, nil
+		}
+		return at, nil
+	}
+	return 0, fmt.Errorf("stream: %s[%d]: dialing the leader: %w", topic, p, err)
 }
 
 // tailRead reads r until ctx ends (nil) or a fetch fails; it returns the
