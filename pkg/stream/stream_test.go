@@ -276,7 +276,7 @@ func BenchmarkWriteOne(b *testing.B) {
 // testTailFrom checks where a tail begins. Where no record is at or after
 // the time, it begins at the end as a concrete offset: kafka-go's own
 // lookup answers "the end, whenever the reader first fetches", and a record
-// written before that fetch was skipped.
+// written before that fetch was skipped (startOffset's -1 below).
 func testTailFrom(t *testing.T, cfg Config) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -297,12 +297,17 @@ func testTailFrom(t *testing.T, cfg Config) {
 			t.Fatalf("start at %s: %d, %v; want %d", c.since, at, err, c.want)
 		}
 	}
-	// A tail from after every record reads only what is written later.
+	// A tail from a time after the old records and before the new one
+	// reads only the new one, whether it begins before the write (no
+	// record at or after the time: the end) or after it.
+	time.Sleep(5 * time.Millisecond) // record times are in milliseconds
+	mid := time.Now()
+	time.Sleep(5 * time.Millisecond)
 	got := make(chan kafka.Message, 16)
 	tctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- Tail(tctx, cfg, topic, later, func(ms []kafka.Message) {
+		done <- Tail(tctx, cfg, topic, mid, func(ms []kafka.Message) {
 			for _, m := range ms {
 				got <- m
 			}
@@ -328,6 +333,6 @@ func testTailFrom(t *testing.T, cfg Config) {
 			t.Fatalf("the tail's first record: offset %d %q; want offset 3 \"new\"", m.Offset, m.Value)
 		}
 	case <-ctx.Done():
-		t.Fatal("the record written after the tail began was not read")
+		t.Fatal("the record written after the time was not read")
 	}
 }
