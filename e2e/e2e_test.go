@@ -125,9 +125,18 @@ func (e *env) kcatConsume(topic, f string) []string {
 	return lines
 }
 
-func transactions(seed uint64, n int) (lines []string, ids []string) {
+// transactions returns n transactions of the generator run with seed,
+// after its first skip: the cards and merchants of `generator --seed`, the
+// next ids. Another seed gives the same card ids other home countries and
+// devices, a shift that the trainer's gate may rightly refuse a model for
+// (TestPipelineWithRealServices' second model was refused so in one run of
+// four).
+func transactions(seed uint64, skip, n int) (lines []string, ids []string) {
 	g := generator.New(generator.Config{Seed: seed})
 	now := time.Now()
+	for range skip {
+		g.Next(now)
+	}
 	for range n {
 		tx, _ := g.Next(now)
 		lines = append(lines, tx.Card+"\t"+string(tx.JSON()))
@@ -152,14 +161,20 @@ func TestPipelineWithRealServices(t *testing.T) {
 	b := e.start("scorer", "scorer-b", scorerArgs...)
 
 	// Transactions from kcat, with malformed ones among them.
-	first, ids1 := transactions(21, 3000)
+	first, ids1 := transactions(11, 8000, 3000) // the trainer's world, continued
 	first = append(first, "bad\t{\"tx_id\": \"broken-1\", \"amount\": ", "bad\tnot json at all", "bad\t[1,2,3]")
 	e.kcatProduce(tx, first)
 
 	// A model published mid-stream, then a worker killed without warning
-	// and restarted while the second half arrives.
-	e.run("trainer", append([]string{"run", "--once", "--transactions", tx, "--min-rows", "2000", "--epochs", "3"}, common...)...)
-	second, ids2 := transactions(22, 20000)
+	// and restarted while the second half arrives. The gate's score-shift
+	// check is off for it: in a world minutes old the cards' histories grow
+	// through the window, so the newest rows score unlike the candidate's
+	// validation rows (KS 0.18-0.26 against the current model's 0.07-0.16
+	// in five runs), and it refused the candidate in one run of four. That
+	// check has its own tests (pkg/trainer's TestGate...); this test is
+	// about the swap.
+	e.run("trainer", append([]string{"run", "--once", "--transactions", tx, "--min-rows", "2000", "--epochs", "3", "--max-score-shift", "-1"}, common...)...)
+	second, ids2 := transactions(11, 11000, 20000)
 	go e.kcatProduce(tx, second)
 	time.Sleep(300 * time.Millisecond)
 	b.Process.Signal(syscall.SIGKILL)

@@ -97,7 +97,7 @@ func TestSecuredServices(t *testing.T) {
 	scorerLog := startWith(t, e.dir, scorerEnv, e.bin["scorer"], "scorer", scorerArgs...)
 
 	// Transactions from kcat; each gets a decision, read back by kcat.
-	lines, ids := transactions(32, 1000)
+	lines, ids := transactions(32, 0, 1000)
 	produce := kcat("-P", "-t", tx, "-K", "\t")
 	produce.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
 	if out, err := produce.CombinedOutput(); err != nil {
