@@ -46,7 +46,11 @@ func tailPartition(ctx context.Context, cfg Config, topic string, p int, since t
 			MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 100 * time.Millisecond, ErrorLogger: cfg.errorLogger()})
 		var err error
 		if next < 0 {
-			next, err = startOffset(ctx, cfg, topic, p, since)
+			// next stays -1 on failure: the retry looks the time up again.
+			var at int64
+			if at, err = startOffset(ctx, cfg, topic, p, since); err == nil {
+				next = at
+			}
 		}
 		if err == nil {
 			err = r.SetOffset(next)
