@@ -452,12 +452,17 @@ func jrIsDigit(c byte) bool { return c >= '0' && c <= '9' }
 // instead of a loop whose exit the branch predictor misses on every
 // number of a new length.
 func jrDigits(msg []byte, j int) int {
+	return bits.TrailingZeros64(jrNotDigits(binary.LittleEndian.Uint64(msg[j:]))) >> 3
+}
+
+// jrNotDigits sets the high bit of each byte of w that is not an ASCII
+// digit, and no other bit.
+func jrNotDigits(w uint64) uint64 {
 	const lo7, ten, high = 0x7f7f7f7f7f7f7f7f, 0x7676767676767676, 0x8080808080808080
-	x := binary.LittleEndian.Uint64(msg[j:]) ^ 0x3030303030303030 // a digit becomes 0-9
+	x := w ^ 0x3030303030303030 // a digit becomes 0-9
 	// High bit set: the byte is 10 or more, or was non-ASCII (no carry
 	// crosses bytes: 0x7f + 0x76 < 0x100).
-	notDigit := ((x & lo7) + ten | x) & high
-	return bits.TrailingZeros64(notDigit) >> 3
+	return ((x & lo7) + ten | x) & high
 }
 
 // jrNumberValue returns the end and the value of the number starting at
@@ -479,15 +484,29 @@ func jrNumberValue(msg []byte, i int) (int, float64) {
 		return 0, 0
 	}
 	w := binary.LittleEndian.Uint64(msg[j:])
-	k := jrDigits(msg, j)
+	nd := jrNotDigits(w)
+	k := bits.TrailingZeros64(nd) >> 3
 	if k == 0 || k == 8 || (k > 1 && msg[j] == '0') {
 		return 0, 0
 	}
 	mant := swarDigits(w, k)
-	j += k
 	frac := 0
-	if msg[j] == '.' {
-		j++
+	switch {
+	case msg[j+k] != '.':
+		j += k
+	case nd&(nd-1) != 0:
+		// The fraction ends in the same word ("-1.952," "117.79,"): its end
+		// comes from the mask in hand, not from a second load at the
+		// point, which lengthened the chain that finds where the next key
+		// begins.
+		e := bits.TrailingZeros64(nd&(nd-1)) >> 3
+		if frac = e - k - 1; frac == 0 {
+			return 0, 0
+		}
+		mant = mant*pow10u[frac] + swarDigits(w>>(8*uint(k+1)), frac)
+		j += e
+	default:
+		j += k + 1
 		if j+8 > len(msg) {
 			return 0, 0
 		}

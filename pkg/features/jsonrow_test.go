@@ -832,10 +832,12 @@ func TestNumberFastAgreesWithTheGrammar(t *testing.T) {
 	if answered < 10_000 {
 		t.Fatalf("the fast scanner answered %d times", answered)
 	}
-	for _, s := range []string{"123.45,\"x\":1}", "-0.5}        ", "7,        ", "1234567.1234567}"} {
+	// The fraction ends in the number's first word, or past it.
+	for _, s := range []string{"123.45,\"x\":1}", "-0.5}        ", "7,        ", "1234567.1234567}", "1.952,\"n\":2}", "123456.7}       ", "123.4567}       ", "1.234567,       "} {
 		want, _ := jrNumber([]byte(s), 0)
-		if j, _ := jrNumberValue([]byte(s), 0); j != want {
-			t.Errorf("%q: fast end %d, want %d", s, j, want)
+		j, x := jrNumberValue([]byte(s), 0)
+		if v, ok := parseDecimal(s[:want]); j != want || !ok || math.Float64bits(x) != math.Float64bits(v) {
+			t.Errorf("%q: fast end %d value %v, want %d %v", s, j, x, want, v)
 		}
 	}
 	for _, s := range []string{"1e5,       ", "12345678,       ", "1.5}", "01,        ", "-x,        ", "1.,        "} {
