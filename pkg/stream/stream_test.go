@@ -300,25 +300,45 @@ func testTailFrom(t *testing.T, cfg Config) {
 	// A tail from a time after the old records and before the new one
 	// reads only the new one, whether it begins before the write (no
 	// record at or after the time: the end) or after it.
-	time.Sleep(5 * time.Millisecond) // record times are in milliseconds
-	mid := time.Now()
+	got := tailInto(t, ctx, cfg, topic, timeAfterRecords())
+	writeAndReadFirst(t, ctx, cfg, topic, got, 3)
+}
+
+// timeAfterRecords returns a time after every record written so far and
+// before every record written from now on (record times are milliseconds).
+func timeAfterRecords() time.Time {
 	time.Sleep(5 * time.Millisecond)
+	at := time.Now()
+	time.Sleep(5 * time.Millisecond)
+	return at
+}
+
+// tailInto tails topic from since into the returned channel until the test
+// ends, and then checks that Tail returned nil.
+func tailInto(t *testing.T, ctx context.Context, cfg Config, topic string, since time.Time) <-chan kafka.Message {
 	got := make(chan kafka.Message, 16)
 	tctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- Tail(tctx, cfg, topic, mid, func(ms []kafka.Message) {
+		done <- Tail(tctx, cfg, topic, since, func(ms []kafka.Message) {
 			for _, m := range ms {
 				got <- m
 			}
 		})
 	}()
-	defer func() {
+	t.Cleanup(func() {
 		stop()
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
-	}()
+	})
+	return got
+}
+
+// writeAndReadFirst writes a record "new" to topic and fails unless it is
+// the first that got receives, at offset want.
+func writeAndReadFirst(t *testing.T, ctx context.Context, cfg Config, topic string, got <-chan kafka.Message, want int64) {
+	t.Helper()
 	p, err := NewProducer(cfg, ProducerOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -329,8 +349,8 @@ func testTailFrom(t *testing.T, cfg Config) {
 	}
 	select {
 	case m := <-got:
-		if string(m.Value) != "new" || m.Offset != 3 {
-			t.Fatalf("the tail's first record: offset %d %q; want offset 3 \"new\"", m.Offset, m.Value)
+		if string(m.Value) != "new" || m.Offset != want {
+			t.Fatalf("the tail's first record: offset %d %q; want offset %d \"new\"", m.Offset, m.Value, want)
 		}
 	case <-ctx.Done():
 		t.Fatal("the record written after the time was not read")

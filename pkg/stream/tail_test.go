@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -29,31 +28,14 @@ func TestTailRetriesItsStartLookup(t *testing.T) {
 		t.Fatal(err)
 	}
 	produce(t, ctx, cfg, topic, 3, 3)
-	time.Sleep(5 * time.Millisecond) // record times are in milliseconds
-	mid := time.Now()
-	time.Sleep(5 * time.Millisecond)
+	since := timeAfterRecords()
 
 	var failed atomic.Int32
 	e.c.ControlKey(int16(kmsg.ListOffsets), func(kmsg.Request) (kmsg.Response, error, bool) {
 		failed.Add(1)
 		return nil, errors.New("injected: connection dropped"), true // handled once, then removed
 	})
-	got := make(chan kafka.Message, 16)
-	tctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- Tail(tctx, cfg, topic, mid, func(ms []kafka.Message) {
-			for _, m := range ms {
-				got <- m
-			}
-		})
-	}()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	got := tailInto(t, ctx, cfg, topic, since)
 	// The first lookup failed; wait for the retry to be under way.
 	for failed.Load() == 0 {
 		if ctx.Err() != nil {
@@ -62,20 +44,5 @@ func TestTailRetriesItsStartLookup(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	time.Sleep(300 * time.Millisecond) // past the 100 ms backoff
-	p, err := NewProducer(cfg, ProducerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	if err := p.Write(ctx, kafka.Message{Topic: topic, Value: []byte("new")}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case m := <-got:
-		if string(m.Value) != "new" || m.Offset != 3 {
-			t.Fatalf("after a failed lookup the tail read offset %d %q first; want offset 3 \"new\"", m.Offset, m.Value)
-		}
-	case <-ctx.Done():
-		t.Fatal("the record written after the time was not read")
-	}
+	writeAndReadFirst(t, ctx, cfg, topic, got, 3)
 }
